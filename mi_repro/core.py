@@ -26,6 +26,8 @@ def atomic_path(path:str|Path, # final path; its folder is created
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0); os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only; give it the permissions of a normal file
     tmp = Path(tmp)
     try:
         yield tmp
