@@ -285,9 +285,15 @@ def load_model(name_or_path:str|Path, # registry name, local directory or Huggin
     from nnsight.modeling.transformers import TransformersModel
     dev, dt = pick_device(device), pick_dtype(dtype)
     d = locate(name_or_path)
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='.*generation flags.*')
-        hf = AutoModelForCausalLM.from_pretrained(d, dtype=dt, local_files_only=True, **kw).to(dev).eval()
+    from transformers.utils import logging as hf_logging
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # loading a converted folder takes well under a second: no bar
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='.*generation flags.*')
+            hf = AutoModelForCausalLM.from_pretrained(d, dtype=dt, local_files_only=True, **kw).to(dev).eval()
+    finally:
+        if bars: hf_logging.enable_progress_bar()
     tok = AutoTokenizer.from_pretrained(d, local_files_only=True)
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     spec = spec_from_config(hf.config, _check_name(name_or_path))
