@@ -12,8 +12,8 @@ from tqdm.auto import tqdm
 from .core import UserError, atomic_path, atomic_write, read_json
 
 # %% auto #0
-__all__ = ['ACTS', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'fit', 'evaluate', 'spliced', 'export_circuit_tracer',
-           'import_circuit_tracer']
+__all__ = ['ACTS', 'DICT_VERSION', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'fit', 'evaluate', 'spliced',
+           'export_circuit_tracer', 'import_circuit_tracer']
 
 # %% ../nbs/04_dictionaries.ipynb #581e0f53
 class _TopK(torch.autograd.Function):
@@ -56,6 +56,7 @@ class _Jump(torch.autograd.Function):
 
 # %% ../nbs/04_dictionaries.ipynb #acfc44d4
 ACTS = ('relu', 'topk', 'batchtopk', 'jumprelu')
+DICT_VERSION = 2  # bump when the saved format or training changes; keys the cache and training runs
 
 class Transcoder(nn.Module):
     "A sparse dictionary y ≈ W_dec^T σ(W_enc x + b_enc) + b_dec (+ W_skip x); an SAE when it reconstructs its input."
@@ -86,12 +87,13 @@ class Transcoder(nn.Module):
         self.log_threshold = nn.Parameter(torch.full((n_features,), math.log(0.1))) if act == 'jumprelu' else None
         self.register_buffer('threshold', torch.zeros(()))  # batchtopk: running inference threshold
         self.register_buffer('x_scale', torch.ones(()))
+        self.register_buffer('x_mean', torch.zeros(d_in))  # encoder input centring (normalized units)
         self.register_buffer('y_scale', torch.ones(()))
 
     n_features = property(lambda self: self.cfg['n_features'])
     act = property(lambda self: self.cfg['act'])
 
-    def pre(self, x): return torch.addmm(self.b_enc, x * self.x_scale, self.W_enc.T)
+    def pre(self, x): return torch.addmm(self.b_enc, x * self.x_scale - self.x_mean, self.W_enc.T)
 
     def encode(self, x:torch.Tensor, # [B, d_in] raw activations
               ) -> torch.Tensor:
@@ -118,12 +120,13 @@ class Transcoder(nn.Module):
                      ) -> tuple[torch.Tensor, dict]:
         "Normalized reconstruction and the pieces the loss needs, with training-time sparsity mechanics."
         a, k = self.act, self.cfg['k']
+        xc = x - self.x_mean
         if a == 'topk':
-            v, i = _TopK.apply(x, self.W_enc, self.b_enc, k)
+            v, i = _TopK.apply(xc, self.W_enc, self.b_enc, k)
             y = F.embedding_bag(i, self.W_dec, per_sample_weights=v, mode='sum') + self.b_dec
             info = dict(idx=i, vals=v, l0=float(k))
         else:
-            p = torch.addmm(self.b_enc, x, self.W_enc.T)
+            p = torch.addmm(self.b_enc, xc, self.W_enc.T)
             if a == 'relu':
                 z = p.relu()
                 info = dict(sparsity=(z * self.W_dec.norm(dim=1)).sum(-1).mean())
@@ -148,6 +151,7 @@ class Transcoder(nn.Module):
     def fold(self) -> 'Transcoder':
         "Write the input/output scales into the weights (in place): the dictionary then acts on raw units with scales 1."
         sx, sy = self.x_scale.item(), self.y_scale.item()
+        self.b_enc.sub_(self.W_enc @ self.x_mean); self.x_mean.zero_()
         self.W_enc.mul_(sx); self.W_dec.div_(sy); self.b_dec.div_(sy)
         if self.W_skip is not None: self.W_skip.mul_(sx / sy)
         self.x_scale.fill_(1.); self.y_scale.fill_(1.)
@@ -197,6 +201,7 @@ class Trainer:
         tc = self.tc
         tc.x_scale.fill_(math.sqrt(x.shape[1] / x.pow(2).sum(1).mean().item()))
         tc.y_scale.fill_(math.sqrt(y.shape[1] / y.pow(2).sum(1).mean().item()))
+        tc.x_mean.copy_((x * tc.x_scale).mean(0))
         tc.b_dec.copy_((y * tc.y_scale).mean(0))
 
     def step(self, x:torch.Tensor, # [B, d_in] raw input
@@ -236,7 +241,7 @@ class Trainer:
     def _auxk(self, xn, resid, dead, var):
         "AuxK: the top dead features reconstruct the residual error (normalized by the batch variance)."
         tc, ka = self.tc, min(2 * self.tc.cfg['k'], int(dead.sum()))
-        p = torch.addmm(tc.b_enc, xn, tc.W_enc.T)
+        p = torch.addmm(tc.b_enc, xn - tc.x_mean, tc.W_enc.T)
         p = p.masked_fill(~dead.to(p.device), float('-inf'))
         v, i = p.topk(ka, dim=-1, sorted=False)
         r = F.embedding_bag(i, tc.W_dec, per_sample_weights=v.relu(), mode='sum')
@@ -299,7 +304,7 @@ def load_dict(path:str|Path) -> Transcoder:
     if meta is None or not path.exists(): raise UserError(f"no dictionary at {path} (needs {path.name} and {path.with_suffix('.json').name})")
     tc = Transcoder(**meta['cfg'])
     try: tc.load_state_dict(load_file(str(path)))
-    except Exception as e: raise UserError(f"{path} does not match its config {path.with_suffix('.json').name}: {str(e).splitlines()[0]}") from None
+    except Exception as e: raise UserError(f"{path} does not match its config {path.with_suffix('.json').name}: {' '.join(str(e).split())[:300]}") from None
     return tc
 
 def _steps_for(store, batch_size, epochs):
@@ -324,7 +329,7 @@ def fit(store, # a chapter-03 `Store` holding the sites below
     d_in, d_out = (store.man['d_mlp'] if s == 'mlp_hidden' else store.man['d_model'] for s in (src, dst))
     steps = _steps_for(store, batch_size, epochs)
     cfg = dict(d_in=d_in, n_features=n_features or 8 * d_in, d_out=d_out, act=act, k=k, skip=skip, l1=l1, seed=seed)
-    run = dict(store=str(store.path), store_ids=store.man['ids_hash'], layers=layers, src=src, dst=dst, cfg=cfg,
+    run = dict(version=DICT_VERSION, store=str(store.path), store_ids=store.man['ids_hash'], layers=layers, src=src, dst=dst, cfg=cfg,
                epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, steps=steps)
     prev = read_json(out/'run.json')
     if prev is not None and prev != run:
