@@ -38,6 +38,36 @@ class _TopK(torch.autograd.Function):
         gb = torch.zeros(ctx.nf, dtype=g.dtype, device=g.device).index_add_(0, idx.flatten(), g)
         return None, gW, gb, None
 
+# %% ../nbs/04_dictionaries.ipynb #fa049a69
+class _BatchTopK(torch.autograd.Function):
+    "BatchTopK encoder: the k*B largest ReLU(x W^T + b) of the batch as (values, rows, features), sorted by row."
+    @staticmethod
+    def forward(ctx, x, W, b, k):
+        pre = torch.addmm(b, x, W.T).relu_()
+        B, nf = pre.shape
+        vals, pos = pre.view(-1).topk(k * B, sorted=False)
+        pos, o = pos.sort(); vals = vals[o]
+        keep = vals > 0
+        vals, pos = vals[keep], pos[keep]
+        rows, cols = pos // nf, pos % nf
+        ctx.save_for_backward(x, rows, cols); ctx.nf = nf
+        return vals, rows, cols
+
+    @staticmethod
+    def backward(ctx, gv, gr, gc):
+        x, rows, cols = ctx.saved_tensors
+        with torch.sparse.check_sparse_tensor_invariants(False):
+            Gt = torch.sparse_coo_tensor(torch.stack([cols, rows]), gv.to(x.dtype), (ctx.nf, x.shape[0]))
+        gW = torch.sparse.mm(Gt, x)
+        gb = torch.zeros(ctx.nf, dtype=gv.dtype, device=gv.device).index_add_(0, cols, gv)
+        return None, gW, gb, None
+
+def _bag(vals, rows, cols, W, B):
+    "Sum of vals * W[cols] per row (rows sorted), as a [B, d] tensor."
+    offsets = torch.zeros(B, dtype=torch.long, device=rows.device)
+    offsets[1:] = torch.bincount(rows, minlength=B).cumsum(0)[:-1]
+    return F.embedding_bag(cols, W, offsets, per_sample_weights=vals, mode='sum')
+
 # %% ../nbs/04_dictionaries.ipynb #9c22c88b
 class _Jump(torch.autograd.Function):
     "JumpReLU p*H(p-t) (l0=False) or the step H(p-t) (l0=True), with straight-through gradients for t."
@@ -125,19 +155,17 @@ class Transcoder(nn.Module):
             v, i = _TopK.apply(xc, self.W_enc, self.b_enc, k)
             y = F.embedding_bag(i, self.W_dec, per_sample_weights=v, mode='sum') + self.b_dec
             info = dict(idx=i, vals=v, l0=float(k))
+        elif a == 'batchtopk':
+            v, r, c = _BatchTopK.apply(xc, self.W_enc, self.b_enc, k)
+            y = _bag(v, r, c, self.W_dec, len(x)) + self.b_dec
+            with torch.no_grad():  # a running threshold for monitoring; `calibrate` sets the final one
+                self.threshold.lerp_(v.min().detach() if len(v) else self.threshold, 0.01 if self.threshold > 0 else 1.0)
+            info = dict(idx=c, vals=v, l0=len(v) / len(x))
         else:
             p = torch.addmm(self.b_enc, xc, self.W_enc.T)
             if a == 'relu':
                 z = p.relu()
                 info = dict(sparsity=(z * self.W_dec.norm(dim=1)).sum(-1).mean())
-            elif a == 'batchtopk':
-                r = p.relu()
-                kth = r.flatten().topk(k * len(r), sorted=False).values
-                cut = kth.min()
-                z = r * (r >= cut)
-                with torch.no_grad():  # the inference threshold: running mean of the batch cut-offs
-                    self.threshold.lerp_(cut.detach(), 0.01 if self.threshold > 0 else 1.0)
-                info = {}
             else:
                 t = self.log_threshold.exp()
                 z = _Jump.apply(p, t, self.cfg['eps'], False)
