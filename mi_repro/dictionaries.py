@@ -7,12 +7,13 @@ from __future__ import annotations
 import json, math, os, time
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
+import torch.distributed as dist
 from safetensors.torch import save_file, load_file, safe_open
 from tqdm.auto import tqdm
 from .core import UserError, atomic_path, atomic_write, read_json
 
 # %% auto #0
-__all__ = ['ACTS', 'DICT_VERSION', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'fit', 'evaluate', 'spliced',
+__all__ = ['ACTS', 'DICT_VERSION', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'fit', 'main', 'evaluate', 'spliced',
            'export_circuit_tracer', 'import_circuit_tracer']
 
 # %% ../nbs/04_dictionaries.ipynb #581e0f53
@@ -201,6 +202,11 @@ class Transcoder(nn.Module):
         return None
 
 # %% ../nbs/04_dictionaries.ipynb #cb422d73
+class _Fwd(nn.Module):
+    "The training forward as a module's `forward`, so that DistributedDataParallel can wrap it."
+    def __init__(self, tc): super().__init__(); self.tc = tc
+    def forward(self, xn): return self.tc.train_forward(xn)
+
 def _lr_at(step:int, steps:int, lr:float, warmup:float=0.05, decay:float=0.2) -> float:
     w, d = max(1, int(warmup * steps)), int(decay * steps)
     if step < w: return lr * (step + 1) / w
@@ -223,14 +229,24 @@ class Trainer:
         self.step_i = 0
         self.since = torch.zeros(tc.n_features, dtype=torch.long)  # steps since each feature last fired
         self.unit_dec = tc.act in ('topk', 'batchtopk')
+        self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        self.net = nn.parallel.DistributedDataParallel(_Fwd(tc)) if self.world > 1 else _Fwd(tc)
+
+    def _sum(self, t:torch.Tensor, op=None) -> torch.Tensor:
+        "Sum (or `op`) of `t` over the processes of a distributed run; `t` itself otherwise."
+        if self.world == 1: return t
+        t = t.detach().clone()
+        dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
+        return t
 
     @torch.no_grad()
     def _init_from(self, x, y):
-        tc = self.tc
-        tc.x_scale.fill_(math.sqrt(x.shape[1] / x.pow(2).sum(1).mean().item()))
-        tc.y_scale.fill_(math.sqrt(y.shape[1] / y.pow(2).sum(1).mean().item()))
-        tc.x_mean.copy_((x * tc.x_scale).mean(0))
-        tc.b_dec.copy_((y * tc.y_scale).mean(0))
+        "Scales, centring and b_dec from the first (global) batch."
+        tc, n = self.tc, self._sum(torch.tensor(float(len(x)))).item()
+        tc.x_scale.fill_(math.sqrt(x.shape[1] * n / self._sum(x.pow(2).sum()).item()))
+        tc.y_scale.fill_(math.sqrt(y.shape[1] * n / self._sum(y.pow(2).sum()).item()))
+        tc.x_mean.copy_(self._sum((x * tc.x_scale).sum(0)) / n)
+        tc.b_dec.copy_(self._sum((y * tc.y_scale).sum(0)) / n)
 
     def step(self, x:torch.Tensor, # [B, d_in] raw input
              y:torch.Tensor, # [B, d_out] raw target
@@ -240,19 +256,23 @@ class Trainer:
         if self.step_i == 0: self._init_from(x, y)
         xn, yn = x * tc.x_scale, y * tc.y_scale
         with torch.autocast('cpu' if x.device.type == 'cpu' else 'cuda', dtype=torch.bfloat16, enabled=self.bf16):
-            yh, info = tc.train_forward(xn)
+            yh, info = self.net(xn)
         yh = yh.float()
         err = (yn - yh).pow(2).sum()
-        var = (yn - yn.mean(0)).pow(2).sum()
-        fvu = err / var
-        loss = fvu + (tc.cfg['l1'] * info['sparsity'] if 'sparsity' in info else 0)
+        # the variance of the *global* batch: with DDP averaging gradients over processes, world x local error
+        # over global variance gives exactly the gradient of one process on the whole batch
+        n, s1, s2 = self._sum(torch.tensor(float(len(yn)))), self._sum(yn.sum(0)), self._sum(yn.pow(2).sum())
+        var = (s2 - s1.pow(2).sum() / n).clamp_min(1e-12)
+        fvu = self._sum(err.detach()) / var
+        loss = self.world * err / var + (tc.cfg['l1'] * info['sparsity'] if 'sparsity' in info else 0)
         fired = torch.zeros(tc.n_features, dtype=torch.bool)
-        if 'idx' in info: fired[info['idx'][info['vals'] > 0].unique()] = True
+        if 'idx' in info: fired[info['idx'][info['vals'] > 0].unique().cpu()] = True
         else: fired |= (info['z'] > 0).any(0).cpu()
+        fired = self._sum(fired.to(torch.int32), dist.ReduceOp.MAX if self.world > 1 else None).bool()
         self.since = torch.where(fired, 0, self.since + 1)
         dead = self.since >= self.dead_steps
         if tc.act == 'topk' and dead.any() and self.aux_coef:
-            loss = loss + self.aux_coef * self._auxk(xn, (yn - yh).detach(), dead, var)
+            loss = loss + self.aux_coef * self.world * self._auxk(xn, (yn - yh).detach(), dead, var)
         for g in self.opt.param_groups: g['lr'] = _lr_at(self.step_i, self.steps, self.lr)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -264,7 +284,7 @@ class Trainer:
         if self.unit_dec:
             with torch.no_grad(): tc.W_dec /= tc.W_dec.norm(dim=1, keepdim=True)
         self.step_i += 1
-        return dict(loss=loss.item(), fvu=fvu.item(), l0=info['l0'], dead=dead.float().mean().item())
+        return dict(loss=loss.item() / self.world, fvu=fvu.item(), l0=info['l0'], dead=dead.float().mean().item())
 
     def _auxk(self, xn, resid, dead, var):
         "AuxK: the top dead features reconstruct the residual error (normalized by the batch variance)."
@@ -349,7 +369,11 @@ def fit(store, # a chapter-03 `Store` holding the sites below
         ckpt_every:int=200, # steps between checkpoints
         progress:bool=True,
        ) -> dict[int, Transcoder]:
-    "Train one dictionary per layer from `store` in a single pass per epoch; resumable; returns {layer: Transcoder}."
+    "Train one dictionary per layer from `store` in a single pass per epoch; resumable; under `torchrun`, data-parallel (DDP)."
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not dist.is_initialized():
+        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    main_proc = rank == 0
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     layers = sorted(set(layers))
     sites = [src] if src == dst else [src, dst]
@@ -362,7 +386,7 @@ def fit(store, # a chapter-03 `Store` holding the sites below
     prev = read_json(out/'run.json')
     if prev is not None and prev != run:
         raise UserError(f"{out} holds a training run with other settings; pick another folder or delete it")
-    atomic_write(out/'run.json', json.dumps(run, indent=1))
+    if main_proc: atomic_write(out/'run.json', json.dumps(run, indent=1))
     done = {l: out/f'layer_{l}.safetensors' for l in layers}
     if all(p.exists() for p in done.values()): return {l: load_dict(p) for l, p in done.items()}
     trs = {}
@@ -374,16 +398,16 @@ def fit(store, # a chapter-03 `Store` holding the sites below
             trs[l] = Trainer(Transcoder(**{**cfg, 'seed': seed + l}), lr=lr, steps=steps, seed=seed)
     start = min(t.step_i for t in trs.values())
     if len({t.step_i for t in trs.values()}) > 1: raise UserError(f"checkpoints in {out} are at different steps: delete them to start over")
-    bar = tqdm(total=steps, initial=start, desc=f"fit {act} x{len(layers)} layers", unit='step', disable=not progress)
+    bar = tqdm(total=steps, initial=start, desc=f"fit {act} x{len(layers)} layers", unit='step', disable=not (progress and main_proc))
     s, epoch, t0, hist = 0, 0, time.perf_counter(), {l: [] for l in layers}
     while s < steps:
         for b in store.batches(layers, sites, batch_size=batch_size, seed=seed + epoch):
             if s >= steps: break
             if s < start: s += 1; continue  # fast-forward a resumed stream to the checkpoint's position
-            logs = {l: trs[l].step(b[(l, src)], b[(l, dst)]) for l in layers}
+            logs = {l: trs[l].step(b[(l, src)][rank::world], b[(l, dst)][rank::world]) for l in layers}  # each process its rows
             for l in layers: hist[l].append(logs[l])
             s += 1
-            if s % ckpt_every == 0 and s < steps:
+            if s % ckpt_every == 0 and s < steps and main_proc:
                 for l in layers: trs[l].save(out/f'layer_{l}.ckpt')
             bar.update(1)
             m = lambda key: sum(v[key] for v in logs.values()) / len(logs)
@@ -395,11 +419,35 @@ def fit(store, # a chapter-03 `Store` holding the sites below
     res = {}
     for l in layers:
         tc = trs[l].tc.eval().calibrate(calib[(l, src)])
+        res[l] = tc
+        if not main_proc: continue
         save_dict(tc, done[l], dict(layer=l, src=src, dst=dst, steps=steps, store=str(store.path), model=store.man['model'],
                                     final=hist[l][-1] if hist[l] else None))
         (out/f'layer_{l}.ckpt').unlink(missing_ok=True)
-        res[l] = tc
+    if world > 1: dist.barrier()
     return res
+
+def main(argv=None):
+    "Command line: `python -m mi_repro.dictionaries STORE OUT --layers 0 1 ...`; the same under `torchrun --nproc_per_node N -m mi_repro.dictionaries ...`."
+    import argparse, sys
+    ap = argparse.ArgumentParser(prog='python -m mi_repro.dictionaries', description='Train dictionaries from an activation store (chapter 03).')
+    ap.add_argument('store'); ap.add_argument('out')
+    ap.add_argument('--layers', type=int, nargs='+', required=True)
+    ap.add_argument('--src', default='mlp_in'); ap.add_argument('--dst', default='mlp_out')
+    ap.add_argument('--act', default='batchtopk'); ap.add_argument('--k', type=int, default=32)
+    ap.add_argument('--n-features', type=int); ap.add_argument('--epochs', type=float, default=1.0)
+    ap.add_argument('--batch-size', type=int, default=4096); ap.add_argument('--lr', type=float)
+    ap.add_argument('--seed', type=int, default=0); ap.add_argument('--ckpt-every', type=int, default=200)
+    a = ap.parse_args(argv)
+    from mi_repro.activations import Store
+    try:
+        fit(Store(a.store).check(), a.layers, a.out, src=a.src, dst=a.dst, n_features=a.n_features, act=a.act, k=a.k,
+            epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, ckpt_every=a.ckpt_every)
+    except UserError as e:
+        print(f"mi-repro: error: {e}", file=sys.stderr); return 2
+    finally:
+        if dist.is_initialized(): dist.destroy_process_group()
+    return 0
 
 # %% ../nbs/04_dictionaries.ipynb #1d954e95
 @torch.no_grad()
@@ -489,3 +537,7 @@ def import_circuit_tracer(path:str|Path, # a transcoder-set folder
             if th is not None: tc.log_threshold.copy_(th.clamp_min(1e-12).log())
         res[l] = tc.eval()
     return res
+
+# %% ../nbs/04_dictionaries.ipynb #2650cd3a
+if __name__ == '__main__' and '__file__' in globals():
+    import sys; sys.exit(main())

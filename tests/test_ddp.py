@@ -1,0 +1,34 @@
+"Data-parallel training: the dictionary trainer under `torchrun` with 2 CPU processes (gloo) matches 1 process on the same data."
+import os, subprocess, sys
+from pathlib import Path
+import pytest, torch
+
+@pytest.fixture(scope='module')
+def store(tmp_path_factory):
+    from mi_repro.models import load_model
+    from mi_repro.corpus import contexts
+    from mi_repro.activations import capture
+    lm, tok, spec = load_model('tiny-qwen3', 'cpu')
+    C = contexts(tok, 'train', ctx=32, n_tokens=32 * 48, progress=False)
+    return capture(lm, spec, C, tmp_path_factory.mktemp('s')/'store', layers=[0, 1], batch_size=8, progress=False).path
+
+def train(store, out, nproc):
+    args = [str(store), str(out), '--layers', '0', '1', '--act', 'topk', '--k', '4', '--n-features', '128',
+            '--epochs', '3', '--batch-size', '256', '--lr', '3e-3']
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    if nproc == 1: cmd = [sys.executable, '-m', 'mi_repro.dictionaries', *args]
+    else: cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}', '-m', 'mi_repro.dictionaries', *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+def test_ddp_matches_single_process(store, tmp_path):
+    from mi_repro.dictionaries import load_dict
+    train(store, tmp_path/'one', 1)
+    train(store, tmp_path/'two', 2)
+    for l in (0, 1):
+        a, b = load_dict(tmp_path/'one'/f'layer_{l}.safetensors'), load_dict(tmp_path/'two'/f'layer_{l}.safetensors')
+        for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert p.shape == q.shape, n
+            assert torch.allclose(p, q, rtol=1e-3, atol=1e-4), (l, n, (p - q).abs().max().item())
+        # and training did something: the weights moved away from their initialization
+        assert not torch.allclose(a.W_dec, type(a)(**a.cfg).W_dec, atol=1e-3)
