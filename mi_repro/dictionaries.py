@@ -17,57 +17,70 @@ __all__ = ['ACTS', 'DICT_VERSION', 'Transcoder', 'Trainer', 'save_dict', 'load_d
            'export_circuit_tracer', 'import_circuit_tracer']
 
 # %% ../nbs/04_dictionaries.ipynb #581e0f53
-class _TopK(torch.autograd.Function):
-    "TopK encoder: (values, indices) of the k largest ReLU(x W^T + b); sparse gradient for W and b."
-    @staticmethod
-    def forward(ctx, x, W, b, k):
-        pre = torch.addmm(b, x, W.T)
-        vals, idx = pre.topk(k, dim=-1, sorted=False)
-        vals = vals.relu()
-        ctx.save_for_backward(x, idx, vals)
-        ctx.nf = W.shape[0]
-        return vals, idx
-
-    @staticmethod
-    def backward(ctx, gv, gi):
-        x, idx, vals = ctx.saved_tensors
-        g = (gv * (vals > 0)).flatten()
-        rows = torch.arange(idx.shape[0], device=x.device).repeat_interleave(idx.shape[1])
-        with torch.sparse.check_sparse_tensor_invariants(False):
-            Gt = torch.sparse_coo_tensor(torch.stack([idx.flatten(), rows]), g.to(x.dtype), (ctx.nf, idx.shape[0]))
-        gW = torch.sparse.mm(Gt, x)
-        gb = torch.zeros(ctx.nf, dtype=g.dtype, device=g.device).index_add_(0, idx.flatten(), g)
-        return None, gW, gb, None
-
-# %% ../nbs/04_dictionaries.ipynb #fa049a69
-class _BatchTopK(torch.autograd.Function):
-    "BatchTopK encoder: the k*B largest ReLU(x W^T + b) of the batch as (values, rows, features), sorted by row."
-    @staticmethod
-    def forward(ctx, x, W, b, k):
-        pre = torch.addmm(b, x, W.T).relu_()
-        B, nf = pre.shape
-        vals, pos = pre.view(-1).topk(k * B, sorted=False)
-        pos, o = pos.sort(); vals = vals[o]
-        keep = vals > 0
-        vals, pos = vals[keep], pos[keep]
-        rows, cols = pos // nf, pos % nf
-        ctx.save_for_backward(x, rows, cols); ctx.nf = nf
-        return vals, rows, cols
-
-    @staticmethod
-    def backward(ctx, gv, gr, gc):
-        x, rows, cols = ctx.saved_tensors
-        with torch.sparse.check_sparse_tensor_invariants(False):
-            Gt = torch.sparse_coo_tensor(torch.stack([cols, rows]), gv.to(x.dtype), (ctx.nf, x.shape[0]))
-        gW = torch.sparse.mm(Gt, x)
-        gb = torch.zeros(ctx.nf, dtype=gv.dtype, device=gv.device).index_add_(0, cols, gv)
-        return None, gW, gb, None
-
 def _bag(vals, rows, cols, W, B):
     "Sum of vals * W[cols] per row (rows sorted), as a [B, d] tensor."
     offsets = torch.zeros(B, dtype=torch.long, device=rows.device)
     offsets[1:] = torch.bincount(rows, minlength=B).cumsum(0)[:-1]
     return F.embedding_bag(cols, W, offsets, per_sample_weights=vals, mode='sum')
+
+def _grads(x, rows, cols, g, nf):
+    "Gradients of W [nf, d] and b [nf] in pre = x W^T + b, from dL/dpre non-zero only at (rows, cols) with values g."
+    g = g.to(x.dtype)
+    c, o = cols.sort(stable=True)  # G^T x as a bag per feature of the rows of x: 2.5x faster than torch.sparse.mm
+    return _bag(g[o], c, rows[o], x, nf), torch.zeros(nf, dtype=x.dtype, device=x.device).index_add_(0, cols, g)
+
+def _aux(pre, dead, ka):
+    "AuxK candidates: per row, the `ka` largest ReLU pre-activations among the `dead` features (overwrites `pre`)."
+    if not ka: return pre.new_zeros(len(pre), 0, dtype=torch.float32), torch.zeros(len(pre), 0, dtype=torch.long, device=pre.device)
+    v, i = pre.masked_fill_(~dead, float('-inf')).topk(ka, dim=-1, sorted=False)
+    return v.float().relu(), i
+
+class _TopK(torch.autograd.Function):
+    "TopK encoder: (values, indices) of the k largest ReLU(x W^T + b), and of the `ka` largest among `dead` features; sparse gradients."
+    @staticmethod
+    def forward(ctx, x, W, b, k, dead=None, ka=0):
+        pre = torch.addmm(b, x, W.T)
+        vals, idx = pre.topk(k, dim=-1, sorted=False)
+        vals = vals.float().relu()
+        av, ai = _aux(pre, dead, ka)
+        ctx.save_for_backward(x, torch.cat([idx, ai], 1), torch.cat([vals, av], 1)); ctx.nf = W.shape[0]
+        ctx.mark_non_differentiable(idx, ai)
+        return vals, idx, av, ai
+
+    @staticmethod
+    def backward(ctx, gv, gi, gav, gai):
+        x, idx, vals = ctx.saved_tensors
+        g = (torch.cat([gv, gav], 1) * (vals > 0)).flatten()
+        rows = torch.arange(idx.shape[0], device=x.device).repeat_interleave(idx.shape[1])
+        return None, *_grads(x, rows, idx.flatten(), g, ctx.nf), None, None, None
+
+# %% ../nbs/04_dictionaries.ipynb #fa049a69
+class _BatchTopK(torch.autograd.Function):
+    "BatchTopK encoder: the k*B largest ReLU(x W^T + b) of the batch as (values, rows, features), sorted by row; AuxK as `_TopK`."
+    @staticmethod
+    def forward(ctx, x, W, b, k, dead=None, ka=0):
+        pre = torch.addmm(b, x, W.T).relu_()
+        B, nf = pre.shape
+        kk = min(4 * k, nf)  # candidates per row: the batch's top k*B lie among its rows' top 4k unless a row fills all 4k
+        cv, ci = pre.topk(kk, dim=-1, sorted=False)
+        vals, pos = cv.view(-1).topk(k * B, sorted=False)
+        if kk < nf and torch.bincount(pos // kk, minlength=B).max() == kk: cv, ci, kk = pre, None, nf  # rare: exact fallback
+        if ci is None: vals, pos = pre.view(-1).topk(k * B, sorted=False)
+        pos, o = pos.sort(); vals = vals[o].float()
+        keep = vals > 0
+        vals, pos = vals[keep], pos[keep]
+        rows, cols = pos // kk, (pos % kk if ci is None else ci.view(-1)[pos])
+        av, ai = _aux(pre, dead, ka)
+        ctx.save_for_backward(x, rows, cols, ai, av); ctx.nf = nf
+        ctx.mark_non_differentiable(rows, cols, ai)
+        return vals, rows, cols, av, ai
+
+    @staticmethod
+    def backward(ctx, gv, gr, gc, gav, gai):
+        x, rows, cols, ai, av = ctx.saved_tensors
+        arows = torch.arange(ai.shape[0], device=x.device).repeat_interleave(ai.shape[1])
+        g = torch.cat([gv, (gav * (av > 0)).flatten()])
+        return None, *_grads(x, torch.cat([rows, arows]), torch.cat([cols, ai.flatten()]), g, ctx.nf), None, None, None
 
 # %% ../nbs/04_dictionaries.ipynb #9c22c88b
 class _Jump(torch.autograd.Function):
@@ -87,7 +100,7 @@ class _Jump(torch.autograd.Function):
 
 # %% ../nbs/04_dictionaries.ipynb #acfc44d4
 ACTS = ('relu', 'topk', 'batchtopk', 'jumprelu')
-DICT_VERSION = 2  # bump when the saved format or training changes; keys the cache and training runs
+DICT_VERSION = 3  # bump when the saved format or training changes; keys the cache and training runs
 
 class Transcoder(nn.Module):
     "A sparse dictionary y ≈ W_dec^T σ(W_enc x + b_enc) + b_dec (+ W_skip x); an SAE when it reconstructs its input."
@@ -148,20 +161,22 @@ class Transcoder(nn.Module):
         return self.decode(self.encode(x), x)
 
     def train_forward(self, x:torch.Tensor, # [B, d_in] normalized input
+                      dead:torch.Tensor|None=None, # [F] bool: features to offer AuxK (topk, batchtopk)
+                      ka:int=0, # AuxK candidates per token among `dead`
                      ) -> tuple[torch.Tensor, dict]:
         "Normalized reconstruction and the pieces the loss needs, with training-time sparsity mechanics."
         a, k = self.act, self.cfg['k']
         xc = x - self.x_mean
         if a == 'topk':
-            v, i = _TopK.apply(xc, self.W_enc, self.b_enc, k)
+            v, i, av, ai = _TopK.apply(xc, self.W_enc, self.b_enc, k, dead, ka)
             y = F.embedding_bag(i, self.W_dec, per_sample_weights=v, mode='sum') + self.b_dec
-            info = dict(idx=i, vals=v, l0=float(k))
+            info = dict(idx=i, vals=v, l0=float(k), aux=(av, ai))
         elif a == 'batchtopk':
-            v, r, c = _BatchTopK.apply(xc, self.W_enc, self.b_enc, k)
+            v, r, c, av, ai = _BatchTopK.apply(xc, self.W_enc, self.b_enc, k, dead, ka)
             y = _bag(v, r, c, self.W_dec, len(x)) + self.b_dec
             with torch.no_grad():  # a running threshold for monitoring; `calibrate` sets the final one
                 self.threshold.lerp_(v.min().detach() if len(v) else self.threshold, 0.01 if self.threshold > 0 else 1.0)
-            info = dict(idx=c, vals=v, l0=len(v) / len(x))
+            info = dict(idx=c, vals=v, l0=len(v) / len(x), aux=(av, ai))
         else:
             p = torch.addmm(self.b_enc, xc, self.W_enc.T)
             if a == 'relu':
@@ -205,7 +220,7 @@ class Transcoder(nn.Module):
 class _Fwd(nn.Module):
     "The training forward as a module's `forward`, so that DistributedDataParallel can wrap it."
     def __init__(self, tc): super().__init__(); self.tc = tc
-    def forward(self, xn): return self.tc.train_forward(xn)
+    def forward(self, xn, dead=None, ka=0): return self.tc.train_forward(xn, dead, ka)
 
 def _lr_at(step:int, steps:int, lr:float, warmup:float=0.05, decay:float=0.2) -> float:
     w, d = max(1, int(warmup * steps)), int(decay * steps)
@@ -216,7 +231,7 @@ def _lr_at(step:int, steps:int, lr:float, warmup:float=0.05, decay:float=0.2) ->
 class Trainer:
     "Adam training of one `Transcoder`: `step(x, y)` on raw activations; checkpoints; dead-feature tracking."
     def __init__(self, tc:Transcoder,
-                 lr:float|None=None, # None: 2e-3 / sqrt(F / 2**14)
+                 lr:float|None=None, # None: 4e-3 / sqrt(F / 2**14)
                  steps:int=1000, # total steps (sets the schedule)
                  seed:int=0,
                  dead_steps:int=50, # a feature silent for this many steps counts as dead
@@ -224,7 +239,7 @@ class Trainer:
                  bf16:bool=False, # autocast the matmuls to bf16
                 ):
         self.tc, self.steps, self.seed, self.dead_steps, self.aux_coef, self.bf16 = tc, steps, seed, dead_steps, aux_coef, bf16
-        self.lr = lr if lr is not None else 2e-3 / math.sqrt(tc.n_features / 2**14)
+        self.lr = lr if lr is not None else 4e-3 / math.sqrt(tc.n_features / 2**14)
         self.opt = torch.optim.Adam(tc.parameters(), lr=self.lr, betas=(0.9, 0.999))
         self.step_i = 0
         self.since = torch.zeros(tc.n_features, dtype=torch.long)  # steps since each feature last fired
@@ -255,8 +270,10 @@ class Trainer:
         tc = self.tc
         if self.step_i == 0: self._init_from(x, y)
         xn, yn = x * tc.x_scale, y * tc.y_scale
+        dead = self.since >= self.dead_steps
+        ka = min(2 * tc.cfg['k'], int(dead.sum())) if tc.act in ('topk', 'batchtopk') and self.aux_coef else 0
         with torch.autocast('cpu' if x.device.type == 'cpu' else 'cuda', dtype=torch.bfloat16, enabled=self.bf16):
-            yh, info = self.net(xn)
+            yh, info = self.net(xn, dead.to(x.device), ka)
         yh = yh.float()
         err = (yn - yh).pow(2).sum()
         # the variance of the *global* batch: with DDP averaging gradients over processes, world x local error
@@ -265,14 +282,16 @@ class Trainer:
         var = (s2 - s1.pow(2).sum() / n).clamp_min(1e-12)
         fvu = self._sum(err.detach()) / var
         loss = self.world * err / var + (tc.cfg['l1'] * info['sparsity'] if 'sparsity' in info else 0)
+        if ka:  # AuxK: the dead features' top candidates reconstruct the residual error
+            av, ai = info['aux']
+            r = F.embedding_bag(ai, tc.W_dec, per_sample_weights=av, mode='sum')
+            loss = loss + self.aux_coef * self.world * ((yn - yh).detach() - r).pow(2).sum() / var
         fired = torch.zeros(tc.n_features, dtype=torch.bool)
         if 'idx' in info: fired[info['idx'][info['vals'] > 0].unique().cpu()] = True
         else: fired |= (info['z'] > 0).any(0).cpu()
         fired = self._sum(fired.to(torch.int32), dist.ReduceOp.MAX if self.world > 1 else None).bool()
         self.since = torch.where(fired, 0, self.since + 1)
         dead = self.since >= self.dead_steps
-        if tc.act == 'topk' and dead.any() and self.aux_coef:
-            loss = loss + self.aux_coef * self.world * self._auxk(xn, (yn - yh).detach(), dead, var)
         for g in self.opt.param_groups: g['lr'] = _lr_at(self.step_i, self.steps, self.lr)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -285,15 +304,6 @@ class Trainer:
             with torch.no_grad(): tc.W_dec /= tc.W_dec.norm(dim=1, keepdim=True)
         self.step_i += 1
         return dict(loss=loss.item() / self.world, fvu=fvu.item(), l0=info['l0'], dead=dead.float().mean().item())
-
-    def _auxk(self, xn, resid, dead, var):
-        "AuxK: the top dead features reconstruct the residual error (normalized by the batch variance)."
-        tc, ka = self.tc, min(2 * self.tc.cfg['k'], int(dead.sum()))
-        p = torch.addmm(tc.b_enc, xn - tc.x_mean, tc.W_enc.T)
-        p = p.masked_fill(~dead.to(p.device), float('-inf'))
-        v, i = p.topk(ka, dim=-1, sorted=False)
-        r = F.embedding_bag(i, tc.W_dec, per_sample_weights=v.relu(), mode='sum')
-        return (resid - r).pow(2).sum() / var
 
     # -- checkpoints
     def state(self) -> tuple[dict, dict]:
@@ -366,6 +376,7 @@ def fit(store, # a chapter-03 `Store` holding the sites below
         n_features:int|None=None, # None: 8 x d_in
         act:str='batchtopk', k:int=32, skip:bool=False, l1:float=1e-3,
         epochs:float=1.0, batch_size:int=4096, lr:float|None=None, seed:int=0,
+        bf16:bool=True, # bf16 matmuls (autocast) in training; weights, gradients and Adam stay fp32
         ckpt_every:int=200, # steps between checkpoints
         progress:bool=True,
        ) -> dict[int, Transcoder]:
@@ -382,7 +393,7 @@ def fit(store, # a chapter-03 `Store` holding the sites below
     steps = _steps_for(store, batch_size, epochs)
     cfg = dict(d_in=d_in, n_features=n_features or 8 * d_in, d_out=d_out, act=act, k=k, skip=skip, l1=l1, seed=seed)
     run = dict(version=DICT_VERSION, store=str(store.path), store_ids=store.man['ids_hash'], layers=layers, src=src, dst=dst, cfg=cfg,
-               epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, steps=steps)
+               epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, steps=steps, bf16=bf16)
     prev = read_json(out/'run.json')
     if prev is not None and prev != run:
         raise UserError(f"{out} holds a training run with other settings; pick another folder or delete it")
@@ -395,7 +406,7 @@ def fit(store, # a chapter-03 `Store` holding the sites below
         if ck.exists(): trs[l] = Trainer.load(ck)[0]
         else:
             torch.manual_seed(seed + l)
-            trs[l] = Trainer(Transcoder(**{**cfg, 'seed': seed + l}), lr=lr, steps=steps, seed=seed)
+            trs[l] = Trainer(Transcoder(**{**cfg, 'seed': seed + l}), lr=lr, steps=steps, seed=seed, bf16=bf16)
     start = min(t.step_i for t in trs.values())
     if len({t.step_i for t in trs.values()}) > 1: raise UserError(f"checkpoints in {out} are at different steps: delete them to start over")
     bar = tqdm(total=steps, initial=start, desc=f"fit {act} x{len(layers)} layers", unit='step', disable=not (progress and main_proc))
@@ -438,11 +449,12 @@ def main(argv=None):
     ap.add_argument('--n-features', type=int); ap.add_argument('--epochs', type=float, default=1.0)
     ap.add_argument('--batch-size', type=int, default=4096); ap.add_argument('--lr', type=float)
     ap.add_argument('--seed', type=int, default=0); ap.add_argument('--ckpt-every', type=int, default=200)
+    ap.add_argument('--fp32', action='store_true', help='fp32 matmuls in training (default: bf16 autocast)')
     a = ap.parse_args(argv)
     from mi_repro.activations import Store
     try:
         fit(Store(a.store).check(), a.layers, a.out, src=a.src, dst=a.dst, n_features=a.n_features, act=a.act, k=a.k,
-            epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, ckpt_every=a.ckpt_every)
+            epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, bf16=not a.fp32, ckpt_every=a.ckpt_every)
     except UserError as e:
         print(f"mi-repro: error: {e}", file=sys.stderr); return 2
     finally:
@@ -472,10 +484,12 @@ def _kl(ref, logits):
 @torch.no_grad()
 def spliced(lm, spec, tcs:dict, # {layer: Transcoder} spliced in together
             ids:torch.Tensor, # [B, T] held-out token ids
+            ref:torch.Tensor|None=None, # the model's own logits on `ids`, if already computed
            ) -> dict:
     "CE loss and KL to the original with `tcs` replacing their layers' MLP outputs; with zero-ablation and original CE."
-    with lm.trace(ids):
-        ref = lm.output.logits.save()
+    if ref is None:
+        with lm.trace(ids):
+            ref = lm.output.logits.save()
     with lm.trace(ids):
         for l in sorted(tcs):
             m = spec.module(lm, 'mlp', l)

@@ -163,9 +163,13 @@ def _now(): return datetime.now().astimezone().isoformat(timespec='seconds')
 
 # %% ../nbs/runner.ipynb #7b8be8d9
 def kernel_name() -> str:
-    "The kernel chapters run in: `mi-repro` if installed, else `python3`."
-    from jupyter_client.kernelspec import find_kernel_specs
-    return 'mi-repro' if 'mi-repro' in find_kernel_specs() else 'python3'
+    "The kernel chapters run in: `mi-repro` if it runs this interpreter, else `python3` (which jupyter maps to this one)."
+    import sys
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    try: argv0 = KernelSpecManager().get_kernel_spec('mi-repro').argv[0]
+    except NoSuchKernel: return 'python3'
+    same = Path(argv0).exists() and Path(argv0).parent.resolve() == Path(sys.executable).parent.resolve()  # same venv
+    return 'mi-repro' if same else 'python3'  # another checkout's (or a deleted venv's) kernel must not run our chapters
 
 def _kernel_manager():
     "A kernel manager class that encrypts kernel traffic with CurveZMQ where possible (and so avoids ipykernel's plain-TCP warning)."

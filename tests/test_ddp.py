@@ -14,7 +14,7 @@ def store(tmp_path_factory):
 
 def train(store, out, nproc):
     args = [str(store), str(out), '--layers', '0', '1', '--act', 'topk', '--k', '4', '--n-features', '128',
-            '--epochs', '3', '--batch-size', '256', '--lr', '3e-3']
+            '--epochs', '3', '--batch-size', '256', '--lr', '3e-3', '--fp32']
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     if nproc == 1: cmd = [sys.executable, '-m', 'mi_repro.dictionaries', *args]
     else: cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}', '-m', 'mi_repro.dictionaries', *args]
@@ -32,3 +32,24 @@ def test_ddp_matches_single_process(store, tmp_path):
             assert torch.allclose(p, q, rtol=1e-3, atol=1e-4), (l, n, (p - q).abs().max().item())
         # and training did something: the weights moved away from their initialization
         assert not torch.allclose(a.W_dec, type(a)(**a.cfg).W_dec, atol=1e-3)
+
+def test_killed_run_resumes_to_same_weights(store, tmp_path):
+    "A training run killed (SIGKILL) after a checkpoint and started again ends with the weights of an uninterrupted run."
+    import signal, time
+    from mi_repro.dictionaries import load_dict
+    args = [sys.executable, '-m', 'mi_repro.dictionaries', str(store), None, '--layers', '0', '1', '--act', 'batchtopk', '--k', '4',
+            '--n-features', '128', '--epochs', '40', '--batch-size', '256', '--lr', '3e-3', '--fp32', '--ckpt-every', '5']
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    run = lambda out: subprocess.run([str(a) if a else str(out) for a in args], capture_output=True, text=True, env=env, timeout=600)
+    assert run(tmp_path/'full').returncode == 0
+    out = tmp_path/'killed'
+    p = subprocess.Popen([str(a) if a else str(out) for a in args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not (out/'layer_1.ckpt').exists() and p.poll() is None and time.time() - t0 < 300: time.sleep(0.05)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert (out/'layer_1.ckpt').exists() and not (out/'layer_0.safetensors').exists(), 'the run was not killed mid-training'
+    r = run(out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for l in (0, 1):
+        a, b = load_dict(tmp_path/'full'/f'layer_{l}.safetensors'), load_dict(out/f'layer_{l}.safetensors')
+        for (n, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()): assert torch.equal(x, y), (l, n)
