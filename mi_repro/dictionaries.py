@@ -100,7 +100,7 @@ class _Jump(torch.autograd.Function):
 
 # %% ../nbs/04_dictionaries.ipynb #acfc44d4
 ACTS = ('relu', 'topk', 'batchtopk', 'jumprelu')
-DICT_VERSION = 3  # bump when the saved format or training changes; keys the cache and training runs
+DICT_VERSION = 4  # bump when the saved format or training changes; keys the cache and training runs
 
 class Transcoder(nn.Module):
     "A sparse dictionary y ≈ W_dec^T σ(W_enc x + b_enc) + b_dec (+ W_skip x); an SAE when it reconstructs its input."
@@ -377,7 +377,8 @@ def fit(store, # a chapter-03 `Store` holding the sites below
         act:str='batchtopk', k:int=32, skip:bool=False, l1:float=1e-3,
         epochs:float=1.0, batch_size:int=4096, lr:float|None=None, seed:int=0,
         bf16:bool=True, # bf16 matmuls (autocast) in training; weights, gradients and Adam stay fp32
-        ckpt_every:int=200, # steps between checkpoints
+        ckpt_every:int=20, # steps between checkpoints (each step trains every layer)
+        buffer:int=32, # store shards pooled for shuffling (memory: buffer x shard size x layers)
         progress:bool=True,
        ) -> dict[int, Transcoder]:
     "Train one dictionary per layer from `store` in a single pass per epoch; resumable; under `torchrun`, data-parallel (DDP)."
@@ -393,7 +394,7 @@ def fit(store, # a chapter-03 `Store` holding the sites below
     steps = _steps_for(store, batch_size, epochs)
     cfg = dict(d_in=d_in, n_features=n_features or 8 * d_in, d_out=d_out, act=act, k=k, skip=skip, l1=l1, seed=seed)
     run = dict(version=DICT_VERSION, store=str(store.path), store_ids=store.man['ids_hash'], layers=layers, src=src, dst=dst, cfg=cfg,
-               epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, steps=steps, bf16=bf16)
+               epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, steps=steps, bf16=bf16, buffer=buffer)
     prev = read_json(out/'run.json')
     if prev is not None and prev != run:
         raise UserError(f"{out} holds a training run with other settings; pick another folder or delete it")
@@ -412,7 +413,7 @@ def fit(store, # a chapter-03 `Store` holding the sites below
     bar = tqdm(total=steps, initial=start, desc=f"fit {act} x{len(layers)} layers", unit='step', disable=not (progress and main_proc))
     s, epoch, t0, hist = 0, 0, time.perf_counter(), {l: [] for l in layers}
     while s < steps:
-        for b in store.batches(layers, sites, batch_size=batch_size, seed=seed + epoch):
+        for b in store.batches(layers, sites, batch_size=batch_size, seed=seed + epoch, buffer=buffer):
             if s >= steps: break
             if s < start: s += 1; continue  # fast-forward a resumed stream to the checkpoint's position
             logs = {l: trs[l].step(b[(l, src)][rank::world], b[(l, dst)][rank::world]) for l in layers}  # each process its rows
@@ -448,7 +449,7 @@ def main(argv=None):
     ap.add_argument('--act', default='batchtopk'); ap.add_argument('--k', type=int, default=32)
     ap.add_argument('--n-features', type=int); ap.add_argument('--epochs', type=float, default=1.0)
     ap.add_argument('--batch-size', type=int, default=4096); ap.add_argument('--lr', type=float)
-    ap.add_argument('--seed', type=int, default=0); ap.add_argument('--ckpt-every', type=int, default=200)
+    ap.add_argument('--seed', type=int, default=0); ap.add_argument('--ckpt-every', type=int, default=20)
     ap.add_argument('--fp32', action='store_true', help='fp32 matmuls in training (default: bf16 autocast)')
     a = ap.parse_args(argv)
     from mi_repro.activations import Store
