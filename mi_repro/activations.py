@@ -128,7 +128,10 @@ def capture(lm, spec:Spec,
         man = dict(cfg, shards=[], n_tokens=0, n_flagged=0, complete=False)
         path.mkdir(parents=True, exist_ok=True)
         atomic_write(mpath, json.dumps(man, indent=1))
-    for f in path.glob('.*.tmp'): f.unlink()  # leftovers of an interrupted shard write
+    for f in path.glob('.*.tmp'):  # leftovers of an interrupted shard write; a fresh one may be another process's
+        try:
+            if time.time() - f.stat().st_mtime > 600: f.unlink()
+        except FileNotFoundError: pass
     done = len(man['shards'])
     todo = range(done, cfg['n_shards'] if max_shards is None else min(cfg['n_shards'], done + max_shards))
     keep = slice(1 if drop_first else 0, None)
