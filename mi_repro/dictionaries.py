@@ -61,11 +61,12 @@ class _BatchTopK(torch.autograd.Function):
     def forward(ctx, x, W, b, k, dead=None, ka=0):
         pre = torch.addmm(b, x, W.T).relu_()
         B, nf = pre.shape
-        kk = min(4 * k, nf)  # candidates per row: the batch's top k*B lie among its rows' top 4k unless a row fills all 4k
-        cv, ci = pre.topk(kk, dim=-1, sorted=False)
-        vals, pos = cv.view(-1).topk(k * B, sorted=False)
-        if kk < nf and torch.bincount(pos // kk, minlength=B).max() == kk: cv, ci, kk = pre, None, nf  # rare: exact fallback
-        if ci is None: vals, pos = pre.view(-1).topk(k * B, sorted=False)
+        kk, ci = min(4 * k, nf), None  # candidates per row: the batch's top k*B lie among its rows' top 4k unless a row fills all 4k
+        if kk < nf:
+            cv, ci = pre.topk(kk, dim=-1, sorted=False)
+            vals, pos = cv.view(-1).topk(k * B, sorted=False)
+            if torch.bincount(pos // kk, minlength=B).max() == kk: ci = None  # rare: exact fallback
+        if ci is None: kk = nf; vals, pos = pre.view(-1).topk(k * B, sorted=False)
         pos, o = pos.sort(); vals = vals[o].float()
         keep = vals > 0
         vals, pos = vals[keep], pos[keep]
@@ -287,7 +288,7 @@ class Trainer:
             r = F.embedding_bag(ai, tc.W_dec, per_sample_weights=av, mode='sum')
             loss = loss + self.aux_coef * self.world * ((yn - yh).detach() - r).pow(2).sum() / var
         fired = torch.zeros(tc.n_features, dtype=torch.bool)
-        if 'idx' in info: fired[info['idx'][info['vals'] > 0].unique().cpu()] = True
+        if 'idx' in info: fired[info['idx'][info['vals'] > 0].cpu()] = True
         else: fired |= (info['z'] > 0).any(0).cpu()
         fired = self._sum(fired.to(torch.int32), dist.ReduceOp.MAX if self.world > 1 else None).bool()
         self.since = torch.where(fired, 0, self.since + 1)
@@ -411,13 +412,12 @@ def fit(store, # a chapter-03 `Store` holding the sites below
     start = min(t.step_i for t in trs.values())
     if len({t.step_i for t in trs.values()}) > 1: raise UserError(f"checkpoints in {out} are at different steps: delete them to start over")
     bar = tqdm(total=steps, initial=start, desc=f"fit {act} x{len(layers)} layers", unit='step', disable=not (progress and main_proc))
-    s, epoch, t0, hist = 0, 0, time.perf_counter(), {l: [] for l in layers}
+    s, epoch, t0, last = 0, 0, time.perf_counter(), {}
     while s < steps:
         for b in store.batches(layers, sites, batch_size=batch_size, seed=seed + epoch, buffer=buffer):
             if s >= steps: break
             if s < start: s += 1; continue  # fast-forward a resumed stream to the checkpoint's position
-            logs = {l: trs[l].step(b[(l, src)][rank::world], b[(l, dst)][rank::world]) for l in layers}  # each process its rows
-            for l in layers: hist[l].append(logs[l])
+            logs = last = {l: trs[l].step(b[(l, src)][rank::world], b[(l, dst)][rank::world]) for l in layers}  # each process its rows
             s += 1
             if s % ckpt_every == 0 and s < steps and main_proc:
                 for l in layers: trs[l].save(out/f'layer_{l}.ckpt')
@@ -434,7 +434,7 @@ def fit(store, # a chapter-03 `Store` holding the sites below
         res[l] = tc
         if not main_proc: continue
         save_dict(tc, done[l], dict(layer=l, src=src, dst=dst, steps=steps, store=str(store.path), model=store.man['model'],
-                                    final=hist[l][-1] if hist[l] else None))
+                                    final=last.get(l)))
         (out/f'layer_{l}.ckpt').unlink(missing_ok=True)
     if world > 1: dist.barrier()
     return res
