@@ -281,19 +281,24 @@ class Graph:
     def tok_index(self, pos:int) -> int: return self.n_sel + self.n_layers * self.n_pos + pos
     def logit_index(self, k:int) -> int: return len(self.adj) - len(self.logit_ids) + k
 
-def _influence_sums(E, row_node, logit_p, n_cols, chunk=1024, max_iter=128):
-    "Influence of each column node on the logits through the rows computed so far (row-normalized |E|): sum over k of w Â^k, by power iteration."
-    sums = E.abs().sum(1).clamp(min=1e-8)
-    infl, prod = E.new_zeros(n_cols), E.new_zeros(n_cols)
-    prod[n_cols - len(logit_p):] = logit_p
+def _influence_sums(E, # [st, n_cols] the rows computed so far
+                    row_node, # [st] the node (column) of each row
+                    logit_p, # [K] logit probabilities (the first K rows are the logits)
+                    n_cols:int, chunk:int=1024, max_iter:int=128):
+    "Influence of every node on the logits through the rows computed so far (row-normalized |E|), sum over k of w Â^k: iterated on the [st, st] block of computed rows, then one pass over all columns."
+    st = len(E)
+    sums = torch.cat([E[i:i + chunk].abs().sum(1) for i in range(0, st, chunk)]).clamp(min=1e-8)
+    M = E[:, row_node].abs() / sums[:, None]  # row i's normalized weight on the node of row j
+    v = E.new_zeros(st); v[:len(logit_p)] = logit_p
+    V = v.clone()
     for _ in range(max_iter):
-        w = prod[row_node] / sums
-        nxt = E.new_zeros(n_cols)
-        for i in range(0, len(E), chunk): nxt += w[i:i + chunk] @ E[i:i + chunk].abs()
-        prod = nxt
-        if not prod.any(): return infl
-        infl += prod
-    raise RuntimeError("influence did not converge: the graph has a cycle")
+        v = v @ M
+        if not v.any(): break
+        V += v
+    else: raise RuntimeError("influence did not converge: the graph has a cycle")
+    infl = E.new_zeros(n_cols)
+    for i in range(0, st, chunk): infl += (V[i:i + chunk] / sums[i:i + chunk]) @ E[i:i + chunk].abs()
+    return infl
 
 def attribute(rep:Replacement, tok,
               prompt:str='', # the prompt's text (for the graph's metadata)
