@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 from .core import UserError, atomic_path, atomic_write, read_json
 
 # %% auto #0
-__all__ = ['ACTS', 'DICT_VERSION', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'fit', 'main', 'evaluate', 'spliced',
-           'export_circuit_tracer', 'import_circuit_tracer']
+__all__ = ['ACTS', 'DICT_VERSION', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'dict_tag', 'fit', 'main', 'evaluate',
+           'spliced', 'export_circuit_tracer', 'import_circuit_tracer']
 
 # %% ../nbs/04_dictionaries.ipynb #581e0f53
 def _bag(vals, rows, cols, W, B):
@@ -366,6 +366,13 @@ def load_dict(path:str|Path) -> Transcoder:
     except Exception as e: raise UserError(f"{path} does not match its config {path.with_suffix('.json').name}: {' '.join(str(e).split())[:300]}") from None
     return tc
 
+def dict_tag(act:str='batchtopk', skip:bool=True, expansion:int=8, k:int=32, epochs:float=2.0,
+             batch_size:int=1024, bf16:bool=True, seed:int=0,
+             ids:str='', # the training store's `ids_hash`
+            ) -> str:
+    "The cache folder name of a training run with these settings (chapter 04's, and what later chapters look up)."
+    return f"v{DICT_VERSION}-{act}{'-skip' if skip else ''}-x{expansion}-k{k}-e{epochs}-b{batch_size}{'' if bf16 else '-fp32'}-s{seed}-{ids}"
+
 def _steps_for(store, batch_size, epochs):
     n = store.n_tokens - store.man.get('n_flagged', 0)
     return max(1, int(epochs * (n // batch_size)))
@@ -376,7 +383,7 @@ def fit(store, # a chapter-03 `Store` holding the sites below
         src:str='mlp_in', dst:str='mlp_out', # input and target sites (dst == src: an SAE)
         n_features:int|None=None, # None: 8 x d_in
         act:str='batchtopk', k:int=32, skip:bool=False, l1:float=1e-3,
-        epochs:float=1.0, batch_size:int=4096, lr:float|None=None, seed:int=0,
+        epochs:float=1.0, batch_size:int=1024, lr:float|None=None, seed:int=0,
         bf16:bool=True, # bf16 matmuls (autocast) in training; weights, gradients and Adam stay fp32
         ckpt_every:int=20, # steps between checkpoints (each step trains every layer)
         buffer:int=32, # store shards pooled for shuffling (memory: buffer x shard size x layers)
@@ -448,14 +455,17 @@ def main(argv=None):
     ap.add_argument('--src', default='mlp_in'); ap.add_argument('--dst', default='mlp_out')
     ap.add_argument('--act', default='batchtopk'); ap.add_argument('--k', type=int, default=32)
     ap.add_argument('--n-features', type=int); ap.add_argument('--epochs', type=float, default=1.0)
-    ap.add_argument('--batch-size', type=int, default=4096); ap.add_argument('--lr', type=float)
+    ap.add_argument('--batch-size', type=int, default=1024); ap.add_argument('--lr', type=float)
     ap.add_argument('--seed', type=int, default=0); ap.add_argument('--ckpt-every', type=int, default=20)
+    ap.add_argument('--skip', action='store_true', help='skip transcoders (a linear path W_skip x)')
+    ap.add_argument('--buffer', type=int, default=32, help='store shards pooled for shuffling')
     ap.add_argument('--fp32', action='store_true', help='fp32 matmuls in training (default: bf16 autocast)')
     a = ap.parse_args(argv)
     from mi_repro.activations import Store
     try:
         fit(Store(a.store).check(), a.layers, a.out, src=a.src, dst=a.dst, n_features=a.n_features, act=a.act, k=a.k,
-            epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, bf16=not a.fp32, ckpt_every=a.ckpt_every)
+            skip=a.skip, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, bf16=not a.fp32, ckpt_every=a.ckpt_every,
+            buffer=a.buffer)
     except UserError as e:
         print(f"mi-repro: error: {e}", file=sys.stderr); return 2
     finally:

@@ -11,23 +11,16 @@ from safetensors.torch import save_file, load_file, safe_open
 from tqdm.auto import tqdm
 from .core import UserError, atomic_path, atomic_write, read_json, cache_dir
 from .models import Spec, run_name
-from .dictionaries import Transcoder, load_dict, fit, DICT_VERSION
+from .dictionaries import Transcoder, load_dict, fit, dict_tag, DICT_VERSION
 from .activations import read_acts, capture, default_store
 
 # %% auto #0
-__all__ = ['WIN', 'BINS', 'INDEX_VERSION', 'CSS', 'dict_tag', 'find_dicts', 'load_dicts', 'train_dicts', 'dict_hash',
-           'build_index', 'top_dot', 'logit_effects', 'input_tokens', 'FeatureIndex', 'auto_labels', 'write_labels',
-           'load_labels', 'features_at', 'search', 'feature_html', 'show_feature', 'page_name', 'write_pages',
-           'behaviour_features', 'context_langs', 'lang_share']
+__all__ = ['WIN', 'BINS', 'INDEX_VERSION', 'CSS', 'find_dicts', 'load_dicts', 'train_dicts', 'dict_hash', 'build_index',
+           'top_dot', 'logit_effects', 'input_tokens', 'FeatureIndex', 'auto_labels', 'write_labels', 'load_labels',
+           'features_at', 'search', 'feature_html', 'show_feature', 'page_name', 'write_pages', 'behaviour_features',
+           'context_langs', 'lang_share']
 
 # %% ../nbs/05_features.ipynb #941835e7
-def dict_tag(act:str='batchtopk', skip:bool=True, expansion:int=8, k:int=32, epochs:float=2.0,
-             batch_size:int=4096, bf16:bool=True, seed:int=0,
-             ids:str='', # the training store's `ids_hash`
-            ) -> str:
-    "Chapter 04's cache folder name for a training run with these settings."
-    return f"v{DICT_VERSION}-{act}{'-skip' if skip else ''}-x{expansion}-k{k}-e{epochs}-b{batch_size}{'' if bf16 else '-fp32'}-s{seed}-{ids}"
-
 def _complete(d:Path) -> bool:
     run = read_json(d/'run.json')
     return run is not None and all((d/f'layer_{l}.safetensors').exists() for l in run['layers'])
@@ -57,7 +50,7 @@ def load_dicts(folder:str|Path, # a chapter-04 run folder
 
 def train_dicts(lm, tok, spec:Spec, model:str,
                 n_tokens:int=8192, # training tokens (chapter 04: 8,192 on tiny-qwen3, 204,800 on real models)
-                batch_size:int=512, # chapter 04: 512 on tiny-qwen3, 4096 on real models
+                batch_size:int=512, # chapter 04: 512 on tiny-qwen3, 1024 on real models
                 act:str='batchtopk', skip:bool=True, expansion:int=8, k:int=32, epochs:float=2.0,
                 bf16:bool=True, seed:int=0, ctx:int=128, progress:bool=True,
                ) -> Path:
