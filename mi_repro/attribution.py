@@ -513,7 +513,7 @@ def graph_json(g:Graph,
                         'clerp': labels[l][f] if labels and l in labels else ''}
         elif i < F_ + L * T:
             l, p = divmod(i - F_, T)
-            nodes[i] = {**base, 'node_id': f'0_{l}_{p}', 'feature': -1, 'layer': str(l), 'ctx_idx': p,
+            nodes[i] = {**base, 'node_id': f'{l}_-1_{p}', 'feature': -1, 'layer': str(l), 'ctx_idx': p,
                         'feature_type': 'mlp reconstruction error', 'jsNodeId': f'{l}_{p}-0'}
         elif i < F_ + L * T + T:
             p = i - F_ - L * T; t = int(g.ids[p])
