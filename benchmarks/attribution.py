@@ -237,7 +237,8 @@ def main():
     pin_threads(a.threads)
     try:
         model_dir = locate(a.model)
-        dicts = Path(a.dicts) if a.dicts else find_dicts(a.model)
+        try: dicts = Path(a.dicts) if a.dicts else find_dicts(a.model)
+        except UserError as e: raise UserError(f"{e} (here: --dicts FOLDER)".replace('or pass dicts=<folder>', 'or pass a folder')) from None
         if not dicts.is_dir(): raise UserError(f"no dictionary folder at {dicts}: pass --dicts FOLDER (a chapter-04 run) or train them with `mi-repro run 04 --model {a.model}`")
         tcs = load_dicts(dicts)
         r = load_model(a.model, 'cpu', 'fp32')
