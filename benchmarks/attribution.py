@@ -254,13 +254,13 @@ def main():
     log(f"{a.model}: {len(ids)} tokens {tokens}; {len(tcs)} transcoders ({', '.join(sorted(acts))}) from {dicts}")
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads), PYTHONUNBUFFERED='1', TOKENIZERS_PARALLELISM='false',
                PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get('PYTHONPATH', '')) if p))
-    del r, tcs
     common = ['--batch-size', a.batch_size, '--threads', a.threads, '--node-threshold', a.node_threshold, '--edge-threshold', a.edge_threshold,
               *(['--max-feature-nodes', mfn] if mfn else [])]
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix='mi_repro_attrbench_') as tmp:
         tmp = Path(tmp)
-        export_circuit_tracer(load_dicts(dicts), tmp/'ct_transcoders', model=a.model)
+        export_circuit_tracer(tcs, tmp/'ct_transcoders', model=a.model)
+        del r, tcs  # the workers load their own copies
         torch.save(dict(ids=ids, ref_logits=ref_logits, prompt=a.prompt), tmp/'in.pt')
         runs = dict(
             ours=lambda: _run([sys.executable, __file__, '--_worker-ours', tmp/'in.pt', tmp/'ours.pt', '--model', a.model, '--dicts', dicts, *common],
@@ -281,7 +281,8 @@ def main():
     ours, ct = res['ours'], res['circuit_tracer']
     cmp_ = compare(ours, ct)
     med = lambda v: statistics.median(v)
-    side = lambda d, n: dict(impl=d['info']['impl'], graph_s=round(med(times[n]), 2), graph_s_runs=[round(t, 2) for t in times[n]], prune_and_scores_s=round(d['info']['prune_scores_s'], 2),
+    side = lambda d, n: dict(impl=d['info']['impl'], graph_s=round(med(times[n]), 2), graph_s_runs=[round(t, 2) for t in times[n]],
+                          prune_and_scores_s=round(d['info']['prune_scores_s'], 2),
                           load_s=round(d['info']['load_s'], 2), process_wall_s=round(d['info']['process_wall_s'], 2),
                           peak_rss_gib=round(d['info']['peak_rss_gib'], 3), rss_after_load_gib=round(d['info']['rss_after_load_gib'], 3),
                           scores=dict(replacement=round(d['info']['replacement'], 5), completeness=round(d['info']['completeness'], 5)),
@@ -295,7 +296,8 @@ def main():
                       dicts=str(dicts), transcoders=tc_desc,
                       max_feature_nodes=mfn, batch_size=a.batch_size, threads=a.threads, node_threshold=a.node_threshold,
                       edge_threshold=a.edge_threshold, order=a.order, run_sequentially=True, ct_venv=have, cpu=_cpu_name(),
-                      cpu_count=os.cpu_count(), loadavg_1min_before=round(load0, 2), loadavg_1min_after=round(load1, 2), loadavg_1min_per_run=loads, repeats=a.repeats,
+                      cpu_count=os.cpu_count(), repeats=a.repeats, loadavg_1min_before=round(load0, 2), loadavg_1min_after=round(load1, 2),
+                      loadavg_1min_per_run=[dict(tool=n, before=b, after=f) for n, b, f in loads],
                       contended=max(load0, load1) > a.threads + 0.5),
         ours=side(ours, 'ours'), circuit_tracer=side(ct, 'circuit_tracer'), agreement=cmp_,
         goal=dict(edge_pearson_met=e['pearson'] >= 0.999, edge_rel_err_met=e['max_abs_err_over_max_edge'] <= 1e-3,

