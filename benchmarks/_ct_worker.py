@@ -110,6 +110,7 @@ def main():
     t0 = time.perf_counter()
     g = attribute(ids, model, max_feature_nodes=a.max_feature_nodes, batch_size=a.batch_size, verbose=False)
     graph_s = time.perf_counter() - t0
+    rss_graph = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     log(f"circuit-tracer: graph of {len(g.selected_features)} feature nodes ({len(g.active_features)} active) in {graph_s:.1f} s")
     t0 = time.perf_counter()
     pr = prune_graph(g, a.node_threshold, a.edge_threshold)
@@ -124,7 +125,7 @@ def main():
                        f'transformers {md.version("transformers")}, torch {torch.__version__})',
                   graph_s=graph_s, prune_scores_s=prune_s, load_s=load_s, replacement=rep, completeness=comp,
                   logits_max_abs_diff=logits_err, rope_theta=rope, n_ctx=max(a.n_ctx, len(ids)), threads=torch.get_num_threads(),
-                  rss_after_load_gib=rss_before, peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)), a.out)
+                  rss_after_load_gib=rss_before, rss_after_graph_gib=rss_graph, peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)), a.out)
 
 
 if __name__ == '__main__': main()

@@ -14,7 +14,8 @@ model and transcoders, in one run; prints one JSON object on stdout (progress go
   backend. Ours runs in a subprocess of this venv. Both get the same `--threads` (torch.set_num_threads and
   OMP/MKL variables), run one after the other, never at once; each reports the wall time of building the graph
   (ours: `Replacement` + `attribute`; circuit-tracer: `attribute`, which includes its own setup forward pass),
-  pruning + scores separately, and its process's peak RSS (model and transcoders included).
+  pruning + scores separately, and its process's peak RSS (model and transcoders included) after loading, after
+  the graph, and at the end (pruning included).
 - Agreement: nodes are matched by (kind, layer, position, feature) — features (l, p, f), errors (l, p), tokens (p),
   logits (token id). Over the adjacency entries whose target and source both graphs have: Pearson (entries nonzero
   in either), max |ours - ct| / max |ct| (relative to the largest edge: the goal's measure), and the largest
@@ -131,6 +132,7 @@ def _worker_ours(argv):
     rep = at.Replacement(r.hf, r.spec, tcs, inp['ids'])
     g = at.attribute(rep, r.tok, inp['prompt'], max_feature_nodes=a.max_feature_nodes, batch_size=a.batch_size, progress=False)
     graph_s = time.perf_counter() - t0
+    rss_graph = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     t0 = time.perf_counter()
     node, edge, _ = at.prune(g, a.node_threshold, a.edge_threshold)
     sc = at.graph_scores(g)
@@ -142,7 +144,7 @@ def _worker_ours(argv):
                     info=dict(impl=f'mi_repro.attribution ({src.name} sha256 {hashlib.sha256(src.read_bytes()).hexdigest()[:12]}, torch {torch.__version__})',
                               graph_s=graph_s, prune_scores_s=prune_s, load_s=load_s, **sc, logits_max_abs_diff=at.logits_check(rep),
                               backward_passes=g.info['backward_passes'], threads=torch.get_num_threads(),
-                              rss_after_load_gib=rss_load, peak_rss_gib=peak)), a.out)
+                              rss_after_load_gib=rss_load, rss_after_graph_gib=rss_graph, peak_rss_gib=peak)), a.out)
 
 # ---------------------------------------------------------------- comparison
 def node_keys(d):
@@ -285,6 +287,7 @@ def main():
                           prune_and_scores_s=round(d['info']['prune_scores_s'], 2),
                           load_s=round(d['info']['load_s'], 2), process_wall_s=round(d['info']['process_wall_s'], 2),
                           peak_rss_gib=round(d['info']['peak_rss_gib'], 3), rss_after_load_gib=round(d['info']['rss_after_load_gib'], 3),
+                          rss_after_graph_gib=round(d['info']['rss_after_graph_gib'], 3),
                           scores=dict(replacement=round(d['info']['replacement'], 5), completeness=round(d['info']['completeness'], 5)),
                           feature_nodes=len(d['selected']), logits_max_abs_diff_vs_model=d['info']['logits_max_abs_diff'],
                           **{k: d['info'][k] for k in ('backward_passes', 'n_ctx', 'rope_theta') if k in d['info']})
