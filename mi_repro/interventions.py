@@ -15,7 +15,8 @@ from .attribution import prompt_ids, Graph, influence
 
 # %% auto #0
 __all__ = ['MODES', 'SITES', 'Edit', 'check_edit', 'ablate', 'steer', 'Clean', 'clean_run', 'intervene', 'measure', 'spearman',
-           'graph_predictions', 'graph_vs_reality', 'patch', 'plot_patching', 'generate', 'swap_in']
+           'graph_predictions', 'graph_vs_reality', 'patch', 'plot_patching', 'generate', 'swap_in', 'feature_means',
+           'bootstrap_ci', 'choose_set', 'set_vs_random', 'control_summary']
 
 # %% ../nbs/07_interventions.ipynb #197c1e37
 @dataclass
@@ -408,3 +409,88 @@ def swap_in(lm, spec:Spec, tcs:dict,
     for l, f in remove: rm.setdefault(spec.check_layer(l), []).append(f)
     edits += [Edit(l, fs, pp, value=0.0) for l, fs in sorted(rm.items())]
     return edits[len(by):] + edits[:len(by)]  # removals first, so a feature in both S and R ends at its clean value
+
+# %% ../nbs/07_interventions.ipynb #69d3bbb9
+@torch.no_grad()
+def feature_means(lm, spec:Spec, tcs:dict,
+                  ids:torch.Tensor, # [B, T] token ids (e.g. corpus contexts)
+                  skip_first:bool=True, # leave out position 0
+                 ) -> dict:
+    "Mean activation of every feature over the tokens of `ids` (zeros included): {layer: [F]}, for mean-ablation."
+    from mi_repro.activations import read_acts
+    ids = torch.as_tensor(ids)
+    if ids.ndim != 2 or ids.shape[1] < 1 + skip_first: raise UserError(f"ids must be [B, T] token ids with T > {int(skip_first)}, got shape {tuple(ids.shape)}")
+    acts = read_acts(lm, spec, ids.to(lm.device), sorted(tcs), ['mlp_in'])
+    return {l: _acts(tcs[l], acts[(l, 'mlp_in')][:, int(skip_first):]).reshape(-1, tcs[l].n_features).mean(0).cpu() for l in sorted(tcs)}
+
+def bootstrap_ci(x, n_boot:int=2000, seed:int=0, level:float=0.95) -> tuple[float, float, float]:
+    "Mean of `x` and its percentile-bootstrap confidence interval (lo, hi)."
+    x = torch.tensor(list(map(float, x)), dtype=torch.float64)
+    if not len(x): raise UserError("bootstrap_ci: no values")
+    g = torch.Generator().manual_seed(seed)
+    m = x[torch.randint(len(x), (n_boot, len(x)), generator=g)].mean(1)
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    lo, hi = torch.quantile(m, q).tolist()
+    return float(x.mean()), lo, hi
+
+def choose_set(graphs:list, # chapter-06 `Graph`s (of train prompts)
+               k:int=8, # features in the set
+              ) -> list[tuple[int, int]]:
+    "The `k` (layer, feature) pairs with the largest influence on the logits summed over `graphs` (and over positions)."
+    from mi_repro.attribution import _logit_w
+    if not graphs: raise UserError("choose_set: no graphs given")
+    tot = {}
+    for g in graphs:
+        infl = influence(g.adj, _logit_w(g))[:g.n_sel]
+        for (l, p, f), v in zip(g.active[g.selected].tolist(), infl.tolist()): tot[(l, f)] = tot.get((l, f), 0.0) + v
+    return [lf for lf, _ in sorted(tot.items(), key=lambda kv: -kv[1])[:k]]
+
+@torch.no_grad()
+def set_vs_random(lm, spec:Spec, tcs:dict, tok,
+                  prompts:list, # prompt dicts (chapter 02): prompt, correct_answer, incorrect_answer
+                  feats:list, # [(layer, feature)]: the set
+                  n_draws:int=64, seed:int=0):
+    "Per prompt: margin change when the set is zero-ablated (positions 1..T-1) and when as many random active features of the same layers are, over `n_draws` draws."
+    import pandas as pd
+    if not feats: raise UserError("set_vs_random: the feature set is empty")
+    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1: raise UserError(f"n_draws must be a positive int, not {n_draws!r}")
+    by = {}
+    for l, f in feats: by.setdefault(spec.check_layer(l), set()).add(f)
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for p in prompts:
+        c, i = answer_id(tok, p['prompt'], p['correct_answer']), answer_id(tok, p['prompt'], p['incorrect_answer'])
+        if c is None or i is None: continue
+        ids = prompt_ids(tok, p['prompt'])
+        T = len(ids)
+        cl = clean_run(lm, spec, ids)
+        pos = list(range(1, T))
+        sel, pools = [], {}
+        for l, fs in sorted(by.items()):
+            on = (_acts(tcs[l], cl.m_in[l].to(tcs[l].W_dec.device))[1:] > 0).any(0).cpu()
+            act = [f for f in fs if check_edit(Edit(l, f), spec, tcs, T) and on[f]]
+            if act:
+                sel.append(Edit(l, act, pos, value=0.0))
+                pools[l] = (torch.tensor([f for f in on.nonzero()[:, 0].tolist() if f not in fs]), len(act))
+        if not sel:
+            out.append(dict(prompt=p['prompt'], n_active=0, set=0.0, random_mean=0.0, random_sd=0.0, frac_random_larger=float('nan'))); continue
+        draws = []
+        for _ in range(n_draws):
+            draws.append([Edit(l, pool[torch.randperm(len(pool), generator=g)[:k]].tolist(), pos, value=0.0) for l, (pool, k) in pools.items() if len(pool)])
+        lg = intervene(lm, spec, tcs, ids, [[], sel] + draws, clean=cl)
+        mg = (lg[:, c] - lg[:, i]).cpu()
+        d = mg[1:] - mg[0]
+        out.append(dict(prompt=p['prompt'], n_active=sum(len(e.features) for e in sel), set=float(d[0]), random_mean=float(d[1:].mean()),
+                        random_sd=float(d[1:].std()), frac_random_larger=float((d[1:].abs() >= d[0].abs()).float().mean())))
+    if not out: raise UserError("set_vs_random: no prompt has single-token answers for this tokenizer")
+    return pd.DataFrame(out)
+
+def control_summary(df, # from `set_vs_random`
+                    seed:int=0) -> dict:
+    "Mean margin change of the set and of the random sets, their difference, each with a bootstrap 95 % CI over prompts."
+    d = df[df.n_active > 0]
+    if not len(d): return dict(n_prompts=0)
+    s, r = bootstrap_ci(d['set'], seed=seed), bootstrap_ci(d['random_mean'], seed=seed)
+    diff = bootstrap_ci(d['set'] - d['random_mean'], seed=seed)
+    return dict(n_prompts=len(d), set=s, random=r, set_minus_random=diff, frac_random_larger=float(d.frac_random_larger.mean()),
+                n_active=float(d.n_active.mean()))
