@@ -14,9 +14,9 @@ from .dictionaries import Transcoder
 from .attribution import prompt_ids, Graph, influence
 
 # %% auto #0
-__all__ = ['MODES', 'SITES', 'Edit', 'check_edit', 'ablate', 'steer', 'Clean', 'clean_run', 'intervene', 'measure', 'spearman',
-           'graph_predictions', 'graph_vs_reality', 'patch', 'plot_patching', 'generate', 'swap_in', 'feature_means',
-           'bootstrap_ci', 'choose_set', 'set_vs_random', 'control_summary']
+__all__ = ['MODES', 'SITES', 'Edit', 'check_edit', 'tag', 'ablate', 'steer', 'Clean', 'clean_run', 'intervene', 'measure',
+           'spearman', 'graph_predictions', 'graph_vs_reality', 'patch', 'plot_patching', 'generate', 'swap_in',
+           'feature_means', 'bootstrap_ci', 'choose_set', 'set_vs_random', 'control_summary']
 
 # %% ../nbs/07_interventions.ipynb #197c1e37
 @dataclass
@@ -28,6 +28,7 @@ class Edit:
     value: float|torch.Tensor|None = None  # a number, [n_features] or [n_pos, n_features]; None: scale the current activation
     scale: float = 1.0
     add: float|torch.Tensor = 0.0  # a number, [n_features] or [n_pos, n_features]
+    dict_id: str|None = None  # `dict_hash` of the dictionary the features were found in: checked when given (`tag`)
 
 def _ints(v, what:str) -> list[int]:
     v = [v] if isinstance(v, int) else list(torch.as_tensor(v).reshape(-1).tolist()) if torch.is_tensor(v) else list(v)
@@ -45,6 +46,9 @@ def check_edit(e:Edit, spec:Spec, tcs:dict, # {layer: Transcoder}
     tc = tcs[l]
     if not isinstance(tc, Transcoder) or (tc.cfg['d_in'], tc.cfg['d_out']) != (spec.d_model, spec.d_model):
         raise UserError(f"the dictionary of layer {l} is not a {spec.d_model} -> {spec.d_model} transcoder of {spec.name}: it belongs to another model or site")
+    if e.dict_id is not None and e.dict_id != _hash(tc):
+        raise UserError(f"the features of this edit come from another dictionary of layer {l} (dict_hash {e.dict_id}, these transcoders have {_hash(tc)}): "
+                        f"find the features again with the transcoders in use")
     f = _ints(e.features, 'features')
     bad = [x for x in f if not 0 <= x < tc.n_features]
     if bad: raise UserError(f"feature {bad[0]} is out of range: the transcoder of layer {l} has {tc.n_features} features (0-{tc.n_features - 1})")
@@ -61,6 +65,21 @@ def check_edit(e:Edit, spec:Spec, tcs:dict, # {layer: Transcoder}
         if v.shape == (len(p), len(f)): return v
         raise UserError(f"{name} has shape {tuple(v.shape)}; give a number, one per feature ({len(f)}) or one per position and feature ({len(p)}, {len(f)})")
     return l, torch.tensor(f, device=dev), torch.tensor(p, device=dev), shaped(e.value, 'value'), float(e.scale), shaped(e.add, 'add')
+
+_HASHES = {}
+def _hash(tc:Transcoder) -> str:
+    "`dict_hash` of a transcoder, cached per object and version of its weights."
+    from mi_repro.features import dict_hash
+    key = (id(tc), tc.W_dec._version, tc.W_enc._version)
+    if key not in _HASHES: _HASHES[key] = dict_hash(tc)
+    return _HASHES[key]
+
+def tag(edits:list, tcs:dict) -> list:
+    "The edits marked with the identity of the dictionaries they refer to, so that using them with other transcoders fails clearly."
+    from dataclasses import replace
+    miss = [e.layer for e in edits if e.layer not in tcs]
+    if miss: raise UserError(f"no transcoder for layer {miss[0]}: these dictionaries cover layers {sorted(tcs)}")
+    return [replace(e, dict_id=_hash(tcs[e.layer])) for e in edits]
 
 def ablate(layer:int, features:list|int, pos:list|int|None=None,
            means:torch.Tensor|None=None, # [n_features] mean activations of that layer (`feature_means`): mean-ablation; None: zero-ablation
