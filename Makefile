@@ -53,9 +53,11 @@ browser:
 	@[ "$$(dpkg-query -W -f='$${db:Status-Status}\n' $(BROWSER_DEBS) 2>/dev/null | grep -cx installed)" = "$(words $(BROWSER_DEBS))" ] \
 	|| { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_DEBS); }
 
-## make test: every notebook under nbdev-test (tiny model, `slow` cells skipped), then pytest tests/
+## make test: every notebook under nbdev-test (tiny model, `slow` cells skipped), then pytest tests/.
+## One torch thread per worker: the tiny model gains nothing from more, and more threads than cores make
+## torch's workers spin against each other (a chapter took 4 min instead of 22 s on a busy 2-core machine).
 test: install
-	$(BIN)/nbdev-test --n-workers $(NBDEV_WORKERS) --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers $(NBDEV_WORKERS) --timing
 	$(BIN)/python -m pytest tests/ -q
 
 ## make reproduce: every chapter headless with papermill on $(MODEL) -> runs/$(MODEL)/, figures/$(MODEL)/
