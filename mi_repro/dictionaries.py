@@ -496,21 +496,25 @@ def _kl(ref, logits):
 def spliced(lm, spec, tcs:dict, # {layer: Transcoder} spliced in together
             ids:torch.Tensor, # [B, T] held-out token ids
             ref:torch.Tensor|None=None, # the model's own logits on `ids`, if already computed
+            first:bool=False, # also replace (and zero) position 0, which the dictionaries are not trained on
            ) -> dict:
-    "CE loss and KL to the original with `tcs` replacing their layers' MLP outputs; with zero-ablation and original CE."
+    "CE loss and KL to the original with `tcs` replacing their layers' MLP outputs; with zero-ablation (of the same positions) and original CE."
     if ref is None:
         with lm.trace(ids):
             ref = lm.output.logits.save()
+    p0 = 0 if first else 1
     with lm.trace(ids):
         for l in sorted(tcs):
             m = spec.module(lm, 'mlp', l)
-            x = m.input
-            m.output = tcs[l](x.reshape(-1, x.shape[-1])).reshape(m.output.shape).to(m.output.dtype)
+            x, y = m.input, m.output
+            new = tcs[l](x[:, p0:].reshape(-1, x.shape[-1])).reshape(y[:, p0:].shape).to(y.dtype)
+            m.output = torch.cat([y[:, :p0], new], 1)
         got = lm.output.logits.save()
     with lm.trace(ids):
         for l in sorted(tcs):
             m = spec.module(lm, 'mlp', l)
-            m.output = torch.zeros_like(m.output)
+            y = m.output
+            m.output = torch.cat([y[:, :p0], torch.zeros_like(y[:, p0:])], 1)
         zero = lm.output.logits.save()
     ce, ce0, cez = _ce(got, ids), _ce(ref, ids), _ce(zero, ids)
     return dict(ce=ce, ce_orig=ce0, ce_zero=cez, kl=_kl(ref, got), ce_recovered=(cez - ce) / (cez - ce0) if cez != ce0 else float('nan'))
