@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from tqdm.auto import tqdm
-from .core import UserError, atomic_write
+from .core import UserError, atomic_write, atomic_path
 from .models import Spec
 from .forward import arch_of, embed, rms_norm, attention, mlp
 from .dictionaries import Transcoder
@@ -537,8 +537,13 @@ def graph_json(g:Graph,
 def write_graph(js:dict, # from `graph_json`
                 path:str|Path, # file to write (.json)
                ) -> Path:
-    "Write a graph JSON atomically."
-    return atomic_write(path, json.dumps(js, ensure_ascii=False))
+    "Write a graph JSON atomically (compact; gzipped when `path` ends in .gz)."
+    text = json.dumps(js, ensure_ascii=False, separators=(',', ':'))
+    if str(path).endswith('.gz'):
+        import gzip
+        with atomic_path(path) as tmp: Path(tmp).write_bytes(gzip.compress(text.encode('utf-8'), mtime=0))
+        return Path(path)
+    return atomic_write(path, text)
 
 # %% ../nbs/06_attribution.ipynb #12704694
 def plot_graph(js:dict, # from `graph_json`

@@ -4,7 +4,7 @@
 
 # %% ../nbs/viewer.ipynb #29e9145d
 from __future__ import annotations
-import html, json, math, random, re
+import gzip, html, json, math, random, re
 from pathlib import Path
 from .core import UserError, atomic_path
 
@@ -357,7 +357,7 @@ function panel() {
     row("influence", fmt(n.influence));
   }
   p.append(dl);
-  if (n.kind === "feature" && CFG.feature_pages) {
+  if (n.kind === "feature" && CFG.feature_pages && (!CFG.pages || CFG.pages.includes("L" + n.layer + "_F" + featIndex(n)))) {
     const a = el("a", {href: CFG.feature_pages.replace(/\/+$/, "") + "/L" + n.layer + "_F" + featIndex(n) + ".html", target: "_blank", class: "feature-page"}, "feature page \u2197");
     p.append(el("p"), a);
   }
@@ -423,7 +423,7 @@ PAGE = '''<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>__TITLE__ · attribution graph</title>
 <style>__CSS__</style></head>
 <body>
-<header><h1>__TITLE__</h1><span class="prompt">__PROMPT__</span></header>
+<header><h1>__TITLE__</h1><span class="prompt">__PROMPT__</span>__NOTE__</header>
 <div id="toolbar">
   <label>threshold <input id="threshold" type="range" min="0" max="999" value="0"></label>
   <span id="status"></span>
@@ -451,27 +451,36 @@ def _load(graph) -> dict:
     if isinstance(graph, (str, Path)):
         p = Path(graph)
         if not p.is_file(): raise UserError(f"graph file {str(p)!r} does not exist")
-        try: graph = json.loads(p.read_text(encoding='utf-8'))
-        except json.JSONDecodeError as e: raise UserError(f"graph file {str(p)!r} is not valid JSON: {e}") from None
+        try: graph = json.loads(gzip.decompress(p.read_bytes()) if p.suffix == '.gz' else p.read_text(encoding='utf-8'))
+        except (json.JSONDecodeError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as e: raise UserError(f"graph file {str(p)!r} is not valid JSON (or gzipped JSON): {e}") from None
     return validate(graph)
 
 def page(graph:dict|str|Path, # graph in circuit-tracer's frontend schema, or the path of its JSON file
          feature_pages:str|Path|None=None, # folder (relative to the page, or a URL) of chapter 05's `L{layer}_F{feature}.html` pages
+         max_links:int=20_000, # embed at most this many links, the strongest by |weight| (the page says so)
+         pages:list|None=None, # (layer, feature) pairs that have a page; None: every feature node links to one
         ) -> str:
     "The viewer's self-contained HTML page for `graph`."
     g = _load(graph)
+    if isinstance(max_links, bool) or not isinstance(max_links, int) or max_links < 1: raise UserError(f"max_links must be a positive int, not {max_links!r}")
+    n_all, note = len(g['links']), ''
+    if n_all > max_links:
+        g = {**g, 'links': sorted(g['links'], key=lambda e: -abs(e['weight']))[:max_links]}
+        note = f'<span class="prompt"> · the {max_links:,} strongest of {n_all:,} links (all are in the graph JSON)</span>'
     fp = feature_pages.as_posix() if isinstance(feature_pages, Path) else feature_pages
     if fp is not None and not isinstance(fp, str): raise UserError(f"feature_pages must be a folder or URL prefix, not {fp!r}")
     parts = dict(TITLE=html.escape(str(g['metadata']['slug'])), PROMPT=html.escape(str(g['metadata']['prompt'])), CSS=CSS, JS=JS,
-                 DATA=_script_json(g), CONFIG=_script_json(dict(feature_pages=fp)))
+                 DATA=_script_json(g), CONFIG=_script_json(dict(feature_pages=fp, pages=None if pages is None else [f'L{int(l)}_F{int(f)}' for l, f in pages])), NOTE=note)
     return re.sub(r'__([A-Z]+)__', lambda m: parts[m.group(1)], PAGE)  # one pass: text put in is never scanned again
 
 def render(graph:dict|str|Path, # graph in circuit-tracer's frontend schema, or the path of its JSON file
            out:str|Path, # the HTML file to write (atomically)
            feature_pages:str|Path|None=None, # folder (relative to `out`, or a URL) of chapter 05's feature pages
+           max_links:int=20_000, # embed at most this many links, the strongest (a graph's file size grows with its links)
+           pages:list|None=None, # (layer, feature) pairs that have a page; None: every feature node links to one
           ) -> Path:
     "Write the interactive viewer for `graph` as one self-contained HTML file; its path."
-    text = page(graph, feature_pages)
+    text = page(graph, feature_pages, max_links, pages)
     with atomic_path(out) as tmp: tmp.write_text(text, encoding='utf-8')
     return Path(out)
 
