@@ -300,7 +300,7 @@ def run(chapters:list[str]|None=None, # chapter names ('01', '1', '01_forward', 
         for n in bar:
             bar.set_description(n)
             p = dict(model=model, device=device, dtype=dtype, **per[n])
-            ch = man['chapters'][n] = dict(status='running', started=_now(), wall_s=None, notebook=None, parameters=p)
+            ch = man['chapters'][n] = dict(status='running', started=_now(), wall_s=None, notebook=None, parameters=p, git=man['git'])  # chapters of a pack may come from different runs
             save()
             t0 = time.monotonic()
             try: nb = run_chapter(avail[n], rdir, p, cwd=nbs, kernel=kernel, log_output=log_output)
