@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_dictionaries.ipynb #f6f1fb06
 from __future__ import annotations
-import json, math, os, time
+import fcntl, functools, json, math, os, time
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
@@ -377,6 +377,18 @@ def _steps_for(store, batch_size, epochs):
     n = store.n_tokens - store.man.get('n_flagged', 0)
     return max(1, int(epochs * (n // batch_size)))
 
+def _one_trainer(f):
+    "Let one process at a time train into a folder (outside `torchrun`): another one waits, then resumes from or loads its work."
+    @functools.wraps(f)
+    def g(store, layers, out, *args, **kw):
+        if int(os.environ.get('WORLD_SIZE', '1')) > 1: return f(store, layers, out, *args, **kw)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        with open(Path(out)/'.lock', 'w') as fh:  # closed, so released, however f ends
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            return f(store, layers, out, *args, **kw)
+    return g
+
+@_one_trainer
 def fit(store, # a chapter-03 `Store` holding the sites below
         layers:list[int], # layers to train (one dictionary each)
         out:str|Path, # folder for checkpoints and the finished dictionaries
