@@ -27,6 +27,9 @@ CORPUS_DEBS := debian-handbook debian-history debian-reference-de debian-referen
 # apt-get the same way, only when one is missing.
 BROWSER_DEBS := chromium chromium-driver
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# $(call apt_ensure,PACKAGES): apt-get install PACKAGES (apt-get update first) unless every one is installed already
+apt_ensure = @[ "$$(dpkg-query -W -f='$${db:Status-Status}\n' $(1) 2>/dev/null | grep -cx installed)" = "$(words $(1))" ] \
+	|| { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1); }
 
 .PHONY: install corpus browser test reproduce lab export
 
@@ -44,14 +47,12 @@ install: $(STAMP) corpus browser
 
 ## make corpus: install the corpus's Debian packages if any is missing, then build the corpus (once)
 corpus: $(STAMP)
-	@[ "$$(dpkg-query -W -f='$${db:Status-Status}\n' $(CORPUS_DEBS) 2>/dev/null | grep -cx installed)" = "$(words $(CORPUS_DEBS))" ] \
-	|| { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CORPUS_DEBS); }
+	$(call apt_ensure,$(CORPUS_DEBS))
 	@$(BIN)/python -c 'from mi_repro.corpus import main; main()'
 
 ## make browser: install Chromium and ChromeDriver (Debian packages) if either is missing
 browser:
-	@[ "$$(dpkg-query -W -f='$${db:Status-Status}\n' $(BROWSER_DEBS) 2>/dev/null | grep -cx installed)" = "$(words $(BROWSER_DEBS))" ] \
-	|| { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_DEBS); }
+	$(call apt_ensure,$(BROWSER_DEBS))
 
 ## make test: every notebook under nbdev-test (tiny model, `slow` cells skipped), then pytest tests/.
 ## One torch thread per worker: the tiny model gains nothing from more, and more threads than cores make

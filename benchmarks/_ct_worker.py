@@ -22,15 +22,12 @@ How the model goes in (circuit-tracer 0.5.0 has no loader for a local Llama-arch
 """
 import argparse, json, os, resource, sys, tempfile, time
 import torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _venv import log, pin_threads
 
 
-def log(*a): print(*a, file=sys.stderr, flush=True)
 
 
-def pin_threads(n):
-    torch.set_num_threads(n)
-    try: torch.set_num_interop_threads(1)
-    except RuntimeError: pass
 
 
 def load_tokenizer(model_dir, tmp):

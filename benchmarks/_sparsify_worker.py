@@ -25,6 +25,8 @@ multi_topk False) for `SparseCoderConfig(num_latents, k, transcode=True)`:
 """
 import argparse, json, math, os, sys, time
 import torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _venv import log, pin_threads
 from safetensors.torch import load_file, save_file
 
 # ---------------------------------------------------------------- shared with train.py
@@ -58,12 +60,7 @@ def heldout_fvu(f, x, y, batch_size=4096):
     var = (y.double() - y.double().mean(0)).pow(2).sum()
     return float(err / var)
 
-def pin_threads(n):
-    torch.set_num_threads(n)
-    try: torch.set_num_interop_threads(1)
-    except RuntimeError: pass
 
-def log(*a): print(*a, file=sys.stderr, flush=True)
 
 # ---------------------------------------------------------------- sparsify's training step
 def run_sparsify(d, batch_size, k, num_latents, seed=0, lr=None, auxk_alpha=0.0, dead_feature_threshold=10_000_000,

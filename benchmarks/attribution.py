@@ -36,75 +36,15 @@ CT_TORCH = '2.13.0'
 VENV = HERE/'.venv-circuit-tracer'
 DEFAULT_PROMPT = 'The capital of France is'
 RESULTS = HERE/'results'/'attribution.json'
+sys.path.insert(0, str(HERE))
+from _venv import log, fail, pin_threads, venv_python, ensure_venv
 
-
-def log(*a): print(*a, file=sys.stderr, flush=True)
-
-
-def fail(msg):
-    "A mistake the user can fix: one line on stderr, exit 1."
-    print(f"error: {msg}", file=sys.stderr, flush=True)
-    sys.exit(1)
-
-
-def pin_threads(n):
-    import torch
-    torch.set_num_threads(n)
-    try: torch.set_num_interop_threads(1)
-    except RuntimeError: pass
 
 # ---------------------------------------------------------------- the circuit-tracer venv
-def _venv_python(venv): return venv/'bin'/'python'
-
-
-def _torch_wheel(version):
-    "A local wheel of this torch version (CPU build) in pip's find-links folders, if there is one."
-    tag = f'cp{sys.version_info.major}{sys.version_info.minor}'
-    dirs = [Path(p) for p in os.environ.get('PIP_FIND_LINKS', '').split() if p and '://' not in p] + [Path('/opt/wheels')]
-    for d in dirs:
-        for w in sorted(d.glob(f'torch-{version}*-{tag}-*.whl')) if d.is_dir() else []:
-            return w
-    return None
-
-
-def _venv_versions(py):
-    out = subprocess.run([str(py), '-c', 'import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in '
-                          '("circuit-tracer", "torch", "transformer-lens", "transformers")}))'], capture_output=True, text=True)
-    return json.loads(out.stdout) if out.returncode == 0 else None
-
-
 def ensure_ct_venv(venv=VENV, version=CT_VERSION, torch_version=CT_TORCH) -> dict:
     "Create `venv` with torch==torch_version (CPU) and circuit-tracer==version unless it is already there; return its versions."
-    marker = venv/'.mi_repro_bench.json'
-    want = dict(circuit_tracer=version, torch=torch_version, python=platform.python_version())
-    ok = lambda have: have and have.get('circuit-tracer') == version and have.get('torch', '').split('+')[0] == torch_version
-    if marker.exists() and json.loads(marker.read_text()).get('want') == want and _venv_python(venv).exists():
-        return json.loads(marker.read_text())['have']
-    if _venv_python(venv).exists() and ok(have := _venv_versions(_venv_python(venv))):  # built by hand: adopt it
-        marker.write_text(json.dumps(dict(want=want, have=have), indent=1)); return have
-    import shutil
-    if venv.exists(): shutil.rmtree(venv)
-    log(f"creating {venv} (once, a few minutes): torch {torch_version} (CPU), then circuit-tracer=={version}")
-    def sh(*cmd):
-        log('  $ ' + ' '.join(map(str, cmd)))
-        r = subprocess.run([str(c) for c in cmd], stdout=sys.stderr, stderr=sys.stderr)
-        if r.returncode: fail(f"`{' '.join(map(str, cmd))}` failed (exit {r.returncode}); see the log above; delete {venv} and try again")
-    sh(sys.executable, '-m', 'venv', venv)
-    py = _venv_python(venv)
-    pip = [py, '-m', 'pip', 'install', '-qq']
-    # torch first, a CPU build: otherwise circuit-tracer's unpinned torch pulls a CUDA build
-    wheel = _torch_wheel(torch_version)
-    sh(*pip, wheel) if wheel else sh(*pip, f'torch=={torch_version}', '--extra-index-url', 'https://download.pytorch.org/whl/cpu')
-    sh(*pip, f'circuit-tracer=={version}', f"torch=={_torch_installed(py)}")  # pinning torch again stops pip replacing it
-    have = _venv_versions(py)
-    if not ok(have): fail(f"{venv} got {have}, wanted torch {torch_version} and circuit-tracer {version}; delete it and retry")
-    marker.write_text(json.dumps(dict(want=want, have=have), indent=1))
-    return have
-
-
-def _torch_installed(py):
-    out = subprocess.run([str(py), '-c', 'import importlib.metadata as m; print(m.version("torch"))'], capture_output=True, text=True)
-    return out.stdout.strip() or CT_TORCH
+    ok = lambda have: bool(have) and have.get('circuit-tracer') == version and have.get('torch', '').split('+')[0] == torch_version
+    return ensure_venv(venv, torch_version, f'circuit-tracer=={version}', ('circuit-tracer', 'torch', 'transformer-lens', 'transformers'), ok)
 
 # ---------------------------------------------------------------- our side (runs in a subprocess of this venv)
 def _worker_ours(argv):
@@ -267,7 +207,7 @@ def main():
         runs = dict(
             ours=lambda: _run([sys.executable, __file__, '--_worker-ours', tmp/'in.pt', tmp/'ours.pt', '--model', a.model, '--dicts', dicts, *common],
                               env, tmp/'ours.pt', 'mi_repro'),
-            circuit_tracer=lambda: _run([_venv_python(VENV), HERE/'_ct_worker.py', tmp/'in.pt', tmp/'ct.pt', '--model-dir', model_dir,
+            circuit_tracer=lambda: _run([venv_python(VENV), HERE/'_ct_worker.py', tmp/'in.pt', tmp/'ct.pt', '--model-dir', model_dir,
                                          '--transcoders', tmp/'ct_transcoders', '--n-ctx', a.n_ctx, *common], env, tmp/'ct.pt', 'circuit-tracer'))
         res, times, loads = {}, {'ours': [], 'circuit_tracer': []}, []
         first = ('ours', 'circuit_tracer') if a.order == 'ours-first' else ('circuit_tracer', 'ours')

@@ -29,7 +29,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import torch
-from _sparsify_worker import save_data, load_data, batches, n_steps, heldout_fvu, pin_threads, log
+from _sparsify_worker import save_data, load_data, batches, n_steps, heldout_fvu
+from _venv import log, pin_threads, venv_python, ensure_venv
 
 SPARSIFY_VERSION = '1.3.3'
 VENV = HERE/'.venv-sparsify'
@@ -37,49 +38,10 @@ DEFAULT_STORE = ('smollm2-135m', 'train-ctx128-1600x-bf16-mlp_in+mlp_out')
 SIDES = ('ours', 'sparsify', 'ours-bf16', 'sparsify-bf16')  # -bf16: ours under bf16 autocast, sparsify at matmul precision 'medium'
 
 # ---------------------------------------------------------------- the sparsify venv
-def _venv_python(venv): return venv/'bin'/'python'
-
-def _torch_wheel(version):
-    "A local wheel of exactly this torch build (e.g. 2.13.0+cpu) in pip's find-links folders, if there is one."
-    tag = f'cp{sys.version_info.major}{sys.version_info.minor}'
-    dirs = [Path(p) for p in os.environ.get('PIP_FIND_LINKS', '').split() if p and '://' not in p] + [Path('/opt/wheels')]
-    for d in dirs:
-        for w in sorted(d.glob(f'torch-{version}-{tag}-*.whl')) if d.is_dir() else []:
-            return w
-    return None
-
 def ensure_sparsify_venv(venv=VENV, version=SPARSIFY_VERSION) -> dict:
     "Create `venv` with this venv's torch build and eai-sparsify==version unless it is already there; return its versions."
-    marker = venv/'.mi_repro_bench.json'
-    want = dict(eai_sparsify=version, torch=torch.__version__, python=platform.python_version())
-    if marker.exists() and json.loads(marker.read_text()).get('want') == want and _venv_python(venv).exists():
-        return json.loads(marker.read_text())['have']
-    import shutil
-    if venv.exists(): shutil.rmtree(venv)
-    log(f"creating {venv} (once): torch {torch.__version__} (CPU) and eai-sparsify=={version}")
-    def sh(*cmd):
-        log('  $ ' + ' '.join(map(str, cmd)))
-        r = subprocess.run([str(c) for c in cmd], stdout=sys.stderr, stderr=sys.stderr)
-        if r.returncode: sys.exit(f"error: `{' '.join(map(str, cmd))}` failed (exit {r.returncode}); "
-                                  f"see the log above; delete {venv} and try again")
-    sh(sys.executable, '-m', 'venv', venv)
-    py = _venv_python(venv)
-    pip = [py, '-m', 'pip', 'install', '-qq']  # -qq: errors only (pip warns about every missing local index folder)
-    # torch first, and this venv's exact CPU build: otherwise eai-sparsify's unpinned `torch` pulls a CUDA build
-    wheel = _torch_wheel(torch.__version__)
-    if wheel is not None: sh(*pip, wheel)
-    else:
-        ver = torch.__version__
-        sh(*pip, f'torch=={ver}', *(['--extra-index-url', 'https://download.pytorch.org/whl/cpu'] if '+cpu' in ver else []))
-    sh(*pip, f'eai-sparsify=={version}', f'torch=={torch.__version__}')  # pinning torch again stops pip replacing it
-    out = subprocess.run([str(py), '-c', 'import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in '
-                          '("eai-sparsify", "torch", "schedulefree", "safetensors")}))'], capture_output=True, text=True)
-    if out.returncode: sys.exit(f"error: the new venv {venv} cannot report its packages:\n{out.stderr}")
-    have = json.loads(out.stdout)
-    if have['torch'] != torch.__version__ or have['eai-sparsify'] != version:
-        sys.exit(f"error: {venv} got {have}, wanted torch {torch.__version__} and eai-sparsify {version}; delete it and retry")
-    marker.write_text(json.dumps(dict(want=want, have=have), indent=1))
-    return have
+    ok = lambda have: bool(have) and have['torch'] == torch.__version__ and have['eai-sparsify'] == version
+    return ensure_venv(venv, torch.__version__, f'eai-sparsify=={version}', ('eai-sparsify', 'torch', 'schedulefree', 'safetensors'), ok)
 
 # ---------------------------------------------------------------- our side (runs in a subprocess of this venv)
 def _import_ours(spec):
@@ -248,7 +210,7 @@ def main():
                 if side.startswith('ours'):
                     cmd = [sys.executable, __file__, '--_worker-ours', data, out, *common, '--module', a.ours, *(['--bf16'] if bf16 else [])]
                 else:
-                    cmd = [_venv_python(VENV), HERE/'_sparsify_worker.py', data, out, *common, '--matmul-precision', 'medium' if bf16 else 'high']
+                    cmd = [venv_python(VENV), HERE/'_sparsify_worker.py', data, out, *common, '--matmul-precision', 'medium' if bf16 else 'high']
                 res = _run(cmd, env, out)
                 log(f"  -> {res['tok_s']:,.0f} tok/s, held-out FVU {res['heldout_fvu']:.4f}" +
                     (f"  (warning: other processes kept {res['other_cpu_cores']} cores busy meanwhile)" if res.get('other_cpu_cores', 0) > 0.2 else ''))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_attribution.ipynb #dab49d19
 from __future__ import annotations
-import json, math, time
+import gzip, json, math, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -103,16 +103,18 @@ class Replacement:
         for l in range(L):
             tc = self.tcs[l]
             xin = m_in[l]
-            z = tc.encode(xin.to(tc.W_enc.dtype)).float()
+            xt = xin.to(tc.W_enc.dtype)
+            zt = tc.encode(xt)
+            rec = tc.decode(zt, xt).float()
+            z = zt.float()
             z[:lo] = 0
             p, f = z.nonzero(as_tuple=True)
             layers.append(torch.full_like(p, l)); pos.append(p); feats.append(f); vals.append(z[p, f])
-            rec = tc.decode(tc.encode(xin.to(tc.W_enc.dtype)), xin.to(tc.W_enc.dtype)).float()
             e = m_out[l] - rec
             e[:lo] = 0
             D = torch.zeros_like(e).index_add_(0, p, vals[-1][:, None] * self._dec(l, f))
             self.err.append(e)
-            self.K.append(m_out[l] - self._skip(l, xin) - D - e)  # the constant part of the MLP output: b_dec (all of it at dropped positions)
+            self.K.append(m_out[l] - self.tcs[l].skip(xin) - D - e)  # the constant part of the MLP output: b_dec (all of it at dropped positions)
         self.active = torch.stack([torch.cat(layers), torch.cat(pos), torch.cat(feats)], 1)  # [N, 3] (layer, pos, feature), sorted
         self.acts = torch.cat(vals)
         self.n_feat = len(self.acts)
@@ -129,10 +131,6 @@ class Replacement:
         tc = self.tcs[l]; return tc.W_enc[f].float() * tc.x_scale.float()
     def _benc(self, l, f):
         tc = self.tcs[l]; return tc.b_enc[f].float() - tc.W_enc[f].float() @ tc.x_mean.float()
-    def _skip(self, l, x):
-        tc = self.tcs[l]
-        if tc.W_skip is None: return torch.zeros_like(x)
-        return (x * tc.x_scale.float()) @ tc.W_skip.float().T / tc.y_scale.float()
     def _skip_T(self, l, g):
         "The transpose of the skip path: gradient at the MLP input from the gradient `g` at its output."
         tc = self.tcs[l]
@@ -171,7 +169,7 @@ class Replacement:
             s, e = self.starts[l], self.starts[l + 1]
             p, f = self.active[s:e, 1], self.active[s:e, 2]
             pres.append((u[:, p] * self._enc(l, f)).sum(-1) + self._benc(l, f))
-            y = self.K[l] + ce[:, l, :, None] * self.err[l] + self._skip(l, u)
+            y = self.K[l] + ce[:, l, :, None] * self.err[l] + self.tcs[l].skip(u)
             y = y.index_add(1, p, cf[:, s:e, None] * self.dec[s:e])
             if a.sandwich: y = y * (r['rm'][:, None] * r['gm'])
             x = x + y
@@ -540,7 +538,6 @@ def write_graph(js:dict, # from `graph_json`
     "Write a graph JSON atomically (compact; gzipped when `path` ends in .gz)."
     text = json.dumps(js, ensure_ascii=False, separators=(',', ':'))
     if str(path).endswith('.gz'):
-        import gzip
         with atomic_path(path) as tmp: Path(tmp).write_bytes(gzip.compress(text.encode('utf-8'), mtime=0))
         return Path(path)
     return atomic_write(path, text)

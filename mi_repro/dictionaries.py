@@ -154,8 +154,14 @@ class Transcoder(nn.Module):
     def decode(self, z:torch.Tensor, x:torch.Tensor|None=None) -> torch.Tensor:
         "Output [B, d_out] in raw units from feature activations (and the input, for the skip)."
         y = z @ self.W_dec + self.b_dec
-        if self.W_skip is not None: y = y + (x * self.x_scale) @ self.W_skip.T
+        if self.W_skip is not None: y = y + self._skip(x)
         return y / self.y_scale
+
+    def _skip(self, x): return (x * self.x_scale) @ self.W_skip.T  # in normalized output units
+
+    def skip(self, x:torch.Tensor) -> torch.Tensor:
+        "The linear skip path W_skip x in raw output units (zeros without one): what the output holds besides the features."
+        return torch.zeros_like(x) if self.W_skip is None else self._skip(x) / self.y_scale
 
     def forward(self, x:torch.Tensor) -> torch.Tensor:
         "Reconstruction of the target from raw input `x` (inference form)."

@@ -381,11 +381,10 @@ def find_index(folder:str|Path, # a chapter-04 dictionaries folder
                tcs:dict|None=None, # its dictionaries: the index must have been built for them
               ) -> FeatureIndex|None:
     "The newest finished feature index of the current version beside the dictionaries in `folder` (checked against `tcs`), or None."
-    for d in sorted(Path(folder).glob(f'index-v{INDEX_VERSION}-*'), key=lambda d: (d/'index.json').stat().st_mtime if (d/'index.json').exists() else 0, reverse=True):
-        if (d/'index.json').exists():
-            ix = FeatureIndex(d)
-            return ix.check_dicts(tcs) if tcs else ix
-    return None
+    done = [d/'index.json' for d in Path(folder).glob(f'index-v{INDEX_VERSION}-*') if (d/'index.json').exists()]
+    if not done: return None
+    ix = FeatureIndex(max(done, key=lambda p: p.stat().st_mtime).parent)
+    return ix.check_dicts(tcs) if tcs else ix
 
 # %% ../nbs/05_features.ipynb #9994348d
 def _show(s:str) -> str:

@@ -140,11 +140,6 @@ def clean_run(lm, spec:Spec,
     return Clean(ids.cpu(), logits[0].float(), torch.stack([x[0] for x in m_in]).float(), torch.stack([x[0] for x in m_out]).float(), fr)
 
 # %% ../nbs/07_interventions.ipynb #8d7c7b53
-def _skip(tc:Transcoder, x:torch.Tensor) -> torch.Tensor:
-    "The transcoder's skip path W_skip x in raw units (0 without one)."
-    if tc.W_skip is None: return torch.zeros_like(x)
-    return ((x * tc.x_scale) @ tc.W_skip.T / tc.y_scale).to(x.dtype)
-
 def _acts(tc:Transcoder, x:torch.Tensor) -> torch.Tensor:
     "Feature activations [..., F] of raw MLP inputs [..., d]."
     return tc.encode(x.reshape(-1, x.shape[-1]).to(tc.W_enc.dtype)).reshape(*x.shape[:-1], -1).float()
@@ -216,7 +211,7 @@ def intervene(lm, spec:Spec, tcs:dict, # {layer: Transcoder}
             if mode == 'constrained' and l in tcs:
                 tc = tcs[l]
                 x = m.input
-                base = (clean.m_out[l] - _skip(tc, clean.m_in[l])).to(dev, x.dtype) + _skip(tc, x)
+                base = (clean.m_out[l] - tc.skip(clean.m_in[l])).to(dev, x.dtype) + tc.skip(x).to(x.dtype)
                 if any(es): base = base + _delta(tc, _acts(tc, clean.m_in[l].to(dev))[None].expand(B, -1, -1), es).to(x.dtype)
                 m.output = base
             elif mode == 'constrained':
