@@ -282,7 +282,7 @@ class Graph:
 def _influence_sums(E, # [st, n_cols] the rows computed so far
                     row_node, # [st] the node (column) of each row
                     logit_p, # [K] logit probabilities (the first K rows are the logits)
-                    n_cols:int, chunk:int=1024, max_iter:int=128):
+                    n_cols:int, chunk:int=256, max_iter:int=128):
     "Influence of every node on the logits through the rows computed so far (row-normalized |E|), sum over k of w Â^k: iterated on the [st, st] block of computed rows, then one pass over all columns."
     st = len(E)
     sums = torch.cat([E[i:i + chunk].abs().sum(1) for i in range(0, st, chunk)]).clamp(min=1e-8)

@@ -14,9 +14,9 @@ from .dictionaries import Transcoder
 from .attribution import prompt_ids, Graph, influence
 
 # %% auto #0
-__all__ = ['MODES', 'SITES', 'Edit', 'check_edit', 'tag', 'ablate', 'steer', 'Clean', 'clean_run', 'intervene', 'measure',
-           'spearman', 'graph_predictions', 'graph_vs_reality', 'patch', 'plot_patching', 'generate', 'swap_in',
-           'feature_means', 'bootstrap_ci', 'choose_set', 'set_vs_random', 'control_summary']
+__all__ = ['MODES', 'SITES', 'Edit', 'check_edit', 'tag', 'ablate', 'steer', 'by_layer', 'supernode', 'Clean', 'clean_run',
+           'intervene', 'measure', 'spearman', 'graph_predictions', 'graph_vs_reality', 'patch', 'plot_patching',
+           'generate', 'swap_in', 'feature_means', 'bootstrap_ci', 'choose_set', 'set_vs_random', 'control_summary']
 
 # %% ../nbs/07_interventions.ipynb #197c1e37
 @dataclass
@@ -94,6 +94,22 @@ def steer(layer:int, features:list|int, pos:list|int|None=None,
          ) -> Edit:
     "Steering: a' = scale * a + add for `features` of `layer` at `pos`."
     return Edit(layer, features, pos, scale=scale, add=add)
+
+def by_layer(feats:list, # [(layer, feature)] pairs
+            ) -> dict:
+    "{layer: [features]} of (layer, feature) pairs, in their order."
+    by = {}
+    for lf in feats:
+        if not (isinstance(lf, (tuple, list)) and len(lf) == 2): raise UserError(f"expected (layer, feature) pairs, got {lf!r}")
+        by.setdefault(lf[0], []).append(lf[1])
+    return by
+
+def supernode(feats:list, # [(layer, feature)]: a group of features, across layers
+              pos:list|int|None=None, add:float=0.0, scale:float=1.0) -> list[Edit]:
+    "Steering a supernode: a' = scale * a + add for every feature of the group at `pos`, one `Edit` per layer."
+    by = by_layer(feats)
+    if not by: raise UserError("the supernode has no features")
+    return [steer(l, fs, pos, add, scale) for l, fs in sorted(by.items())]
 
 # %% ../nbs/07_interventions.ipynb #bce4fce7
 @dataclass
@@ -405,24 +421,25 @@ def swap_in(lm, spec:Spec, tcs:dict,
             clean_pos:list|int, # positions in the clean prompt
             pos:list|int, # matching positions in the corrupted prompt
             remove:list=(), # [(layer, feature)]: the set R, zero-ablated at `pos` in the corrupted run
+            scale:float=1.0, # S is set to this multiple of its clean activations (the Biology paper injects at several times the natural value)
            ) -> list[Edit]:
-    "Edits that set the features S to their activations on the clean prompt (at `clean_pos`) at `pos` of another run, and zero R there."
+    "Edits that set the features S to `scale` times their activations on the clean prompt (at `clean_pos`) at `pos` of another run, and zero R there."
     cp, pp = _ints(clean_pos, 'clean positions'), _ints(pos, 'positions')
     if len(cp) != len(pp): raise UserError(f"clean_pos and pos must pair up: {len(cp)} and {len(pp)} positions")
     c = clean_run(lm, spec, clean_ids)
     Tc = len(c.ids)
     bad = [p for p in cp if not -Tc <= p < Tc]
     if bad: raise UserError(f"clean position {bad[0]} is out of range for a clean prompt of {Tc} tokens")
-    edits, by = [], {}
-    for l, f in list(feats) + list(remove): check_edit(Edit(l, f), spec, tcs, Tc)
-    for l, f in feats: by.setdefault(spec.check_layer(l), []).append(f)
-    for l, fs in sorted(by.items()):
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)): raise UserError(f"scale must be a number, not {scale!r}")
+    S, R = {}, {}
+    for pairs, d in ((feats, S), (remove, R)):
+        for l, fs in by_layer(pairs).items():
+            check_edit(Edit(l, fs), spec, tcs, Tc); d.setdefault(spec.check_layer(l), []).extend(fs)
+    edits = [Edit(l, fs, pp, value=0.0) for l, fs in sorted(R.items())]
+    for l, fs in sorted(S.items()):
         z = _acts(tcs[l], c.m_in[l].to(tcs[l].W_dec.device))[cp][:, fs]
-        edits.append(Edit(l, fs, pp, value=z))
-    rm = {}
-    for l, f in remove: rm.setdefault(spec.check_layer(l), []).append(f)
-    edits += [Edit(l, fs, pp, value=0.0) for l, fs in sorted(rm.items())]
-    return edits[len(by):] + edits[:len(by)]  # removals first, so a feature in both S and R ends at its clean value
+        edits.append(Edit(l, fs, pp, value=z * float(scale)))
+    return edits  # removals first, so a feature in both S and R ends at its clean value (times `scale`)
 
 # %% ../nbs/07_interventions.ipynb #69d3bbb9
 @torch.no_grad()
