@@ -569,9 +569,12 @@ def plot_graph(js:dict, # from `graph_json`
     nx.draw_networkx_nodes(G, pos, ax=ax, node_size=18, node_color=[colour.get(nodes[i]['feature_type'], 'k') for i in G.nodes])
     toks = js['metadata']['prompt_tokens']
     ax.set_xticks(range(len(toks)), toks, rotation=60, fontsize=7)
-    ax.set_yticks([-1] + list(range(0, L1 + 1, max(1, L1 // 8))), ['emb'] + [str(l) if l < L1 else 'logit' for l in range(0, L1 + 1, max(1, L1 // 8))])
+    ys = list(range(0, L1 - 1, max(1, L1 // 8)))  # the logit row is L1 (one above the last layer)
+    ax.set_yticks([-1] + ys + [L1], ['emb'] + [str(l) for l in ys] + ['logit'])
     ax.tick_params(left=True, bottom=True, labelleft=True, labelbottom=True)
     ax.set_ylabel('layer'); ax.set_title(f"{js['metadata']['prompt']!r}: {len(nodes)} nodes, {len(js['links'])} edges ({len(links)} drawn)", fontsize=9)
-    for i, n in nodes.items():
-        if n['feature_type'] == 'logit': ax.annotate(n['clerp'][7:].split(' (p')[0], pos[i], fontsize=7, xytext=(4, 2), textcoords='offset points')
+    lg = sorted((n for n in nodes.values() if n['feature_type'] == 'logit'), key=lambda n: -n['token_prob'])
+    if lg:  # listed beside the axes: the logit nodes sit side by side at one position, where their names would overlap
+        ax.text(1.01, 1.0, 'logit nodes\n' + '\n'.join(f"{n['clerp'][7:].split(' (p')[0]}  {n['token_prob']:.2f}" for n in lg),
+                transform=ax.transAxes, ha='left', va='top', fontsize=7, family='monospace')
     return ax.figure
