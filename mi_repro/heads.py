@@ -77,6 +77,7 @@ def plot_scores(scores:dict, # {name: [L, H]} (`head_scores`, or ablation effect
                ):
     "One layer x head heatmap per entry of `scores`, side by side."
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     fig, axs = plt.subplots(1, len(scores), figsize=(3.3 * len(scores), 3.8), squeeze=False)
     for ax, (name, s) in zip(axs[0], scores.items()):
         s = torch.as_tensor(s).float().cpu()
@@ -85,6 +86,7 @@ def plot_scores(scores:dict, # {name: [L, H]} (`head_scores`, or ablation effect
         im = ax.imshow(s.numpy(), aspect='auto', origin='lower', cmap=cmap, vmin=lo, vmax=hi)
         for l, h, _ in top_heads(s.abs(), mark): ax.text(h, l, '*', ha='center', va='center', color='w' if cmap == 'viridis' else 'k', fontsize=9)
         ax.set(title=name, xlabel='head', ylabel='layer')
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True)); ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         fig.colorbar(im, ax=ax, shrink=0.8)
     if title: fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -99,6 +101,8 @@ def plot_patterns(A:torch.Tensor, # [L, H, T, T] patterns of one prompt (`patter
     import matplotlib.pyplot as plt
     if axs is None: fig, axs = plt.subplots(1, len(heads), figsize=(3.2 * len(heads), 3.4), squeeze=False); axs = axs[0]
     tt = [t.replace('\n', '⏎') for t in tokens]
+    bad = [hd for hd in heads if not (0 <= hd[0] < A.shape[0] and 0 <= hd[1] < A.shape[1])]
+    if bad: raise UserError(f"head {bad[0][:2]} is out of range: the patterns have {A.shape[0]} layers of {A.shape[1]} heads")
     for ax, hd in zip(axs, heads):
         l, h, lab = (*hd, '') if len(hd) == 2 else hd
         ax.imshow(A[l, h].float().cpu().numpy(), cmap='Blues', vmin=0, vmax=1)
@@ -125,7 +129,7 @@ def head_means(lm, spec:Spec,
               ) -> torch.Tensor:
     "Mean of every head's output slice (the output projection's input) over positions 1.. of `prompts`: [L, H*d_h], for mean-ablation."
     if not len(prompts): raise UserError("head_means: no prompts given")
-    tot, n, zs = 0, 0, []
+    tot, n = 0, 0
     for ids in prompts:
         ids = torch.as_tensor(ids).reshape(-1)
         if len(ids) < 2: raise UserError("head_means: every prompt needs a token after position 0")
