@@ -4,6 +4,7 @@
 
 # %% ../nbs/10_two_hop.ipynb #84fd6b96
 from __future__ import annotations
+import math
 import torch, torch.nn.functional as F
 import pandas as pd
 from .core import UserError
@@ -12,7 +13,7 @@ from .attribution import prompt_ids, Graph, influence
 from .interventions import clean_run, intervene, swap_in, _acts
 
 # %% auto #0
-__all__ = ['one_hop', 'cont_logprob', 'answer_scores', 'entity_pos', 'one_token', 'logit_dirs', 'answer_influence',
+__all__ = ['one_hop', 'cont_logprob', 'answer_scores', 'entity_pos', 'one_token', 'logit_dirs', 'word_acts', 'answer_influence',
            'bridge_scores', 'bridge_set', 'swap_pair', 'equal_pairs', 'bridge_swap']
 
 # %% ../nbs/10_two_hop.ipynb #25f30e02
@@ -34,38 +35,57 @@ def _ids(tok, prompt:str, special:bool) -> list[int]:
     if not isinstance(prompt, str) or not prompt.strip(): raise UserError("a prompt is empty: give its text, e.g. 'Dallas is in the state of'")
     return prompt_ids(tok, prompt).tolist() if special else tok(prompt, add_special_tokens=False).input_ids
 
+def _pair(tok, prompt, answer, special):
+    "Token ids of the prompt and of the answer after it."
+    x = _ids(tok, prompt, special)
+    full = _ids(tok, prompt + answer, special)
+    if full[:len(x)] != x or len(full) == len(x):  # the answer merges with the prompt's last token: tokenize it alone
+        full = x + tok(answer, add_special_tokens=False).input_ids
+    if len(full) == len(x): raise UserError(f"the answer {answer!r} has no tokens")
+    return x, full[len(x):]
+
 @torch.no_grad()
+def _seq_scores(hf, pairs:list, # [(prompt ids, answer ids)]
+                pad:int, batch_size:int=32) -> list[tuple[float, bool, int, int]]:
+    "Per pair: log p(answer | prompt), whether greedy decoding gives the answer, its length, and the greedy first token; right-padded batches."
+    dev, out = next(hf.parameters()).device, []
+    for i in range(0, len(pairs), batch_size):
+        ch = pairs[i:i + batch_size]
+        T = max(len(x) + len(a) for x, a in ch)
+        ids = torch.full((len(ch), T), pad, dtype=torch.long); mask = torch.zeros_like(ids)
+        for r, (x, a) in enumerate(ch): ids[r, :len(x) + len(a)] = torch.tensor(x + a); mask[r, :len(x) + len(a)] = 1
+        lg = hf(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False).logits.float()
+        for r, (x, a) in enumerate(ch):
+            lp = F.log_softmax(lg[r, len(x) - 1:len(x) + len(a) - 1], -1)
+            tgt = torch.tensor(a, device=dev)
+            out.append((float(lp[torch.arange(len(a)), tgt].sum()), bool((lp.argmax(-1) == tgt).all()), len(a), int(lp[0].argmax())))
+    return out
+
 def cont_logprob(hf, tok,
                  prompt:str, # the text the answer follows
                  answer:str, # the continuation, with its leading space
                  special:bool=True, # a special token first, as `prompt_ids` feeds the graphs; False: the bare text
                 ) -> tuple[float, bool, int]:
     "log p(answer | prompt) summed over the answer's tokens, whether greedy decoding produces it, and its number of tokens."
-    x = _ids(tok, prompt, special)
-    full = _ids(tok, prompt + answer, special)
-    if full[:len(x)] != x or len(full) == len(x):  # the answer merges with the prompt's last token: tokenize it alone
-        a = tok(answer, add_special_tokens=False).input_ids
-        if not a: raise UserError(f"the answer {answer!r} has no tokens")
-        full = x + a
-    a = full[len(x):]
-    dev = next(hf.parameters()).device
-    lp = F.log_softmax(hf(torch.tensor([full], device=dev)).logits[0, len(x) - 1:-1].float(), -1)
-    tgt = torch.tensor(a, device=dev)
-    return float(lp[torch.arange(len(a)), tgt].sum()), bool((lp.argmax(-1) == tgt).all()), len(a)
+    return _seq_scores(getattr(hf, '_module', hf), [_pair(tok, prompt, answer, special)], tok.pad_token_id or 0)[0][:3]
 
 def answer_scores(hf, tok,
                   rows:list[dict], # prompt dicts: prompt, correct_answer (incorrect_answer optional)
                   special:bool=True, # a special token first (as graphs and swaps see the prompt); False: the bare text
+                  batch_size:int=32, # sequences per forward pass
                  ) -> pd.DataFrame:
     "One row per prompt: p(correct) and its log, greedy top-1, answer length in tokens, the margin log p(c) - log p(i) when an incorrect answer is given, and the greedy first token."
     hf = getattr(hf, '_module', hf)
     if not rows: raise UserError("answer_scores: no prompts given")
+    pc = [_pair(tok, p['prompt'], p['correct_answer'], special) for p in rows]
+    has_i = [i for i, p in enumerate(rows) if p.get('incorrect_answer')]
+    res = _seq_scores(hf, pc + [_pair(tok, rows[i]['prompt'], rows[i]['incorrect_answer'], special) for i in has_i], tok.pad_token_id or 0, batch_size)
+    li = dict(zip(has_i, (r[0] for r in res[len(rows):])))
     out = []
-    for p in rows:
-        lc, top, n = cont_logprob(hf, tok, p['prompt'], p['correct_answer'], special)
-        li = cont_logprob(hf, tok, p['prompt'], p['incorrect_answer'], special)[0] if p.get('incorrect_answer') else float('nan')
+    for i, (p, (lc, top, n, first)) in enumerate(zip(rows, res)):
         out.append({**{k: v for k, v in p.items() if k in ('entity', 'bridge', 'kind', 'hop', 'template_idx', 'split', 'prompt', 'correct_answer')},
-                    'p_correct': float(torch.tensor(lc).exp()), 'logp_correct': lc, 'top1': top, 'n_tok': n, 'margin': lc - li})
+                    'p_correct': math.exp(lc), 'logp_correct': lc, 'top1': top, 'n_tok': n, 'margin': lc - li.get(i, float('nan')),
+                    'first': tok.decode([first])})
     return pd.DataFrame(out)
 
 # %% ../nbs/10_two_hop.ipynb #7afb1eb7
@@ -103,6 +123,16 @@ def logit_dirs(hf, spec:Spec, tcs:dict, # {layer: Transcoder}
     W_U = spec.module(hf, 'unembed').weight.float()
     return (torch.stack(D).to(W_U.device) * g) @ W_U.T
 
+@torch.no_grad()
+def word_acts(lm, spec:Spec, tcs:dict, tok,
+              word:str, # a bridge word, e.g. 'Texas'
+             ) -> dict:
+    "Feature activations {layer: [F]} at the last token of `word` in 'The capital of {word} is' (hop B's prompt): what reads the word itself."
+    bp = f"The capital of {word} is"
+    c = clean_run(lm, spec, prompt_ids(tok, bp))
+    q = entity_pos(tok, bp, word)[-1]
+    return {l: _acts(tc, c.m_in[l][q].to(tc.W_dec.device)[None])[0].cpu() for l, tc in tcs.items()}
+
 def answer_influence(g:Graph, answer:int, # the answer's token id (a logit node of `g`)
                     ) -> torch.Tensor:
     "Influence [n_sel] of every feature node on the answer's logit node alone (weight 1 there, 0 on the other logits)."
@@ -119,6 +149,9 @@ def bridge_scores(lm, spec:Spec, tcs:dict, tok, g:Graph,
                   top_n:int=10, # says the bridge: the bridge token among the top_n promoted tokens
                   min_rel:float=0.5, # reads the bridge: activation on the bridge word >= min_rel * activation in the graph
                   n_show:int=5, # promoted tokens listed per feature
+                  others:list=(), # other bridges of the same kind (e.g. other states): reading the bridge must be specific to it
+                  min_ratio:float=2.0, # reads the bridge: its activation on the bridge word >= min_ratio * its mean activation on the others' words
+                  cache:dict|None=None, # {word: activations} from `word_acts`, filled as needed
                  ) -> pd.DataFrame:
     "Every feature node of `g` with its influence on the answer (and rank), the bridge token's rank and z-score in its logit effects, its activation on the bridge word, and whether it is a bridge candidate; most influential first."
     if not g.prompt: raise UserError("the graph has no prompt text: build it with attribute(..., prompt=text)")
@@ -134,18 +167,21 @@ def bridge_scores(lm, spec:Spec, tcs:dict, tok, g:Graph,
     E = logit_dirs(lm._module, spec, tcs, feats).cpu()
     out_rank = (E > E[:, b:b + 1]).sum(1)
     out_z = (E[:, b] - E.mean(1)) / E.std(1).clamp(min=1e-12)
-    bp = f"The capital of {bridge.strip()} is"
-    cb = clean_run(lm, spec, prompt_ids(tok, bp))
-    q = entity_pos(tok, bp, bridge.strip())[-1]
-    zb = {l: _acts(tcs[l], cb.m_in[l][q].to(tcs[l].W_dec.device)[None])[0].cpu() for l in sorted({l for l, _ in feats})}
-    a_b = torch.tensor([float(zb[l][f]) for l, f in feats])
+    cache = {} if cache is None else cache
+    def at(word):
+        if word not in cache: cache[word] = word_acts(lm, spec, tcs, tok, word)
+        return torch.tensor([float(cache[word][l][f]) for l, f in feats])
+    a_b = at(bridge.strip())
+    others = [o.strip() for o in others if o.strip() != bridge.strip()]
+    a_o = torch.stack([at(o) for o in others]).mean(0) if others else torch.zeros_like(a_b)
     act = g.acts[g.selected]
     df = pd.DataFrame(dict(layer=nodes[:, 0].numpy(), pos=nodes[:, 1].numpy(), feature=nodes[:, 2].numpy(),
                            token=[g.tokens[p] for p in nodes[:, 1].tolist()], act=act.numpy(), infl=I.numpy(),
                            out_rank=out_rank.numpy(), out_z=out_z.numpy(), bridge_act=a_b.numpy(), bridge_rel=(a_b / act).numpy()))
     df['infl_rank'] = (I[None] > I[:, None]).sum(1).numpy()
     df['says'] = df.out_rank < top_n
-    df['reads'] = df.bridge_rel >= min_rel
+    df['other_rel'] = (a_o / act).numpy()
+    df['reads'] = (df.bridge_rel >= min_rel) & (df.bridge_rel >= min_ratio * df.other_rel)
     df['candidate'] = (df.pos >= min(epos)) & (df.infl > 0) & (df.says | df.reads)
     df['promotes'] = [[tok.decode([t]) for t in row] for row in E.topk(n_show, 1).indices.tolist()]
     return df.sort_values('infl', ascending=False, kind='stable').reset_index(drop=True)
