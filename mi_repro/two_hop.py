@@ -48,17 +48,23 @@ def _pair(tok, prompt, answer, special):
 def _seq_scores(hf, pairs:list, # [(prompt ids, answer ids)]
                 pad:int, batch_size:int=32) -> list[tuple[float, bool, int, int]]:
     "Per pair: log p(answer | prompt), whether greedy decoding gives the answer, its length, and the greedy first token; right-padded batches."
-    dev, out = next(hf.parameters()).device, []
-    for i in range(0, len(pairs), batch_size):
-        ch = pairs[i:i + batch_size]
-        T = max(len(x) + len(a) for x, a in ch)
-        ids = torch.full((len(ch), T), pad, dtype=torch.long); mask = torch.zeros_like(ids)
-        for r, (x, a) in enumerate(ch): ids[r, :len(x) + len(a)] = torch.tensor(x + a); mask[r, :len(x) + len(a)] = 1
-        lg = hf(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False).logits.float()
-        for r, (x, a) in enumerate(ch):
-            lp = F.log_softmax(lg[r, len(x) - 1:len(x) + len(a) - 1], -1)
+    dev, out = next(hf.parameters()).device, [None] * len(pairs)
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))  # similar lengths together: less padding
+    for s in range(0, len(order), batch_size):
+        ch = order[s:s + batch_size]
+        T = max(len(pairs[i][0]) + len(pairs[i][1]) for i in ch)
+        ids = torch.full((len(ch), T), pad, dtype=torch.long); mask = torch.zeros_like(ids); keep = torch.zeros_like(ids, dtype=torch.bool)
+        for r, i in enumerate(ch):
+            x, a = pairs[i]
+            ids[r, :len(x) + len(a)] = torch.tensor(x + a); mask[r, :len(x) + len(a)] = 1; keep[r, len(x) - 1:len(x) + len(a) - 1] = True
+        # logits only where an answer token is predicted (the unembedding of every position would dominate the time)
+        lg = hf(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False, logits_to_keep=keep.to(dev)).logits.float().reshape(-1, hf.config.vocab_size)
+        o = 0
+        for i in ch:
+            a = pairs[i][1]
+            lp = F.log_softmax(lg[o:o + len(a)], -1); o += len(a)
             tgt = torch.tensor(a, device=dev)
-            out.append((float(lp[torch.arange(len(a)), tgt].sum()), bool((lp.argmax(-1) == tgt).all()), len(a), int(lp[0].argmax())))
+            out[i] = (float(lp[torch.arange(len(a)), tgt].sum()), bool((lp.argmax(-1) == tgt).all()), len(a), int(lp[0].argmax()))
     return out
 
 def cont_logprob(hf, tok,
@@ -188,11 +194,12 @@ def bridge_scores(lm, spec:Spec, tcs:dict, tok, g:Graph,
 
 def bridge_set(df:pd.DataFrame, # from `bridge_scores`
                k:int, # features taken
-               pos:list|None=None, # only candidates at these positions (None: any)
+               pos:list|None=None, # only nodes at these positions (None: any)
+               candidates:bool=True, # only bridge candidates (False: any feature node, as chapter 07 chooses)
               ) -> list[tuple[int, int]]:
-    "The (layer, feature) pairs of the `k` bridge candidates most influential on the answer (at `pos`)."
+    "The (layer, feature) pairs of the `k` bridge candidates (or feature nodes) most influential on the answer (at `pos`)."
     if isinstance(k, bool) or not isinstance(k, int) or k < 1: raise UserError(f"k must be a positive int, not {k!r}")
-    d = df[df.candidate & (df.pos.isin(pos) if pos is not None else True)]
+    d = df[(df.candidate if candidates else True) & (df.pos.isin(pos) if pos is not None else True)]
     return list(dict.fromkeys((int(l), int(f)) for l, f in zip(d.layer, d.feature)))[:k]
 
 # %% ../nbs/10_two_hop.ipynb #ce9ddccf
