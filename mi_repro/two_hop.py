@@ -91,7 +91,7 @@ def answer_scores(hf, tok,
     for i, (p, (lc, top, n, first)) in enumerate(zip(rows, res)):
         out.append({**{k: v for k, v in p.items() if k in ('entity', 'bridge', 'kind', 'hop', 'template_idx', 'split', 'prompt', 'correct_answer')},
                     'p_correct': math.exp(lc), 'logp_correct': lc, 'top1': top, 'n_tok': n, 'margin': lc - li.get(i, float('nan')),
-                    'first': tok.decode([first])})
+                    'first': tok.decode([first]), 'first_id': first})
     return pd.DataFrame(out)
 
 # %% ../nbs/10_two_hop.ipynb #7afb1eb7
