@@ -163,14 +163,16 @@ def _acts(tc:Transcoder, x:torch.Tensor) -> torch.Tensor:
 def _delta(tc:Transcoder, z:torch.Tensor, # [B, T, F] current activations
            rows:list, # per batch row: the checked edits of this layer
           ) -> torch.Tensor:
-    "The change of the MLP output [B, T, d] that sets the edited activations to their new values."
+    "The change of the MLP output [B, T, d] that sets the edited activations to their new values; a row's edits apply in order, each to the activations the ones before it left."
     B, T = z.shape[:2]
     out = torch.zeros(B, T, tc.W_dec.shape[1], device=z.device)
     for b, es in enumerate(rows):
+        zb = z[b].clone() if len(es) > 1 else z[b]  # [T, F]: updated after each edit, so two edits of one feature do not both count
         for _, f, p, value, scale, add in es:
-            a = z[b][p][:, f]  # [P, n]
+            a = zb[p][:, f]  # [P, n]
             new = (value if value is not None else scale * a) + (add if add is not None else 0)
             out[b].index_add_(0, p, (new - a) @ (tc.W_dec[f].float() / tc.y_scale.float()))
+            if len(es) > 1: zb[p[:, None], f[None]] = new.to(zb.dtype)
     return out
 
 def _frozen_attn(A:torch.Tensor, v:torch.Tensor, spec:Spec) -> torch.Tensor:
