@@ -20,8 +20,8 @@ from .interventions import ablate, intervene, clean_run, measure, bootstrap_ci
 __all__ = ['LANG_NAMES', 'DEMO', 'TASKS', 'need_dicts', 'translation_prompts', 'task_prompts', 'first_token', 'with_ids',
            'first_scores', 'pick_templates', 'lang_gate', 'graph_features', 'trace', 'iou', 'iou_matrix', 'perm_test',
            'at_layer', 'membership', 'active_feats', 'margin_drops', 'boot_frac', 'combined_graph', 'partition',
-           'labels_of', 'ari', 'stability', 'makeup', 'segregation', 'feature_vector', 'inject', 'last_acts',
-           'random_like']
+           'labels_of', 'ari', 'stability', 'makeup', 'makeup_by_layer', 'segregation', 'feature_vector', 'inject',
+           'last_acts', 'pick_layers', 'random_like']
 
 # %% ../nbs/08_multilingual.ipynb #6c72da2a
 def need_dicts(model:str, # model name
@@ -276,6 +276,22 @@ def makeup(H:nx.Graph, comms:list, langs:list) -> 'pd.DataFrame':
                          multi=float(((cnt > 0).sum(1) >= 2).mean()), top_concept=float(max(cc.values()) / sum(cc.values())) if cc else float('nan')))
     return pd.DataFrame(rows)
 
+def makeup_by_layer(H:nx.Graph, comms:list, langs:list,
+                    n_layers:int, # layers of the model
+                    n_bands:int=3, # the layers cut into this many equal bands (early, middle, late)
+                   ) -> 'pd.DataFrame':
+    "Per community and layer band: nodes and each language's share of the graph memberships."
+    import pandas as pd
+    rows = []
+    for i, s in enumerate(comms):
+        for b in range(n_bands):
+            lo, hi = b * n_layers // n_bands, (b + 1) * n_layers // n_bands
+            vs = [v for v in s if lo <= v[0] < hi]
+            if not vs: continue
+            cnt = np.array([[H.nodes[v][f'count_{l}'] for l in langs] for v in vs], float).sum(0)
+            rows.append(dict(community=i, layers=f'{lo}-{hi - 1}', nodes=len(vs), **{f'share_{l}': float(cnt[j] / cnt.sum()) for j, l in enumerate(langs)}))
+    return pd.DataFrame(rows)
+
 def segregation(H:nx.Graph, comms:list, langs:list, min_size:int=5, n_perm:int=2000, seed:int=0) -> dict:
     "Largest single-language share among communities of >= `min_size` nodes, against the same with the nodes' language counts shuffled within each layer."
     nodes = sorted(H.nodes)
@@ -345,6 +361,18 @@ def last_acts(lm, spec:Spec, tcs:dict, ids:torch.Tensor, feats:dict, # {layer: [
     "{layer: activations [n] of `feats` at the last position} of a prompt."
     cl = clean_run(lm, spec, ids)
     return {l: tcs[l].encode(cl.m_in[l][-1:].to(tcs[l].W_enc.device, tcs[l].W_enc.dtype))[0, fs].float().cpu() for l, fs in feats.items()}
+
+def pick_layers(which:str, # 'middle', 'shared' or layers, comma-separated (e.g. '10,12')
+                n_layers:int, # layers of the model
+                shared:list, # the layers that hold shared features
+               ) -> list[int]:
+    "The layers to inject at: the shared features' layers in the middle third [n/3, 2n/3), all of them, or the ones named."
+    if which == 'shared': return sorted(shared)
+    if which == 'middle': return [l for l in sorted(shared) if n_layers // 3 <= l < 2 * n_layers // 3]
+    try: ls = [int(x) for x in which.split(',') if x.strip()]
+    except ValueError: raise UserError(f"inject_layers must be 'middle', 'shared' or layers separated by commas, not {which!r}") from None
+    if not ls or any(not 0 <= l < n_layers for l in ls): raise UserError(f"inject_layers {which!r}: name layers between 0 and {n_layers - 1}")
+    return sorted(set(ls))
 
 def random_like(vecs:dict, # {layer: vector}
                 gen:torch.Generator) -> dict:
