@@ -192,7 +192,6 @@ class Replacement:
         L, a = self.L, self.arch
         B, P, top = len(layers), int(pos.max()) + 1, int(layers.max())
         dev = self.x0.device
-        H, Hkv, dh = self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim
         out = torch.zeros(B, self.n_nodes + n_logits, device=dev)
         G = torch.zeros(B, P, self.d, device=dev)  # gradient of each target at the residual stream (first P positions: the rest is 0)
         bi = torch.arange(B, device=dev)
@@ -212,13 +211,20 @@ class Replacement:
             out[:, eo:eo + P] = (gm * self.err[l, :P]).sum(-1)
             if self.tcs[l].W_skip is not None: G = G + self._skip_T(l, gm) * (r['r2'][:P, None] * r['g2'])
             inject(l, r['r2'][:, None] * r['g2'])
-            go = G * (r['ra'][:P, None] * r['ga']) if a.sandwich else G
-            gz = (go @ r['Wo']).view(B, P, H, dh).transpose(1, 2)  # [B, H, P, dh]
-            gv = (r['A'][:, :P, :P].transpose(-1, -2) @ gz).view(B, Hkv, H // Hkv, P, dh).sum(2)
-            G = G + ((gv.transpose(1, 2).reshape(B, P, Hkv * dh) @ r['Wv']) * (r['r1'][:P, None] * r['g1']))
+            G = G + self._attn_T(l, G)
         to = self.n_feat + L * self.T
         out[:, to:to + P] = (G * self.x0[:P]).sum(-1)
         return out
+
+    def _attn_T(self, l:int, G:torch.Tensor) -> torch.Tensor:
+        "The transpose of layer `l`'s frozen attention (pattern, values, output, post-norm): the gradient [B, P, d] at its input from `G` [B, P, d] at its output, on the first P positions."
+        r, a = self.lay[l], self.arch
+        B, P = G.shape[:2]
+        H, Hkv, dh = self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim
+        go = G * (r['ra'][:P, None] * r['ga']) if a.sandwich else G
+        gz = (go @ r['Wo']).view(B, P, H, dh).transpose(1, 2)  # [B, H, P, dh]
+        gv = (r['A'][:, :P, :P].transpose(-1, -2) @ gz).view(B, Hkv, H // Hkv, P, dh).sum(2)
+        return (gv.transpose(1, 2).reshape(B, P, Hkv * dh) @ r['Wv']) * (r['r1'][:P, None] * r['g1'])
 
     @staticmethod
     def _contract(gm, lp, dec):

@@ -16,9 +16,9 @@ from .activations import read_acts, capture, default_store
 
 # %% auto #0
 __all__ = ['WIN', 'BINS', 'INDEX_VERSION', 'CSS', 'find_dicts', 'load_dicts', 'train_dicts', 'dict_hash', 'build_index',
-           'top_dot', 'logit_effects', 'input_tokens', 'FeatureIndex', 'find_index', 'auto_labels', 'write_labels',
-           'load_labels', 'features_at', 'search', 'feature_html', 'show_feature', 'page_name', 'write_pages',
-           'behaviour_features', 'context_langs', 'lang_share']
+           'top_dot', 'unembed_dirs', 'logit_effects', 'input_tokens', 'FeatureIndex', 'find_index', 'auto_labels',
+           'write_labels', 'load_labels', 'features_at', 'search', 'feature_html', 'show_feature', 'page_name',
+           'write_pages', 'behaviour_features', 'context_langs', 'lang_share']
 
 # %% ../nbs/05_features.ipynb #941835e7
 def _complete(d:Path) -> bool:
@@ -258,6 +258,16 @@ def top_dot(A:torch.Tensor, # [F, d] one direction per feature
         vals.append((s * v).cpu()); ids.append(j.int().cpu())
     return torch.cat(vals), torch.cat(ids)
 
+def unembed_dirs(hf, spec:Spec, tc:Transcoder,
+                 layer:int, # the dictionary's layer
+                 feats:list|None=None, # feature indices (None: all)
+              ) -> torch.Tensor:
+    "Each feature's decoder row as the unembedding reads it [n, d]: gamma * W_dec,f / y_scale (gamma the final norm's gain, times the post-MLP norm's on Gemma); its dot with W_U[t] is the direct logit effect per unit activation."
+    g, _ = _norm_gain(hf, spec, 'final_norm')
+    D = (tc.W_dec.detach() if feats is None else tc.W_dec.detach()[list(feats)]).float() / tc.y_scale.float()
+    if spec.mlp_post_norm: D = D * _norm_gain(hf, spec, 'mlp_post_norm', layer)[0]  # Gemma: the MLP output is normed again
+    return D.to(g.device) * g
+
 @torch.no_grad()
 def logit_effects(hf, spec:Spec, tc:Transcoder,
                   layer:int, # the dictionary's layer
@@ -265,11 +275,8 @@ def logit_effects(hf, spec:Spec, tc:Transcoder,
                   **kw, # passed to `top_dot` (chunk, screen)
                  ) -> dict:
     "Top promoted (`up_ids`, `up_vals`) and suppressed (`down_ids`, `down_vals`) tokens [F, n] of each feature's direct logit effect."
-    g, a = _norm_gain(hf, spec, 'final_norm')
-    D = tc.W_dec.detach().float() / tc.y_scale.float()
-    if spec.mlp_post_norm: D = D * _norm_gain(hf, spec, 'mlp_post_norm', layer)[0]  # Gemma: the MLP output is normed again
     W_U = spec.module(hf, 'unembed').weight.detach().float()
-    A = D.to(W_U.device) * g
+    A = unembed_dirs(hf, spec, tc, layer).to(W_U.device)
     uv, ui = top_dot(A, W_U, n, True, **kw)
     dv, di = top_dot(A, W_U, n, False, **kw)
     return dict(up_vals=uv, up_ids=ui, down_vals=dv, down_ids=di)

@@ -197,7 +197,6 @@ def _node(rep:Replacement, g:Graph, i:int, role:str) -> tuple:
 def _grads(rep:Replacement, layer:int, pos:int, vec:torch.Tensor) -> list:
     "Gradient [T, d] of a target (read `vec` at `layer`'s MLP input, or after the final norm when layer = L) at the residual stream after each layer's attention, as chapter 06's backward pass computes it."
     L, T, d, a = rep.L, rep.T, rep.d, rep.arch
-    H, Hkv, dh = rep.spec.n_heads, rep.spec.n_kv_heads, rep.spec.head_dim
     G = torch.zeros(T, d, device=rep.x0.device)
     if layer == L: G[pos] += vec * rep.rf[pos] * rep.gf
     out = [None] * L
@@ -208,10 +207,7 @@ def _grads(rep:Replacement, layer:int, pos:int, vec:torch.Tensor) -> list:
             G = G + rep._skip_T(l, gm) * (r['r2'][:, None] * r['g2'])
         if l == layer: G[pos] += vec * r['r2'][pos] * r['g2']
         out[l] = G.clone()
-        go = G * (r['ra'][:, None] * r['ga']) if a.sandwich else G
-        gz = (go @ r['Wo']).view(T, H, dh).transpose(0, 1)  # [H, T, dh]
-        gv = (r['A'].transpose(-1, -2) @ gz).view(Hkv, H // Hkv, T, dh).sum(1)
-        G = G + (gv.transpose(0, 1).reshape(T, Hkv * dh) @ r['Wv']) * (r['r1'][:, None] * r['g1'])
+        G = G + rep._attn_T(l, G[None])[0]
     return out
 
 @torch.no_grad()

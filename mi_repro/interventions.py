@@ -16,7 +16,8 @@ from .attribution import prompt_ids, Graph, influence
 # %% auto #0
 __all__ = ['MODES', 'SITES', 'Edit', 'check_edit', 'tag', 'ablate', 'steer', 'by_layer', 'supernode', 'Clean', 'clean_run',
            'intervene', 'measure', 'spearman', 'graph_predictions', 'graph_vs_reality', 'patch', 'plot_patching',
-           'generate', 'swap_in', 'feature_means', 'bootstrap_ci', 'choose_set', 'set_vs_random', 'control_summary']
+           'generate', 'swap_in', 'random_active', 'feature_means', 'bootstrap_ci', 'choose_set', 'set_vs_random',
+           'control_summary']
 
 # %% ../nbs/07_interventions.ipynb #197c1e37
 @dataclass
@@ -442,6 +443,17 @@ def swap_in(lm, spec:Spec, tcs:dict,
         z = _acts(tcs[l], c.m_in[l].to(tcs[l].W_dec.device))[cp][:, fs]
         edits.append(Edit(l, fs, pp, value=z * float(scale)))
     return edits  # removals first, so a feature in both S and R ends at its clean value (times `scale`)
+
+def random_active(tcs:dict, c:Clean, # a clean run (`clean_run`)
+                  feats:list, # [(layer, feature)]: the set to match
+                  pos:list, # positions
+                  gen:torch.Generator) -> list[tuple[int, int]]:
+    "A control for `feats`: per (layer, feature), a random feature of the same layer active at `pos` in the run `c` (none where no feature is)."
+    out = []
+    for l, _ in feats:
+        on = (_acts(tcs[l], c.m_in[l].to(tcs[l].W_dec.device))[pos] > 0).any(0).nonzero()[:, 0].cpu()
+        if len(on): out.append((l, int(on[torch.randint(len(on), (1,), generator=gen)])))
+    return out
 
 # %% ../nbs/07_interventions.ipynb #69d3bbb9
 @torch.no_grad()

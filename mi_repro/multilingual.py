@@ -11,17 +11,17 @@ import torch
 import networkx as nx
 from .core import UserError
 from .models import Spec
-from .prompts import ANTONYMS, LANGS, load_prompts, last_logits, _split
+from .prompts import ANTONYMS, LANGS, load_prompts, last_logits, _split, first_token, answer_id
 from .features import find_dicts
 from .attribution import prompt_ids, Replacement, attribute, prune
-from .interventions import ablate, intervene, clean_run, measure, bootstrap_ci
+from .interventions import ablate, intervene, clean_run, measure, bootstrap_ci, _acts
 
 # %% auto #0
-__all__ = ['LANG_NAMES', 'DEMO', 'TASKS', 'need_dicts', 'translation_prompts', 'task_prompts', 'first_token', 'with_ids',
-           'first_scores', 'pick_templates', 'lang_gate', 'graph_features', 'trace', 'iou', 'iou_matrix', 'perm_test',
-           'at_layer', 'membership', 'active_feats', 'margin_drops', 'boot_frac', 'combined_graph', 'partition',
-           'labels_of', 'ari', 'stability', 'makeup', 'makeup_by_layer', 'segregation', 'feature_vector', 'inject',
-           'last_acts', 'pick_layers', 'random_like']
+__all__ = ['LANG_NAMES', 'DEMO', 'TASKS', 'need_dicts', 'translation_prompts', 'task_prompts', 'with_ids', 'first_scores',
+           'pick_templates', 'lang_gate', 'graph_features', 'trace', 'iou', 'iou_matrix', 'perm_test', 'at_layer',
+           'membership', 'active_feats', 'margin_drops', 'boot_frac', 'combined_graph', 'partition', 'labels_of', 'ari',
+           'stability', 'makeup', 'makeup_by_layer', 'segregation', 'feature_vector', 'inject', 'last_acts',
+           'pick_layers', 'random_like']
 
 # %% ../nbs/08_multilingual.ipynb #6c72da2a
 def need_dicts(model:str, # model name
@@ -60,21 +60,13 @@ def task_prompts(task:str, # 'antonyms' or 'translation'
     if task == 'translation': return translation_prompts(split, languages)
     raise UserError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
 
-def first_token(tok, text:str, # the text the answer follows
-                answer:str, # the answer (with its leading space, if any)
-               ) -> int|None:
-    "The first token of `answer` after `text`, tokenized together (None when the prompt's own tokens change)."
-    pre = tok(text, add_special_tokens=False).input_ids
-    full = tok(text + answer, add_special_tokens=False).input_ids
-    return full[len(pre)] if len(full) > len(pre) and full[:len(pre)] == pre else None
-
 def with_ids(tok, prompts:list[dict]) -> tuple[list[dict], int]:
     "The prompts whose correct and incorrect answers have different first tokens, with `c_id`, `i_id` and `whole` (the answer is one token) added; and how many were dropped."
     out = []
     for p in prompts:
         c, i = first_token(tok, p['prompt'], p['correct_answer']), first_token(tok, p['prompt'], p['incorrect_answer'])
         if c is None or i is None or c == i: continue
-        whole = len(tok(p['prompt'] + p['correct_answer'], add_special_tokens=False).input_ids) == len(tok(p['prompt'], add_special_tokens=False).input_ids) + 1
+        whole = answer_id(tok, p['prompt'], p['correct_answer']) is not None
         out.append({**p, 'c_id': c, 'i_id': i, 'whole': whole})
     return out, len(prompts) - len(out)
 
@@ -179,7 +171,7 @@ def membership(G:dict, # {(concept, lang): dict with 'feats'}
 def active_feats(lm, spec:Spec, tcs:dict, ids:torch.Tensor) -> dict:
     "{layer: set of features active at some position but the first} of a prompt."
     cl = clean_run(lm, spec, ids)
-    return {l: set((tc.encode(cl.m_in[l][1:].to(tc.W_enc.device, tc.W_enc.dtype)) > 0).any(0).nonzero()[:, 0].tolist()) for l, tc in tcs.items()}
+    return {l: set((_acts(tc, cl.m_in[l][1:].to(tc.W_enc.device)) > 0).any(0).nonzero()[:, 0].tolist()) for l, tc in tcs.items()}
 
 @torch.no_grad()
 def margin_drops(lm, spec:Spec, tcs:dict, tr:dict, # from `trace`: ids, c_id, i_id
@@ -360,7 +352,7 @@ def last_acts(lm, spec:Spec, tcs:dict, ids:torch.Tensor, feats:dict, # {layer: [
              ) -> dict:
     "{layer: activations [n] of `feats` at the last position} of a prompt."
     cl = clean_run(lm, spec, ids)
-    return {l: tcs[l].encode(cl.m_in[l][-1:].to(tcs[l].W_enc.device, tcs[l].W_enc.dtype))[0, fs].float().cpu() for l, fs in feats.items()}
+    return {l: _acts(tcs[l], cl.m_in[l][-1:].to(tcs[l].W_enc.device))[0, fs].cpu() for l, fs in feats.items()}
 
 def pick_layers(which:str, # 'middle', 'shared' or layers, comma-separated (e.g. '10,12')
                 n_layers:int, # layers of the model

@@ -14,8 +14,8 @@ from .core import UserError, read_json, run_dir
 __all__ = ['COUNTRIES', 'FACTUAL_TEMPLATES', 'CITIES', 'TWO_HOP_TEMPLATES', 'NUMBERS', 'REASONING_TEMPLATES', 'VARIABLES',
            'CODE_TEMPLATES', 'NOUNS', 'GRAMMAR_TEMPLATES', 'LANGS', 'ANTONYMS', 'ANTONYM_TEMPLATES', 'BEHAVIOURS',
            'THESIS_SETS', 'FIELDS', 'CHAT_USER', 'build_prompts', 'prompts_dir', 'write_prompts', 'stale_prompts',
-           'load_prompts', 'answer_id', 'single_token', 'has_chat', 'chat_text', 'last_logits', 'score', 'group_key',
-           'baseline_table', 'pick_templates', 'chosen', 'gate', 'gated_prompts']
+           'load_prompts', 'answer_id', 'first_token', 'single_token', 'has_chat', 'chat_text', 'last_logits', 'score',
+           'group_key', 'baseline_table', 'pick_templates', 'chosen', 'gate', 'gated_prompts']
 
 # %% ../nbs/02_prompts.ipynb #d189a8e1
 COUNTRIES = [  # country, capital, official language
@@ -323,9 +323,22 @@ def answer_id(tok, # a tokenizer
               answer:str, # the answer, with its leading space if any
              ) -> int|None:
     "The token id of `answer` when it is exactly one token after `text` (tokenized together), else None."
+    t = _continuation(tok, text, answer)
+    return t[0] if t is not None and len(t) == 1 else None
+
+def first_token(tok, # a tokenizer
+                text:str, # the text the answer follows
+                answer:str, # the answer, with its leading space if any
+               ) -> int|None:
+    "The first token of `answer` after `text`, tokenized together (None when the answer changes the text's own tokens)."
+    t = _continuation(tok, text, answer)
+    return t[0] if t else None
+
+def _continuation(tok, text, answer):
+    "The ids `answer` adds after `text` when both are tokenized together, or None if `text`'s own tokens change."
     pre = tok(text, add_special_tokens=False).input_ids
     full = tok(text + answer, add_special_tokens=False).input_ids
-    return full[-1] if len(full) == len(pre) + 1 and full[:-1] == pre else None
+    return full[len(pre):] if full[:len(pre)] == pre else None
 
 def single_token(tok, # a tokenizer
                  prompts:list[dict], # prompt dicts

@@ -10,7 +10,7 @@ import pandas as pd
 from .core import UserError
 from .models import Spec
 from .attribution import prompt_ids, Graph, influence
-from .interventions import clean_run, intervene, swap_in, _acts
+from .interventions import clean_run, intervene, swap_in, random_active, _acts
 
 # %% auto #0
 __all__ = ['one_hop', 'cont_logprob', 'answer_scores', 'entity_pos', 'one_token', 'logit_dirs', 'word_acts', 'answer_influence',
@@ -117,17 +117,13 @@ def logit_dirs(hf, spec:Spec, tcs:dict, # {layer: Transcoder}
                feats:list, # [(layer, feature)]
               ) -> torch.Tensor:
     "Direct logit effect per unit activation [n, V] of each feature: W_U (gamma * W_dec,f / y_scale), gamma the final norm's gain (and the post-MLP norm's on Gemma)."
-    from mi_repro.features import _norm_gain
-    if not len(feats): return torch.zeros(0, spec.module(hf, 'unembed').weight.shape[0])
-    g, _ = _norm_gain(hf, spec, 'final_norm')
-    D = []
-    for l, f in feats:
-        tc = tcs[l]
-        d = tc.W_dec[f].float() / tc.y_scale.float()
-        if spec.mlp_post_norm: d = d * _norm_gain(hf, spec, 'mlp_post_norm', l)[0]
-        D.append(d)
+    from mi_repro.features import unembed_dirs
     W_U = spec.module(hf, 'unembed').weight.float()
-    return (torch.stack(D).to(W_U.device) * g) @ W_U.T
+    D = torch.zeros(len(feats), W_U.shape[1], device=W_U.device)
+    for l in sorted({l for l, _ in feats}):
+        i = [j for j, (ll, _) in enumerate(feats) if ll == l]
+        D[i] = unembed_dirs(hf, spec, tcs[l], l, [feats[j][1] for j in i]).to(W_U.device)
+    return D @ W_U.T
 
 @torch.no_grad()
 def word_acts(lm, spec:Spec, tcs:dict, tok,
@@ -230,14 +226,6 @@ def equal_pairs(tok, rows:list[dict], template:int=1) -> list[tuple[str, str]]:
             if a['kind'] == b['kind'] and a['bridge'] != b['bridge'] and n[a['entity']] == n[b['entity']]]
 
 # %% ../nbs/10_two_hop.ipynb #0e7e55c6
-def _random_like(tcs, c, feats, pos, gen):
-    "Per (layer, feature) of `feats`, a random feature of that layer active at `pos` in clean run `c`."
-    out = []
-    for l, _ in feats:
-        on = (_acts(tcs[l], c.m_in[l][pos].to(tcs[l].W_dec.device)) > 0).any(0).nonzero()[:, 0].cpu()
-        if len(on): out.append((l, int(on[torch.randint(len(on), (1,), generator=gen)])))
-    return out
-
 @torch.no_grad()
 def bridge_swap(lm, spec:Spec, tcs:dict, tok,
                 pair:dict, # from `swap_pair`
@@ -253,7 +241,7 @@ def bridge_swap(lm, spec:Spec, tcs:dict, tok,
     ct, cs = clean_run(lm, spec, xt), clean_run(lm, spec, xs)
     gen = torch.Generator().manual_seed(seed)
     rows_ = [[]] + [swap_in(lm, spec, tcs, xs, S, pos, pos, remove=R, scale=float(a)) for a in scales]
-    rnd = [swap_in(lm, spec, tcs, xs, _random_like(tcs, cs, S, pos, gen), pos, pos, remove=_random_like(tcs, ct, R, pos, gen), scale=float(a))
+    rnd = [swap_in(lm, spec, tcs, xs, random_active(tcs, cs, S, pos, gen), pos, pos, remove=random_active(tcs, ct, R, pos, gen), scale=float(a))
            for a in scales for _ in range(n_random)]
     lg = intervene(lm, spec, tcs, xt, rows_ + rnd).cpu()
     p = lg.softmax(-1)
