@@ -394,6 +394,20 @@ def _one_trainer(f):
             return f(store, layers, out, *args, **kw)
     return g
 
+def _save_ckpts(trs:dict, out:Path):
+    "Checkpoint every layer as one set: write them all beside the current set, mark the new set complete, then move it into place."
+    for l, t in trs.items(): t.save(out/f'layer_{l}.ckpt.next')
+    atomic_write(out/'ckpt.next', json.dumps(sorted(trs)))
+    _commit_ckpts(out)
+
+def _commit_ckpts(out:Path):
+    "Finish moving a complete new checkpoint set into place (a kill may have stopped it halfway); drop an incomplete one."
+    done = (out/'ckpt.next').exists()
+    for p in sorted(out.glob('layer_*.ckpt.next')):
+        if done: p.replace(p.with_suffix(''))  # layer_0.ckpt.next -> layer_0.ckpt
+        else: p.unlink()
+    (out/'ckpt.next').unlink(missing_ok=True)
+
 @_one_trainer
 def fit(store, # a chapter-03 `Store` holding the sites below
         layers:list[int], # layers to train (one dictionary each)
@@ -427,6 +441,8 @@ def fit(store, # a chapter-03 `Store` holding the sites below
     if main_proc: atomic_write(out/'run.json', json.dumps(run, indent=1))
     done = {l: out/f'layer_{l}.safetensors' for l in layers}
     if all(p.exists() for p in done.values()): return {l: load_dict(p) for l, p in done.items()}
+    if main_proc: _commit_ckpts(out)
+    if world > 1: dist.barrier()
     trs = {}
     for l in layers:
         ck = out/f'layer_{l}.ckpt'
@@ -445,7 +461,7 @@ def fit(store, # a chapter-03 `Store` holding the sites below
             logs = last = {l: trs[l].step(b[(l, src)][rank::world], b[(l, dst)][rank::world]) for l in layers}  # each process its rows
             s += 1
             if s % ckpt_every == 0 and s < steps and main_proc:
-                for l in layers: trs[l].save(out/f'layer_{l}.ckpt')
+                _save_ckpts(trs, out)
             bar.update(1)
             m = lambda key: sum(v[key] for v in logs.values()) / len(logs)
             bar.set_postfix(loss=f"{m('loss'):.3f}", fvu=f"{m('fvu'):.3f}", l0=f"{m('l0'):.1f}", tok_s=f"{(s - start) * batch_size / (time.perf_counter() - t0):.0f}", refresh=False)
