@@ -30,10 +30,11 @@ def _grads(x, rows, cols, g, nf):
     return _bag(g[o], c, rows[o], x, nf), torch.zeros(nf, dtype=x.dtype, device=x.device).index_add_(0, cols, g)
 
 def _aux(pre, dead, ka):
-    "AuxK candidates: per row, the `ka` largest ReLU pre-activations among the `dead` features (overwrites `pre`)."
+    "AuxK candidates: per row, the `ka` largest ReLU pre-activations among the `dead` features."
     if not ka: return pre.new_zeros(len(pre), 0, dtype=torch.float32), torch.zeros(len(pre), 0, dtype=torch.long, device=pre.device)
-    v, i = pre.masked_fill_(~dead, float('-inf')).topk(ka, dim=-1, sorted=False)
-    return v.float().relu(), i
+    di = dead.nonzero().squeeze(1)  # a search over the dead columns only: 0.8 ms instead of 15 ms for 40 of 4,608
+    v, i = pre[:, di].topk(ka, dim=-1, sorted=False)
+    return v.float().relu(), di[i]
 
 class _TopK(torch.autograd.Function):
     "TopK encoder: (values, indices) of the k largest ReLU(x W^T + b), and of the `ka` largest among `dead` features; sparse gradients."
@@ -55,22 +56,28 @@ class _TopK(torch.autograd.Function):
         return None, *_grads(x, rows, idx.flatten(), g, ctx.nf), None, None, None
 
 # %% ../nbs/04_dictionaries.ipynb #fa049a69
+def _top_flat(v:torch.Tensor, # 1-d values
+              n:int, # how many to find
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    "The `n` largest of `v` and their positions (unsorted), searched among the values above a threshold guessed from a sample."
+    if n >= v.numel(): return v.topk(v.numel(), sorted=False)
+    t = v[::max(1, v.numel() // 16384)].float().quantile(max(0.0, 1 - 1.5 * n / v.numel()))
+    cand = (v > t).nonzero().squeeze(1)
+    if len(cand) < n: return v.topk(n, sorted=False)  # the guess was too high: full search
+    vals, j = v[cand].topk(n, sorted=False)
+    return vals, cand[j]
+
 class _BatchTopK(torch.autograd.Function):
     "BatchTopK encoder: the k*B largest ReLU(x W^T + b) of the batch as (values, rows, features), sorted by row; AuxK as `_TopK`."
     @staticmethod
     def forward(ctx, x, W, b, k, dead=None, ka=0):
         pre = torch.addmm(b, x, W.T).relu_()
         B, nf = pre.shape
-        kk, ci = min(4 * k, nf), None  # candidates per row: the batch's top k*B lie among its rows' top 4k unless a row fills all 4k
-        if kk < nf:
-            cv, ci = pre.topk(kk, dim=-1, sorted=False)
-            vals, pos = cv.view(-1).topk(k * B, sorted=False)
-            if torch.bincount(pos // kk, minlength=B).max() == kk: ci = None  # rare: exact fallback
-        if ci is None: kk = nf; vals, pos = pre.view(-1).topk(k * B, sorted=False)
+        vals, pos = _top_flat(pre.view(-1), k * B)
         pos, o = pos.sort(); vals = vals[o].float()
         keep = vals > 0
         vals, pos = vals[keep], pos[keep]
-        rows, cols = pos // kk, (pos % kk if ci is None else ci.view(-1)[pos])
+        rows, cols = pos // nf, pos % nf
         av, ai = _aux(pre, dead, ka)
         ctx.save_for_backward(x, rows, cols, ai, av); ctx.nf = nf
         ctx.mark_non_differentiable(rows, cols, ai)

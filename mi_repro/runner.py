@@ -287,11 +287,14 @@ def run(chapters:list[str]|None=None, # chapter names ('01', '1', '01_forward', 
     mpath = rdir/'manifest.json'
     try: prev = (read_json(mpath, {}) or {}).get('chapters', {})
     except (ValueError, AttributeError): raise UserError(f"{mpath} is not a manifest: move it away or delete it") from None
+    full = set(names) == set(avail)
+    if full: (rdir/'metrics.json').unlink(missing_ok=True)  # a full run replaces the pack's figures, so none outlives the chapter that wrote it
     man = dict(model=model, runname=runname, parameters=dict(given), device=device, dtype=dtype,
-               versions=versions(), git=git_info(repo, exclude=[out, figures]), started=_now(), finished=None,
-               chapters=merge_chapters(prev, {}), metrics={})
+               versions=versions(), git=git_info(repo, exclude=[out, figures]), started=_now(), finished=None, wall_s=None,
+               chapters=merge_chapters({} if full else prev, {}), metrics={})
     def save():
         man['chapters'] = merge_chapters(man['chapters'], {})
+        man['wall_s'] = round(sum(man['chapters'][n]['wall_s'] or 0 for n in names if n in man['chapters']), 1)  # this run's chapters
         man['metrics'] = read_json(rdir/'metrics.json', {})
         atomic_write(mpath, json.dumps(man, indent=1) + '\n')
     kernel = kernel_name()
