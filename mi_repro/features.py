@@ -568,8 +568,18 @@ def page_name(layer:int, feature:int) -> str:
     "File name of a feature's page: what the graph viewer links to."
     return f'L{layer}_F{feature}.html'
 
-def _doc(title:str, body:str) -> str:
-    return f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{CSS}</style></head><body>{body}</body></html>'
+def _doc(title:str, body:str, ix:FeatureIndex|None=None) -> str:
+    meta = f'<meta name="mi-repro-index" content="{html.escape(_ix_id(ix))}">' if ix is not None else ''
+    return f'<!DOCTYPE html><html><head><meta charset="utf-8">{meta}<title>{html.escape(title)}</title><style>{CSS}</style></head><body>{body}</body></html>'
+
+def _ix_id(ix:FeatureIndex) -> str:
+    "Which dictionaries and index a page describes: the dictionaries' folder name (settings and store hash) and the index's."
+    return f"{ix.path.parent.name}/{ix.path.name}"
+
+def _page_ix(p:Path) -> str|None:
+    "The `_ix_id` a feature page was written for (None for a page without one)."
+    m = re.search(r'<meta name="mi-repro-index" content="([^"]*)">', p.read_text(errors='replace')[:600])
+    return html.unescape(m.group(1)) if m else None
 
 def write_pages(ix:FeatureIndex, tok,
                 feats:list[tuple[int, int]], # (layer, feature) pairs
@@ -577,13 +587,15 @@ def write_pages(ix:FeatureIndex, tok,
                 labels:dict|None=None, # {layer: [label]}
                 n_top:int=10,
                ) -> Path:
-    "Write a static, self-contained page per feature, and an `index.html` listing every feature page in `out` (atomically); the index page's path."
+    "Write a static, self-contained page per feature, and an `index.html` listing every feature page in `out` of the same dictionaries and index (atomically); the index page's path."
     out = Path(out); feats = list(dict.fromkeys((int(l), int(f)) for l, f in feats))
     for l, f in feats: ix.check(l, f)
     for l, f in feats:
         lab = labels[l][f] if labels else None
         nav = '<p class="muted"><a href="index.html">all features</a></p>'
-        atomic_write(out/page_name(l, f), _doc(f'{ix.build["model"]} L{l} F{f}', nav + feature_html(ix, tok, l, f, lab, n_top)))
+        atomic_write(out/page_name(l, f), _doc(f'{ix.build["model"]} L{l} F{f}', nav + feature_html(ix, tok, l, f, lab, n_top), ix))
+    for p in out.glob('L*_F*.html'):  # a page of other dictionaries (an earlier run's) would show a different feature: drop it
+        if _page_ix(p) != _ix_id(ix): p.unlink()
     have = sorted({tuple(map(int, m.groups())) for p in out.glob('L*_F*.html') if (m := re.fullmatch(r'L(\d+)_F(\d+)\.html', p.name))})
     rows = []
     for l, f in have:  # pages written earlier (e.g. by chapter 06 for its graphs) stay listed

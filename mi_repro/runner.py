@@ -13,7 +13,8 @@ from .core import UserError, atomic_write, read_json, pick_device, pick_dtype
 
 # %% auto #0
 __all__ = ['nbs_dir', 'list_chapters', 'find_chapter', 'pick_chapters', 'chapter_params', 'to_type', 'parse_params', 'versions',
-           'git_info', 'merge_chapters', 'kernel_name', 'run_chapter', 'ChapterFailed', 'run', 'fmt_table', 'main']
+           'git_info', 'merge_chapters', 'kernel_name', 'run_chapter', 'ChapterFailed', 'run', 'compare', 'fmt_table',
+           'main']
 
 # %% ../nbs/runner.ipynb #48d7fc40
 _CHAPTER = re.compile(r'(\d\d)_(\w[\w.-]*)')
@@ -294,7 +295,7 @@ def run(chapters:list[str]|None=None, # chapter names ('01', '1', '01_forward', 
                chapters=merge_chapters({} if full else prev, {}), metrics={})
     def save():
         man['chapters'] = merge_chapters(man['chapters'], {})
-        man['wall_s'] = round(sum(man['chapters'][n]['wall_s'] or 0 for n in names if n in man['chapters']), 1)  # this run's chapters
+        man['wall_s'] = round(sum(man['chapters'][n]['wall_s'] or 0 for n in names if n in man['chapters']), 2)  # this run's chapters
         man['metrics'] = read_json(rdir/'metrics.json', {})
         atomic_write(mpath, json.dumps(man, indent=1) + '\n')
     kernel = kernel_name()
@@ -326,6 +327,32 @@ def run(chapters:list[str]|None=None, # chapter names ('01', '1', '01_forward', 
     save()
     _summary(man, names, mpath)
     return man
+
+# %% ../nbs/runner.ipynb #0df5f2ad
+def _timing(key:str) -> bool: return bool(re.search(r'(^s|_s|seconds)$', key))
+
+def _flat(d, pre=''):
+    "Nested dicts as {'a.b.c': leaf}."
+    if not isinstance(d, dict) or not d: return {pre: d}
+    return {k2: v2 for k, v in d.items() for k2, v2 in _flat(v, f"{pre}.{k}" if pre else str(k)).items()}
+
+def compare(a:str|Path, # a run folder (`runs/<model>`) or its manifest.json
+            b:str|Path, # the other run
+            rtol:float=0.0, # relative tolerance for numbers (0: equal to the last digit)
+           ) -> list[tuple[str, object, object]]:
+    "The metrics (timings left out) whose values differ between runs `a` and `b`, as (key, a's value, b's value)."
+    def load(p):
+        p = Path(p); p = p/'manifest.json' if p.is_dir() else p
+        m = read_json(p)
+        if not isinstance(m, dict) or 'metrics' not in m: raise UserError(f"{p} is not a run manifest: give a runs/<model> folder of `mi-repro run`")
+        return {k: v for k, v in _flat(m['metrics']).items()
+                if not any(_timing(part) for part in k.split('.')) and not (isinstance(v, str) and os.path.isabs(v))}
+    ma, mb = load(a), load(b)
+    def same(x, y):
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
+            return x == y or abs(x - y) <= rtol * max(abs(x), abs(y))
+        return x == y
+    return [(k, ma.get(k), mb.get(k)) for k in sorted(set(ma) | set(mb)) if k not in ma or k not in mb or not same(ma[k], mb[k])]
 
 # %% ../nbs/runner.ipynb #4a445481
 def _human(x, col):
@@ -365,6 +392,10 @@ def _parser():
     r.add_argument('--nbs', help=argparse.SUPPRESS)
     r.add_argument('--log-output', action='store_true', help='print the cells\' output while chapters run')
     sub.add_parser('models', help='list the models', description='List the known models and whether their weights are here.')
+    c = sub.add_parser('compare', help='list the metrics that differ between two runs', description='List the metrics '
+                       '(timings left out) that differ between two runs; exit code 1 if any does.')
+    c.add_argument('a', help='a runs/<model> folder or its manifest.json'); c.add_argument('b', help='the other run')
+    c.add_argument('--rtol', type=float, default=0.0, help='relative tolerance for numbers (default: equal)')
     return p
 
 def main(argv:list[str]|None=None, # arguments; None: sys.argv[1:]
@@ -373,6 +404,11 @@ def main(argv:list[str]|None=None, # arguments; None: sys.argv[1:]
     try: args = _parser().parse_args(argv)
     except SystemExit as e: return e.code if isinstance(e.code, int) else 2
     try:
+        if args.cmd == 'compare':
+            diff = compare(args.a, args.b, args.rtol)
+            for k, x, y in diff: print(f"{k}: {_one_line(json.dumps(x), 200)} | {_one_line(json.dumps(y), 200)}")
+            print(f"{len(diff)} metrics differ" if diff else "same metrics (timings left out)")
+            return 1 if diff else 0
         if args.cmd == 'models':
             from mi_repro.models import model_table
             print(fmt_table(model_table()))
