@@ -13,8 +13,8 @@ from .core import UserError, atomic_write, read_json, pick_device, pick_dtype
 
 # %% auto #0
 __all__ = ['nbs_dir', 'list_chapters', 'find_chapter', 'pick_chapters', 'chapter_params', 'to_type', 'parse_params', 'versions',
-           'git_info', 'merge_chapters', 'kernel_name', 'run_chapter', 'ChapterFailed', 'run', 'compare', 'fmt_table',
-           'main']
+           'machine', 'git_info', 'merge_chapters', 'kernel_name', 'run_chapter', 'ChapterFailed', 'run', 'compare',
+           'same_machine', 'fmt_table', 'main']
 
 # %% ../nbs/runner.ipynb #48d7fc40
 _CHAPTER = re.compile(r'(\d\d)_(\w[\w.-]*)')
@@ -133,6 +133,18 @@ def versions() -> dict[str, str|None]:
         try: return version(dist)
         except PackageNotFoundError: return None
     return dict(python=platform.python_version(), **{k: v(d) for k, d in _PKGS.items()})
+
+def machine() -> dict:
+    "The processor a run's floating-point results depend on: CPU name, the SIMD level torch dispatches to, cores, threads and GPU."
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'): cpu = line.split(':', 1)[1].strip(); break
+    except OSError: pass
+    import torch
+    return dict(cpu=cpu, isa=torch.backends.cpu.get_cpu_capability(), cores=os.cpu_count(),
+                threads=os.environ.get('OMP_NUM_THREADS') or torch.get_num_threads(),
+                gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
 
 def _git(root, *args):
     try: r = subprocess.run(['git', '-C', str(root), *args], capture_output=True, text=True, timeout=30)
@@ -291,7 +303,7 @@ def run(chapters:list[str]|None=None, # chapter names ('01', '1', '01_forward', 
     full = set(names) == set(avail)
     if full: (rdir/'metrics.json').unlink(missing_ok=True)  # a full run replaces the pack's figures, so none outlives the chapter that wrote it
     man = dict(model=model, runname=runname, parameters=dict(given), device=device, dtype=dtype,
-               versions=versions(), git=git_info(repo, exclude=[out, figures]), started=_now(), finished=None, wall_s=None,
+               versions=versions(), machine=machine(), git=git_info(repo, exclude=[out, figures]), started=_now(), finished=None, wall_s=None,
                chapters=merge_chapters({} if full else prev, {}), metrics={})
     def save():
         man['chapters'] = merge_chapters(man['chapters'], {})
@@ -354,6 +366,15 @@ def compare(a:str|Path, # a run folder (`runs/<model>`) or its manifest.json
         return x == y
     return [(k, ma.get(k), mb.get(k)) for k in sorted(set(ma) | set(mb)) if k not in ma or k not in mb or not same(ma[k], mb[k])]
 
+def same_machine(a:str|Path, # a run folder or its manifest.json
+                 b:str|Path, # the other run
+                ) -> bool|None:
+    "Whether two runs ran on the same kind of machine (CPU, SIMD level, threads, GPU); None if a manifest does not say."
+    ms = [read_json(Path(p)/'manifest.json' if Path(p).is_dir() else Path(p)).get('machine') for p in (a, b)]
+    if not all(ms): return None
+    keys = ('cpu', 'isa', 'threads', 'gpu')
+    return all(str(ms[0].get(k)) == str(ms[1].get(k)) for k in keys)
+
 # %% ../nbs/runner.ipynb #4a445481
 def _human(x, col):
     "Readable numbers: parameter counts as 135M, sizes in bytes as 270 MB."
@@ -408,6 +429,9 @@ def main(argv:list[str]|None=None, # arguments; None: sys.argv[1:]
             diff = compare(args.a, args.b, args.rtol)
             for k, x, y in diff: print(f"{k}: {_one_line(json.dumps(x), 200)} | {_one_line(json.dumps(y), 200)}")
             print(f"{len(diff)} metrics differ" if diff else "same metrics (timings left out)")
+            sm = same_machine(args.a, args.b)
+            if sm is not True: print("note: the runs come from " + ("different machines" if sm is False else "machines a manifest does not name")
+                                      + ": floating-point round-off differs between CPUs and training amplifies it, so compare them as independent runs")
             return 1 if diff else 0
         if args.cmd == 'models':
             from mi_repro.models import model_table
