@@ -341,7 +341,7 @@ def run(chapters:list[str]|None=None, # chapter names ('01', '1', '01_forward', 
     return man
 
 # %% ../nbs/runner.ipynb #0df5f2ad
-def _timing(key:str) -> bool: return bool(re.search(r'(^s|_s|seconds)$', key))
+def _timing(key:str) -> bool: return bool(re.search(r'(^s|_s|seconds|_gib)$|^s_per_|maxrss', key))  # wall times, speeds, memory peaks
 
 def _flat(d, pre=''):
     "Nested dicts as {'a.b.c': leaf}."
