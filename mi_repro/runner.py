@@ -352,7 +352,7 @@ def compare(a:str|Path, # a run folder (`runs/<model>`) or its manifest.json
             b:str|Path, # the other run
             rtol:float=0.0, # relative tolerance for numbers (0: equal to the last digit)
            ) -> list[tuple[str, object, object]]:
-    "The metrics (timings left out) whose values differ between runs `a` and `b`, as (key, a's value, b's value)."
+    "The metrics (wall times, speeds and memory peaks left out) whose values differ between runs `a` and `b`, as (key, a's value, b's value)."
     def load(p):
         p = Path(p); p = p/'manifest.json' if p.is_dir() else p
         m = read_json(p)
@@ -414,7 +414,7 @@ def _parser():
     r.add_argument('--log-output', action='store_true', help='print the cells\' output while chapters run')
     sub.add_parser('models', help='list the models', description='List the known models and whether their weights are here.')
     c = sub.add_parser('compare', help='list the metrics that differ between two runs', description='List the metrics '
-                       '(timings left out) that differ between two runs; exit code 1 if any does.')
+                       '(wall times, speeds and memory peaks left out) that differ between two runs; exit code 1 if any does.')
     c.add_argument('a', help='a runs/<model> folder or its manifest.json'); c.add_argument('b', help='the other run')
     c.add_argument('--rtol', type=float, default=0.0, help='relative tolerance for numbers (default: equal)')
     return p
@@ -428,7 +428,7 @@ def main(argv:list[str]|None=None, # arguments; None: sys.argv[1:]
         if args.cmd == 'compare':
             diff = compare(args.a, args.b, args.rtol)
             for k, x, y in diff: print(f"{k}: {_one_line(json.dumps(x), 200)} | {_one_line(json.dumps(y), 200)}")
-            print(f"{len(diff)} metrics differ" if diff else "same metrics (timings left out)")
+            print(f"{len(diff)} metrics differ" if diff else "same metrics (wall times, speeds and memory peaks left out)")
             sm = same_machine(args.a, args.b)
             if sm is not True: print("note: the runs come from " + ("different machines" if sm is False else "machines a manifest does not name")
                                       + ": floating-point round-off differs between CPUs and training amplifies it, so compare them as independent runs")
