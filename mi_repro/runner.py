@@ -143,7 +143,7 @@ def machine() -> dict:
     except OSError: pass
     import torch
     return dict(cpu=cpu, isa=torch.backends.cpu.get_cpu_capability(), cores=os.cpu_count(),
-                threads=os.environ.get('OMP_NUM_THREADS') or torch.get_num_threads(),
+                threads=torch.get_num_threads(),
                 gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
 
 def _git(root, *args):
@@ -348,16 +348,20 @@ def _flat(d, pre=''):
     if not isinstance(d, dict) or not d: return {pre: d}
     return {k2: v2 for k, v in d.items() for k2, v2 in _flat(v, f"{pre}.{k}" if pre else str(k)).items()}
 
+def _manifest(p:str|Path) -> dict:
+    "The manifest of a run folder (`runs/<model>`), or the manifest file itself."
+    p = Path(p); p = p/'manifest.json' if p.is_dir() else p
+    m = read_json(p)
+    if not isinstance(m, dict) or 'metrics' not in m: raise UserError(f"{p} is not a run manifest: give a runs/<model> folder of `mi-repro run`")
+    return m
+
 def compare(a:str|Path, # a run folder (`runs/<model>`) or its manifest.json
             b:str|Path, # the other run
             rtol:float=0.0, # relative tolerance for numbers (0: equal to the last digit)
            ) -> list[tuple[str, object, object]]:
     "The metrics (wall times, speeds and memory peaks left out) whose values differ between runs `a` and `b`, as (key, a's value, b's value)."
     def load(p):
-        p = Path(p); p = p/'manifest.json' if p.is_dir() else p
-        m = read_json(p)
-        if not isinstance(m, dict) or 'metrics' not in m: raise UserError(f"{p} is not a run manifest: give a runs/<model> folder of `mi-repro run`")
-        return {k: v for k, v in _flat(m['metrics']).items()
+        return {k: v for k, v in _flat(_manifest(p)['metrics']).items()
                 if not any(_timing(part) for part in k.split('.')) and not (isinstance(v, str) and os.path.isabs(v))}
     ma, mb = load(a), load(b)
     def same(x, y):
@@ -370,10 +374,9 @@ def same_machine(a:str|Path, # a run folder or its manifest.json
                  b:str|Path, # the other run
                 ) -> bool|None:
     "Whether two runs ran on the same kind of machine (CPU, SIMD level, threads, GPU); None if a manifest does not say."
-    ms = [read_json(Path(p)/'manifest.json' if Path(p).is_dir() else Path(p)).get('machine') for p in (a, b)]
-    if not all(ms): return None
-    keys = ('cpu', 'isa', 'threads', 'gpu')
-    return all(str(ms[0].get(k)) == str(ms[1].get(k)) for k in keys)
+    ma, mb = (_manifest(p).get('machine') for p in (a, b))
+    if not (ma and mb): return None
+    return all(ma.get(k) == mb.get(k) for k in ('cpu', 'isa', 'threads', 'gpu'))
 
 # %% ../nbs/runner.ipynb #4a445481
 def _human(x, col):
