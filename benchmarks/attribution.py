@@ -5,7 +5,7 @@ model and transcoders, in one run; prints one JSON object on stdout (progress go
                                                [--threads 1] [--dicts FOLDER] [--save]
 
 - Inputs: the model (`--model`, default smollm2-135m: the HF folder `mi_repro.models.load_model` reads), the prompt's
-  token ids with a special token first (`prompt_ids`; circuit-tracer gets the same ids and, as it does for any
+  token ids with the model's document-start token first (`prompt_ids`; circuit-tracer gets the same ids and, as it does for any
   prompt starting with a special token, adds nothing), and a chapter-04 transcoder set (`--dicts`, default the newest
   complete one of the model, `find_dicts`) exported to circuit-tracer's layout (`export_circuit_tracer`: BatchTopK as
   JumpReLU with a per-feature threshold, W_skip kept) in a temp folder with absolute paths.
@@ -154,7 +154,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if len(sys.argv) > 1 and sys.argv[1] == '--_worker-ours': return _worker_ours(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument('--prompt', default=DEFAULT_PROMPT, help='text to attribute (a special token is put first)')
+    ap.add_argument('--prompt', default=DEFAULT_PROMPT, help="text to attribute (the model's document-start token is put first)")
     ap.add_argument('--model', default='smollm2-135m', help='model name (mi_repro registry) or local Llama-architecture folder')
     ap.add_argument('--dicts', default=None, help='chapter-04 transcoder folder (default: the newest complete one of the model, find_dicts)')
     ap.add_argument('--max-feature-nodes', type=int, default=2048, help='feature nodes in both graphs (0: all active features)')
@@ -175,7 +175,7 @@ def main():
     from mi_repro.models import load_model, locate
     from mi_repro.features import find_dicts, load_dicts
     from mi_repro.dictionaries import export_circuit_tracer
-    from mi_repro.attribution import prompt_ids
+    from mi_repro.models import prompt_ids
     pin_threads(a.threads)
     try:
         model_dir = locate(a.model)

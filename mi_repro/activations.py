@@ -72,10 +72,11 @@ def _ids_hash(contexts:torch.Tensor) -> str:
 
 def default_store(model:str, # model name (as given to load_model)
                   name:str, # store name
+                  contexts:torch.Tensor|None=None, # the windows to capture: their hash ends the name, so new windows get a new store
                  ) -> Path:
-    "Where stores live by default: the cache's `activations/<model>/<name>`."
+    "Where stores live by default: the cache's `activations/<model>/<name>[-<hash of the windows>]`."
     from mi_repro.models import run_name
-    return cache_dir('activations', run_name(model), name)
+    return cache_dir('activations', run_name(model), name if contexts is None else f"{name}-{_ids_hash(contexts)[:8]}")
 
 # %% ../nbs/03_activations.ipynb #5108c42e
 def _flags(acts:dict, k:float) -> torch.Tensor:

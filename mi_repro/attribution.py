@@ -10,32 +10,16 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from .core import UserError, atomic_write, atomic_path
-from .models import Spec
+from .models import Spec, prompt_ids
 from .forward import arch_of, embed, rms_norm, attention, mlp
 from .dictionaries import Transcoder
 
 # %% auto #0
-__all__ = ['prompt_ids', 'check_transcoders', 'Replacement', 'logits_check', 'logit_targets', 'Graph', 'attribute',
-           'ablation_check', 'completeness_check', 'normalize', 'influence', 'prune', 'graph_scores', 'graph_json',
-           'write_graph', 'plot_graph']
+__all__ = ['check_transcoders', 'Replacement', 'logits_check', 'logit_targets', 'Graph', 'attribute', 'ablation_check',
+           'completeness_check', 'normalize', 'influence', 'prune', 'graph_scores', 'graph_json', 'write_graph',
+           'plot_graph']
 
 # %% ../nbs/06_attribution.ipynb #4ae14856
-def prompt_ids(tok, # the model's tokenizer
-               prompt:str|list[int]|torch.Tensor, # text, or token ids
-              ) -> torch.Tensor:
-    "Token ids [T] of `prompt`, with a special token put first when there is none (position 0 is then left out of the graph, as in circuit-tracer)."
-    if isinstance(prompt, str):
-        if not prompt.strip(): raise UserError("the prompt is empty: give the text to attribute, e.g. 'The capital of France is'")
-        ids = tok(prompt, add_special_tokens=False).input_ids
-    else: ids = [int(i) for i in torch.as_tensor(prompt).reshape(-1).tolist()]
-    if not ids: raise UserError("the prompt has no tokens: give the text to attribute, e.g. 'The capital of France is'")
-    if ids[0] not in set(tok.all_special_ids):
-        first = next((t for t in (tok.bos_token_id, tok.pad_token_id, tok.eos_token_id) if t is not None), None)
-        if first is None: raise UserError("the tokenizer has no BOS, pad or EOS token to put at position 0: pass token ids that start with a special token")
-        ids = [first] + ids
-    if len(ids) < 2: raise UserError("the prompt is only a special token: give some text after it")
-    return torch.tensor(ids)
-
 def check_transcoders(spec:Spec, # the model's spec
                       tcs:dict, # {layer: Transcoder}
                      ) -> None:

@@ -11,13 +11,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from .core import UserError, atomic_path, atomic_write, cache_dir
+from .models import doc_start
 
 # %% auto #0
 __all__ = ['CORPUS_VERSION', 'LANGS', 'SPLITS', 'TEST_PERMILLE', 'SEED', 'MAX_CHARS', 'MIN_CHARS', 'SHARD_DOCS', 'SOURCES',
            'PACKAGES', 'DPKG_INFO', 'Source', 'package_versions', 'package_files', 'source_files', 'sources',
            'html_text', 'render_man', 'read_man', 'fortunes', 'lang_scores', 'foreign', 'clean', 'norm_key', 'chunk',
-           'split_of', 'order_key', 'corpus_dir', 'build', 'main', 'documents', 'tok_key', 'adds_bos', 'encode',
-           'token_ids', 'contexts']
+           'split_of', 'order_key', 'corpus_dir', 'build', 'main', 'documents', 'tok_key', 'encode', 'token_ids',
+           'contexts']
 
 # %% ../nbs/corpus.ipynb #03d0a8b1
 CORPUS_VERSION = 1  # bump when extraction, cleaning, dedup or split change: the cache is keyed on it
@@ -477,25 +478,15 @@ def documents(split:str='train', # 'train' or 'test' (held out)
     return [dict(d) for d in docs if langs is None or d['lang'] in langs]  # copies: the cached list stays intact
 
 # %% ../nbs/corpus.ipynb #76cef407
-def _eos(tok) -> int:
-    e = tok.eos_token_id if tok.eos_token_id is not None else tok.bos_token_id
-    if e is None: raise UserError(f"the tokenizer {tok.name_or_path!r} has neither an EOS nor a BOS token to end documents with")
-    return int(e)
-
 def tok_key(tok) -> str:
-    "A hash of a tokenizer's definition and EOS id: equal tokenizers share token caches."
+    "A hash of a tokenizer's definition and document-start id: equal tokenizers share token caches."
     if (k := getattr(tok, '_mi_repro_tok_key', None)): return k
     bt = getattr(tok, 'backend_tokenizer', None)
     s = bt.to_str() if bt is not None else json.dumps(sorted(tok.get_vocab().items()))
-    k = hashlib.sha1(f'{s}|eos={_eos(tok)}|{type(tok).__name__ if bt is None else ""}'.encode()).hexdigest()[:16]
+    k = hashlib.sha1(f'{s}|doc={doc_start(tok)}|{type(tok).__name__ if bt is None else ""}'.encode()).hexdigest()[:16]
     try: tok._mi_repro_tok_key = k
     except AttributeError: pass
     return k
-
-def adds_bos(tok) -> bool:
-    "Whether the tokenizer puts BOS before text, as the model saw in training (Gemma: yes; SmolLM2: no)."
-    ids = tok('a').input_ids
-    return tok.bos_token_id is not None and len(ids) > 0 and ids[0] == tok.bos_token_id
 
 def encode(tok, texts:list[str]) -> list[list[int]]:
     "Token ids of each text, without special tokens (batch API of the fast tokenizer when there is one)."
@@ -511,8 +502,8 @@ def _shard(tok, split:str, k:int, docs:list[dict], d:Path) -> tuple[torch.Tensor
     if p.exists():
         t = load_file(p)
         return t['ids'], t['lens']
-    eos = _eos(tok)
-    ids = [x + [eos] for x in encode(tok, [x['text'] for x in docs[k * SHARD_DOCS:(k + 1) * SHARD_DOCS]])]
+    ds = doc_start(tok)
+    ids = [[ds] + x for x in encode(tok, [x['text'] for x in docs[k * SHARD_DOCS:(k + 1) * SHARD_DOCS]])]
     t = dict(ids=torch.tensor([i for x in ids for i in x], dtype=torch.int32),
              lens=torch.tensor([len(x) for x in ids], dtype=torch.int32))
     with atomic_path(p) as tmp: save_file(t, str(tmp))
@@ -524,7 +515,7 @@ def token_ids(tok, # a transformers tokenizer
               langs:list[str]|str|None=None, # languages to keep; None: all
               progress:bool=True, # progress bar while tokenizing
              ) -> torch.Tensor:
-    "The split's documents tokenized and concatenated, each followed by EOS: a 1-D int32 tensor."
+    "The split's documents tokenized and concatenated, each after the document-start token: a 1-D int32 tensor."
     split, langs = _check_split(split), _check_langs(langs)
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         raise UserError(f"max_tokens must be a positive int or None, not {max_tokens!r}")
@@ -554,17 +545,16 @@ def token_ids(tok, # a transformers tokenizer
 # %% ../nbs/corpus.ipynb #7c80f34b
 def contexts(tok, # a transformers tokenizer
              split:str='train', # 'train' or 'test' (held out)
-             ctx:int=128, # tokens per window, BOS included
+             ctx:int=128, # tokens per window, the document-start token included
              n_tokens:int|None=None, # total tokens wanted (n_tokens // ctx windows); None: the whole split
              langs:list[str]|str|None=None, # languages to keep; None: all
              progress:bool=True, # progress bar while tokenizing
             ) -> torch.Tensor:
-    "Non-overlapping windows of the split's token stream, BOS first when the tokenizer uses one: [n, ctx] int64."
+    "Non-overlapping windows of the split's token stream, each after the document-start token: [n, ctx] int64."
     if isinstance(ctx, bool) or not isinstance(ctx, int) or ctx < 2: raise UserError(f"ctx must be an int >= 2, not {ctx!r}")
     if n_tokens is not None and (isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < ctx):
         raise UserError(f"n_tokens must be None or an int of at least ctx={ctx} (one window), not {n_tokens!r}")
-    bos = adds_bos(tok)
-    body = ctx - bos
+    body = ctx - 1
     if n_tokens is None:
         ids = token_ids(tok, split, langs=langs, progress=progress)
         n = len(ids) // body
@@ -572,5 +562,4 @@ def contexts(tok, # a transformers tokenizer
         n = n_tokens // ctx
         ids = token_ids(tok, split, max_tokens=n * body, langs=langs, progress=progress)
     w = ids[:n * body].long().view(n, body)
-    if bos: w = torch.cat([torch.full((n, 1), tok.bos_token_id, dtype=torch.long), w], 1)
-    return w
+    return torch.cat([torch.full((n, 1), doc_start(tok), dtype=torch.long), w], 1)

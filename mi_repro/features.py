@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file, load_file, safe_open
 from tqdm.auto import tqdm
 from .core import UserError, atomic_path, atomic_write, read_json, cache_dir
-from .models import Spec, run_name
+from .models import Spec, run_name, prompt_ids
 from .dictionaries import Transcoder, load_dict, fit, dict_tag, DICT_VERSION
 from .activations import read_acts, capture, default_store
 
@@ -57,7 +57,7 @@ def train_dicts(lm, tok, spec:Spec, model:str,
     "Chapter 04's default dictionaries of every layer (capture a training store, fit), from the cache when present; their folder."
     from mi_repro.corpus import contexts
     C = contexts(tok, 'train', ctx=ctx, n_tokens=n_tokens, progress=progress)
-    store = capture(lm, spec, C, default_store(model, f"train-ctx{ctx}-{C.shape[0]}x-bf16-mlp_in+mlp_out"), batch_size=8, progress=progress)
+    store = capture(lm, spec, C, default_store(model, f"train-ctx{ctx}-{C.shape[0]}x-bf16-mlp_in+mlp_out", C), batch_size=8, progress=progress)
     out = cache_dir('dictionaries', run_name(model), dict_tag(act, skip, expansion, k, epochs, batch_size, bf16, seed, store.man['ids_hash']))
     fit(store, list(range(spec.n_layers)), out, act=act, k=k, skip=skip, n_features=expansion * spec.d_model,
         epochs=epochs, batch_size=batch_size, seed=seed, bf16=bf16, progress=progress)
@@ -618,7 +618,7 @@ def behaviour_features(lm, spec:Spec, tok, tcs:dict, prompts:list[str],
     from collections import defaultdict
     hit = defaultdict(list)
     for p in prompts:
-        ids = tok(p, add_special_tokens=False).input_ids
+        ids = prompt_ids(tok, p)
         for r in features_at(lm, spec, tcs, ids, -1, n=10**9, ix=ix): hit[r['layer'], r['feature']].append(r['rel'] if ix is not None else r['act'])
     dens = {l: ix.density(l) for l in tcs} if ix is not None else {}
     rows = [dict(layer=l, feature=f, share=len(v) / len(prompts), mean=sum(v) / len(v)) for (l, f), v in hit.items()

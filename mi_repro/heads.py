@@ -8,7 +8,8 @@ import torch
 from .core import UserError
 from .models import Spec
 from .forward import arch_of, attention
-from .attribution import prompt_ids, Replacement, Graph
+from .attribution import Replacement, Graph
+from .models import prompt_ids
 
 # %% auto #0
 __all__ = ['SCORES', 'patterns', 'repeated_tokens', 'head_scores', 'top_heads', 'plot_scores', 'plot_patterns', 'head_means',

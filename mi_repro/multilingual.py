@@ -13,7 +13,8 @@ from .core import UserError
 from .models import Spec
 from .prompts import ANTONYMS, LANGS, load_prompts, last_logits, _split, first_token, answer_id
 from .features import find_dicts
-from .attribution import prompt_ids, Replacement, attribute, prune
+from .attribution import Replacement, attribute, prune
+from .models import prompt_ids
 from .interventions import ablate, intervene, clean_run, measure, bootstrap_ci, _acts
 
 # %% auto #0

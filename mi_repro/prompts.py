@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import pandas as pd
 from .core import UserError, read_json, run_dir
+from .models import prompt_ids
 
 # %% auto #0
 __all__ = ['COUNTRIES', 'FACTUAL_TEMPLATES', 'CITIES', 'TWO_HOP_TEMPLATES', 'NUMBERS', 'REASONING_TEMPLATES', 'VARIABLES',
@@ -368,9 +369,9 @@ def chat_text(tok, # a tokenizer with a chat template
     return s
 
 def _texts(tok, prompts, chat):
-    "The texts to feed and their token ids (plain prompts get the tokenizer's BOS; chat texts carry their own)."
+    "The texts to feed and their token ids (`prompt_ids`: the document-start token first; chat texts carry their own)."
     texts = [chat_text(tok, p['prompt']) if chat else p['prompt'] for p in prompts]
-    return texts, [tok(t, add_special_tokens=not chat).input_ids for t in texts]
+    return texts, [prompt_ids(tok, t, chat=chat).tolist() for t in texts]
 
 @torch.no_grad()
 def _last_logits(hf, ids:list[list[int]], pad_id:int, batch_size:int):

@@ -9,7 +9,8 @@ import torch, torch.nn.functional as F
 import pandas as pd
 from .core import UserError
 from .models import Spec
-from .attribution import prompt_ids, Graph, influence
+from .attribution import Graph, influence
+from .models import prompt_ids
 from .interventions import clean_run, intervene, swap_in, random_active, _acts
 
 # %% auto #0
@@ -31,14 +32,14 @@ def one_hop(rows:list[dict], # two-hop prompt dicts (chapter 02): entity, kind, 
         out.append(dict(base, hop='B', prompt=f"The capital of {p['bridge']} is", correct_answer=p['correct_answer']))
     return out
 
-def _ids(tok, prompt:str, special:bool) -> list[int]:
+def _ids(tok, prompt:str) -> list[int]:
     if not isinstance(prompt, str) or not prompt.strip(): raise UserError("a prompt is empty: give its text, e.g. 'Dallas is in the state of'")
-    return prompt_ids(tok, prompt).tolist() if special else tok(prompt, add_special_tokens=False).input_ids
+    return prompt_ids(tok, prompt).tolist()
 
-def _pair(tok, prompt, answer, special):
+def _pair(tok, prompt, answer):
     "Token ids of the prompt and of the answer after it."
-    x = _ids(tok, prompt, special)
-    full = _ids(tok, prompt + answer, special)
+    x = _ids(tok, prompt)
+    full = _ids(tok, prompt + answer)
     if full[:len(x)] != x or len(full) == len(x):  # the answer merges with the prompt's last token: tokenize it alone
         full = x + tok(answer, add_special_tokens=False).input_ids
     if len(full) == len(x): raise UserError(f"the answer {answer!r} has no tokens")
@@ -70,22 +71,20 @@ def _seq_scores(hf, pairs:list, # [(prompt ids, answer ids)]
 def cont_logprob(hf, tok,
                  prompt:str, # the text the answer follows
                  answer:str, # the continuation, with its leading space
-                 special:bool=True, # a special token first, as `prompt_ids` feeds the graphs; False: the bare text
                 ) -> tuple[float, bool, int]:
     "log p(answer | prompt) summed over the answer's tokens, whether greedy decoding produces it, and its number of tokens."
-    return _seq_scores(getattr(hf, '_module', hf), [_pair(tok, prompt, answer, special)], tok.pad_token_id or 0)[0][:3]
+    return _seq_scores(getattr(hf, '_module', hf), [_pair(tok, prompt, answer)], tok.pad_token_id or 0)[0][:3]
 
 def answer_scores(hf, tok,
                   rows:list[dict], # prompt dicts: prompt, correct_answer (incorrect_answer optional)
-                  special:bool=True, # a special token first (as graphs and swaps see the prompt); False: the bare text
                   batch_size:int=32, # sequences per forward pass
                  ) -> pd.DataFrame:
     "One row per prompt: p(correct) and its log, greedy top-1, answer length in tokens, the margin log p(c) - log p(i) when an incorrect answer is given, and the greedy first token."
     hf = getattr(hf, '_module', hf)
     if not rows: raise UserError("answer_scores: no prompts given")
-    pc = [_pair(tok, p['prompt'], p['correct_answer'], special) for p in rows]
+    pc = [_pair(tok, p['prompt'], p['correct_answer']) for p in rows]
     has_i = [i for i, p in enumerate(rows) if p.get('incorrect_answer')]
-    res = _seq_scores(hf, pc + [_pair(tok, rows[i]['prompt'], rows[i]['incorrect_answer'], special) for i in has_i], tok.pad_token_id or 0, batch_size)
+    res = _seq_scores(hf, pc + [_pair(tok, rows[i]['prompt'], rows[i]['incorrect_answer']) for i in has_i], tok.pad_token_id or 0, batch_size)
     li = dict(zip(has_i, (r[0] for r in res[len(rows):])))
     out = []
     for i, (p, (lc, top, n, first)) in enumerate(zip(rows, res)):
