@@ -31,7 +31,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 apt_ensure = @[ "$$(dpkg-query -W -f='$${db:Status-Status}\n' $(1) 2>/dev/null | grep -cx installed)" = "$(words $(1))" ] \
 	|| { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1); }
 
-.PHONY: install corpus browser test reproduce lab export
+.PHONY: install corpus browser lint test reproduce lab export
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,10 +54,15 @@ corpus: $(STAMP)
 browser:
 	$(call apt_ensure,$(BROWSER_DEBS))
 
-## make test: every notebook under nbdev-test (tiny model, `slow` cells skipped), then pytest tests/.
+## make lint: ruff's F rules (undefined and unused names) over the exported library: a name that exists only in a
+## notebook's namespace breaks `import mi_repro` users, so it fails CI
+lint: $(STAMP)
+	$(BIN)/ruff check --select F mi_repro
+
+## make test: ruff (make lint), then every notebook under nbdev-test (tiny model, `slow` cells skipped), then pytest tests/.
 ## One torch thread per worker: the tiny model gains nothing from more, and more threads than cores make
 ## torch's workers spin against each other (a chapter took 4 min instead of 22 s on a busy 2-core machine).
-test: install
+test: install lint
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers $(NBDEV_WORKERS) --timing
 	$(BIN)/python -m pytest tests/ -q
 

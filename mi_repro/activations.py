@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_activations.ipynb #e2548012
 from __future__ import annotations
-import hashlib, json, os, time
+import hashlib, json, shutil, time
 from pathlib import Path
 import torch
 from safetensors import safe_open

@@ -4,13 +4,13 @@
 
 # %% ../nbs/06_attribution.ipynb #dab49d19
 from __future__ import annotations
-import gzip, json, math, time
+import gzip, json, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from .core import UserError, atomic_write, atomic_path
-from .models import Spec, prompt_ids
+from .models import Spec
 from .forward import arch_of, embed, rms_norm, attention, mlp
 from .dictionaries import Transcoder
 
@@ -50,7 +50,7 @@ class Replacement:
         ids = torch.as_tensor(ids).reshape(-1)
         if not len(ids): raise UserError("the prompt has no tokens")
         self.spec, self.arch, self.drop_first = spec, arch_of(hf.config), drop_first
-        a, dev, f32 = self.arch, next(hf.parameters()).device, torch.float32
+        a, dev = self.arch, next(hf.parameters()).device
         mod = lambda role, l=None: spec.module(hf, role, l)
         gain = lambda role, l=None: (a.gain_offset + mod(role, l).weight.detach().float())
         rs = lambda x: torch.rsqrt(x.float().pow(2).mean(-1) + a.eps)[0]  # [T] the frozen 1/rms of a [1, T, d] input
@@ -132,7 +132,7 @@ class Replacement:
                 all_logits:bool=False, # logits at every position [B, T, V] (else the last [B, V])
                ) -> tuple[torch.Tensor, torch.Tensor]:
         "Run the frozen replacement: feature pre-activations [B, N] and logits, with the other nodes' outputs held at their recorded values."
-        L, T, d, a = self.L, self.T, self.d, self.arch
+        L, T, a = self.L, self.T, self.arch
         B = next((len(c) for c in (cf, ce, cx) if c is not None), 1)
         dev = self.x0.device
         cf = torch.ones(B, self.n_feat, device=dev) if cf is None else cf.float()
@@ -490,7 +490,7 @@ def graph_json(g:Graph,
               ) -> dict:
     "The pruned graph in circuit-tracer's frontend schema: {metadata, qParams, nodes, links}."
     node, edge, cum = prune(g, node_threshold, edge_threshold)
-    F_, T, L, K = g.n_sel, g.n_pos, g.n_layers, len(g.logit_ids)
+    F_, T, L = g.n_sel, g.n_pos, g.n_layers
     nodes = {}
     for i in node.nonzero()[:, 0].tolist():
         base = dict(feature_type='', token_prob=0.0, is_target_logit=False, run_idx=0, reverse_ctx_idx=0, clerp='', influence=float(cum[i]), activation=None)

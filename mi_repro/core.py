@@ -18,23 +18,33 @@ class UserError(Exception):
     "A mistake in what was asked for; the message says what to do. `mi-repro` prints it as one line."
 
 # %% ../nbs/core.ipynb #c304f7dd
+def _fsync(path:Path):
+    "Flush a file's (or a folder's) content to disk."
+    fd = os.open(path, os.O_RDONLY)
+    try: os.fsync(fd)
+    finally: os.close(fd)
+
 @contextmanager
 def atomic_path(path:str|Path, # final path; its folder is created
                ):
-    "Yield a temporary path beside `path`; rename it onto `path` if the block succeeds, delete it if not."
+    "Yield a temporary path beside `path`; fsync it, give it a normal file's permissions and rename it onto `path` if the block succeeds; delete it if not."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0); os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only; give it the permissions of a normal file
+    umask = os.umask(0)
+    os.umask(umask)
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~umask)  # after the write: writers such as safetensors recreate the file owner-only
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)  # the rename itself survives a crash
     finally:
         if tmp.exists(): tmp.unlink()
 
+# %% ../nbs/core.ipynb #4aae891c
 def atomic_write(path:str|Path, # file to write
                  data:str|bytes, # its whole content
                 ) -> Path:

@@ -4,7 +4,6 @@
 
 # %% ../nbs/01_forward.ipynb #7d19f514
 from __future__ import annotations
-import math
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F

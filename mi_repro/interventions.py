@@ -4,7 +4,6 @@
 
 # %% ../nbs/07_interventions.ipynb #791d4b90
 from __future__ import annotations
-import math
 from dataclasses import dataclass
 import torch, torch.nn.functional as F
 from .core import UserError
@@ -12,6 +11,7 @@ from .models import Spec
 from .forward import arch_of, attention
 from .dictionaries import Transcoder
 from .attribution import Graph, influence
+from .prompts import answer_id
 from .models import prompt_ids
 
 # %% auto #0

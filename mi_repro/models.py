@@ -4,8 +4,8 @@
 
 # %% ../nbs/00_models.ipynb #d8be4ef2
 from __future__ import annotations
-import importlib.util, os, re, shutil, tempfile, time, warnings
-from dataclasses import dataclass, asdict
+import importlib.util, os, re, shutil, tempfile, warnings
+from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
 from typing import NamedTuple, Callable

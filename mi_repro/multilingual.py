@@ -4,10 +4,11 @@
 
 # %% ../nbs/08_multilingual.ipynb #674bf4dd
 from __future__ import annotations
-import itertools, math
+import itertools
 from pathlib import Path
 import numpy as np
 import torch
+import pandas as pd
 import networkx as nx
 from .core import UserError
 from .models import Spec
@@ -15,7 +16,7 @@ from .prompts import ANTONYMS, LANGS, load_prompts, last_logits, _split, first_t
 from .features import find_dicts
 from .attribution import Replacement, attribute, prune
 from .models import prompt_ids
-from .interventions import ablate, intervene, clean_run, measure, bootstrap_ci, _acts
+from .interventions import ablate, intervene, clean_run, measure, _acts
 
 # %% auto #0
 __all__ = ['LANG_NAMES', 'DEMO', 'TASKS', 'need_dicts', 'translation_prompts', 'task_prompts', 'with_ids', 'first_scores',

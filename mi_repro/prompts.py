@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_prompts.ipynb #6f09f8df
 from __future__ import annotations
-import json, re
+import json
 from pathlib import Path
 import torch
 import pandas as pd

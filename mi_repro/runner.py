@@ -47,7 +47,7 @@ def find_chapter(name:str, # '01_forward', '01', '1' or 'forward' (a path or '.i
     if n.isdigit(): hits = [c for c in chapters if int(c[:2]) == int(n)]
     else: hits = [c for c in chapters if c[3:] == n]
     if len(hits) == 1: return hits[0]
-    avail = ', '.join(chapters) or f'none (no NN_name.ipynb notebooks)'
+    avail = ', '.join(chapters) or 'none (no NN_name.ipynb notebooks)'
     if hits: raise UserError(f"chapter {name!r} is ambiguous: it matches {', '.join(hits)}; give the full name")
     raise UserError(f"unknown chapter {name!r}: available chapters are {avail}")
 
