@@ -513,7 +513,11 @@ table.le{border-collapse:collapse;font-family:monospace;font-size:13px}table.le 
 .up{color:#070}.down{color:#a00}.row{display:flex;gap:2em;flex-wrap:wrap;align-items:flex-start}.muted{color:#888;font-size:.9em}
 table.ix{border-collapse:collapse;font-size:14px}table.ix td,table.ix th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}"""
 
-def _esc(tok_text:str) -> str: return html.escape(tok_text.replace('\n', '⏎').replace('\t', '⇥'))
+def _h(x) -> str:
+    "Any value as HTML text or a quoted attribute value: the one way a string from data reaches a page."
+    return html.escape(str(x), quote=True)
+
+def _esc(tok_text:str) -> str: return _h(tok_text.replace('\n', '⏎').replace('\t', '⇥'))
 
 def _ctx_html(r:dict, V:list[str], vmax:float) -> str:
     "One example: its window of tokens shaded by activation, the peak outlined."
@@ -551,9 +555,9 @@ def feature_html(ix:FeatureIndex, tok, layer:int, feature:int,
     thirds = [rnd[i * len(rnd) // 3:(i + 1) * len(rnd) // 3] for i in range(3)]
     rnd_html = ''.join(f'<p class="muted">{nm} third of a random sample of {len(rnd)} firing tokens</p>' + ''.join(_ctx_html(r, V, vmax) for r in part)
                        for nm, part in zip(('upper', 'middle', 'lower'), thirds) if part)
-    head = (f'<h2>Layer {layer} · feature {feature}</h2><div class="lab">{html.escape(label or "")}</div>'
+    head = (f'<h2>Layer {layer} · feature {feature}</h2><div class="lab">{_h(label or "")}</div>'
             f'<p class="muted">density {s["density"]:.3%} ({s["n_fire"]:,} of {ix.n_tokens:,} held-out tokens) · mean non-zero activation '
-            f'{s["mean"]:.3g} ± {s["std"]:.3g} · max {s["max"]:.3g} · {ix.build["model"]}</p>')
+            f'{s["mean"]:.3g} ± {s["std"]:.3g} · max {s["max"]:.3g} · {_h(ix.build["model"])}</p>')
     body = (f'<div class="row"><div>{_svg_hist(ix.hist(layer, feature)[0])}<div class="muted">non-zero activations (log scale)</div></div>{table}</div>'
             f'<h3>Top-activating contexts</h3>{"".join(_ctx_html(r, V, vmax) for r in top) or "<p>never fires</p>"}'
             f'<h3>Random firing examples</h3>{rnd_html or "<p>never fires</p>"}')
@@ -569,8 +573,8 @@ def page_name(layer:int, feature:int) -> str:
     return f'L{layer}_F{feature}.html'
 
 def _doc(title:str, body:str, ix:FeatureIndex|None=None) -> str:
-    meta = f'<meta name="mi-repro-index" content="{html.escape(_ix_id(ix))}">' if ix is not None else ''
-    return f'<!DOCTYPE html><html><head><meta charset="utf-8">{meta}<title>{html.escape(title)}</title><style>{CSS}</style></head><body>{body}</body></html>'
+    meta = f'<meta name="mi-repro-index" content="{_h(_ix_id(ix))}">' if ix is not None else ''
+    return f'<!DOCTYPE html><html><head><meta charset="utf-8">{meta}<title>{_h(title)}</title><style>{CSS}</style></head><body>{body}</body></html>'
 
 def _ix_id(ix:FeatureIndex) -> str:
     "Which dictionaries and index a page describes: the dictionaries' folder name (settings and store hash) and the index's."
@@ -602,9 +606,9 @@ def write_pages(ix:FeatureIndex, tok,
         if l not in ix.layers or f >= ix.t(l)['n_fire'].shape[0]: continue
         lab = labels[l][f] if labels and l in labels else None
         s = ix.stats(l, f)
-        rows.append(f'<tr><td><a href="{page_name(l, f)}">L{l} F{f}</a></td><td class="lab">{html.escape(lab or "")}</td>'
+        rows.append(f'<tr><td><a href="{page_name(l, f)}">L{l} F{f}</a></td><td class="lab">{_h(lab or "")}</td>'
                     f'<td>{s["density"]:.3%}</td><td>{s["max"]:.3g}</td></tr>')
-    body = (f'<h2>{html.escape(ix.build["model"])}: {len(rows)} features</h2><p class="muted">index {html.escape(str(ix.path))}, '
+    body = (f'<h2>{_h(ix.build["model"])}: {len(rows)} features</h2><p class="muted">index {_h(_ix_id(ix))}, '
             f'{ix.n_tokens:,} held-out tokens</p><table class="ix"><tr><th>feature</th><th>label</th><th>density</th><th>max</th></tr>{"".join(rows)}</table>')
     return atomic_write(out/'index.html', _doc(f'{ix.build["model"]} features', body))
 
