@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 from .core import UserError, atomic_path, atomic_write, read_json
 
 # %% auto #0
-__all__ = ['ACTS', 'DICT_VERSION', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'dict_tag', 'fit', 'main', 'evaluate',
-           'spliced', 'export_circuit_tracer', 'import_circuit_tracer']
+__all__ = ['ACTS', 'DICT_VERSION', 'COMPLETE', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'dict_tag', 'dicts_complete',
+           'fit', 'main', 'evaluate', 'spliced', 'export_circuit_tracer', 'import_circuit_tracer']
 
 # %% ../nbs/04_dictionaries.ipynb #581e0f53
 def _bag(vals, rows, cols, W, B):
@@ -401,6 +401,18 @@ def _one_trainer(f):
             return f(store, layers, out, *args, **kw)
     return g
 
+COMPLETE = 'complete.json'  # written last: a dictionary set without it is still being trained or saved
+
+def dicts_complete(out:str|Path, # a `fit` folder
+                  ) -> bool:
+    "Whether `out` holds a finished dictionary set: its completion marker, or (saved before markers) every layer's files and no checkpoint."
+    out = Path(out)
+    run = read_json(out/'run.json')
+    if run is None: return False
+    if (out/COMPLETE).exists(): return True
+    files = all((out/f'layer_{l}.safetensors').exists() and (out/f'layer_{l}.json').exists() for l in run['layers'])
+    return files and not any(out.glob('layer_*.ckpt*'))
+
 def _save_ckpts(trs:dict, out:Path):
     "Checkpoint every layer as one set: write them all beside the current set, mark the new set complete, then move it into place."
     for l, t in trs.items(): t.save(out/f'layer_{l}.ckpt.next')
@@ -429,6 +441,8 @@ def fit(store, # a chapter-03 `Store` holding the sites below
         progress:bool=True,
        ) -> dict[int, Transcoder]:
     "Train one dictionary per layer from `store` in a single pass per epoch; resumable; under `torchrun`, data-parallel (DDP)."
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
+        raise UserError(f"epochs must be a number > 0 (passes over the store), not {epochs!r}")
     if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not dist.is_initialized():
         dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -447,13 +461,21 @@ def fit(store, # a chapter-03 `Store` holding the sites below
         raise UserError(f"{out} holds a training run with other settings; pick another folder or delete it")
     if main_proc: atomic_write(out/'run.json', json.dumps(run, indent=1))
     done = {l: out/f'layer_{l}.safetensors' for l in layers}
-    if all(p.exists() for p in done.values()): return {l: load_dict(p) for l, p in done.items()}
+    if dicts_complete(out):
+        if main_proc:
+            for p in out.glob('layer_*.ckpt*'): p.unlink()  # a kill after the marker, before the clean-up
+        return {l: load_dict(p) for l, p in done.items()}
     if main_proc: _commit_ckpts(out)
     if world > 1: dist.barrier()
     trs = {}
     for l in layers:
         ck = out/f'layer_{l}.ckpt'
-        if ck.exists(): trs[l] = Trainer.load(ck)[0]
+        if ck.exists():
+            trs[l], meta = Trainer.load(ck)
+            want = {**cfg, 'seed': seed + l}
+            if (bad := next((k for k in want if meta['cfg'].get(k) != want[k]), None)) is not None:
+                raise UserError(f"{ck} was trained with other settings ({bad}: {meta['cfg'].get(bad)!r} there, {want[bad]!r} now): "
+                                "delete it to start over, or train into another folder")
         else:
             torch.manual_seed(seed + l)
             trs[l] = Trainer(Transcoder(**{**cfg, 'seed': seed + l}), lr=lr, steps=steps, seed=seed, bf16=bf16)
@@ -483,7 +505,9 @@ def fit(store, # a chapter-03 `Store` holding the sites below
         if not main_proc: continue
         save_dict(tc, done[l], dict(layer=l, src=src, dst=dst, steps=steps, store=str(store.path), model=store.man['model'],
                                     final=last.get(l)))
-        (out/f'layer_{l}.ckpt').unlink(missing_ok=True)
+    if main_proc:  # the set is published as one unit: every layer saved (atomically), then the marker, then the clean-up
+        atomic_write(out/COMPLETE, json.dumps(dict(layers=layers, steps=steps)))
+        for l in layers: (out/f'layer_{l}.ckpt').unlink(missing_ok=True)
     if world > 1: dist.barrier()
     return res
 

@@ -11,7 +11,7 @@ from safetensors.torch import save_file, load_file, safe_open
 from tqdm.auto import tqdm
 from .core import UserError, atomic_path, atomic_write, read_json, cache_dir
 from .models import Spec, run_name, prompt_ids
-from .dictionaries import Transcoder, load_dict, fit, dict_tag, DICT_VERSION
+from .dictionaries import Transcoder, load_dict, fit, dict_tag, dicts_complete, COMPLETE, DICT_VERSION
 from .activations import read_acts, capture, default_store
 
 # %% auto #0
@@ -21,15 +21,11 @@ __all__ = ['WIN', 'BINS', 'INDEX_VERSION', 'CSS', 'find_dicts', 'load_dicts', 't
            'write_pages', 'behaviour_features', 'context_langs', 'lang_share']
 
 # %% ../nbs/05_features.ipynb #941835e7
-def _complete(d:Path) -> bool:
-    run = read_json(d/'run.json')
-    return run is not None and all((d/f'layer_{l}.safetensors').exists() for l in run['layers'])
-
 def find_dicts(model:str, # model name
               ) -> Path:
     "The complete chapter-04 run (current `DICT_VERSION`, all its layers saved) of `model` in the cache with the most layers, the newest of those."
     root = cache_dir('dictionaries', run_name(model))
-    runs = sorted((d for d in root.glob(f'v{DICT_VERSION}-*') if _complete(d)),
+    runs = sorted((d for d in root.glob(f'v{DICT_VERSION}-*') if dicts_complete(d)),
                   key=lambda d: (len(read_json(d/'run.json')['layers']), (d/'run.json').stat().st_mtime))  # not chapter 04's one-layer frontier runs
     if not runs: raise UserError(f"no complete dictionaries of version {DICT_VERSION} for {model} in {root}: "
                                  f"run chapter 04 first (`mi-repro run 04 --model {model}`) or pass dicts=<folder>")
@@ -44,6 +40,8 @@ def load_dicts(folder:str|Path, # a chapter-04 run folder
     run = read_json(folder/'run.json')
     if run is None: raise UserError(f"{folder} is not a chapter-04 dictionary folder (no run.json)")
     layers = run['layers'] if layers is None else layers
+    if not dicts_complete(folder): raise UserError(f"{folder} is not a finished dictionary set (no {COMPLETE}): training or its save was "
+                                                   "interrupted; rerun chapter 04 (`fit` resumes it)")
     miss = [l for l in layers if l not in run['layers'] or not (folder/f'layer_{l}.safetensors').exists()]
     if miss: raise UserError(f"{folder} has no finished dictionary for layer {miss[0]} (layers {run['layers']}; training may still be running)")
     return {l: load_dict(folder/f'layer_{l}.safetensors').to(device).eval() for l in layers}
