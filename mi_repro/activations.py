@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_activations.ipynb #e2548012
 from __future__ import annotations
-import hashlib, json, shutil, time
+import fcntl, hashlib, json, shutil, time
 from pathlib import Path
 import torch
 from safetensors import safe_open
@@ -89,6 +89,20 @@ def _flags(acts:dict, k:float) -> torch.Tensor:
         f = g if f is None else f | g
     return f
 
+def _good(path:Path, s:dict) -> bool:
+    "Whether shard entry `s` is on disk as the manifest records it (its size, when recorded): a cheap check, no hashing."
+    p = path/s['file']
+    return p.exists() and ('bytes' not in s or p.stat().st_size == s['bytes'])
+
+def _drop(man:dict, files:set) -> dict:
+    "The manifest without the shards named in `files`, their token counts taken off."
+    gone = [s for s in man['shards'] if s['file'] in files]
+    man['shards'] = [s for s in man['shards'] if s['file'] not in files]
+    man['n_tokens'] -= sum(s['n_tokens'] for s in gone)
+    man['n_flagged'] -= sum(s['n_flagged'] for s in gone)
+    man['complete'] = man['complete'] and not gone
+    return man
+
 def capture(lm, spec:Spec,
             contexts:torch.Tensor, # [n, ctx] token ids, e.g. from `corpus.contexts`
             path:str|Path, # store folder
@@ -129,13 +143,21 @@ def capture(lm, spec:Spec,
         man = dict(cfg, shards=[], n_tokens=0, n_flagged=0, complete=False)
         path.mkdir(parents=True, exist_ok=True)
         atomic_write(mpath, json.dumps(man, indent=1))
-    for f in path.glob('.*.tmp'):  # leftovers of an interrupted shard write; a fresh one may be another process's
-        try:
-            if time.time() - f.stat().st_mtime > 600: f.unlink()
-        except FileNotFoundError: pass
-    done = len(man['shards'])
-    todo = range(done, cfg['n_shards'] if max_shards is None else min(cfg['n_shards'], done + max_shards))
-    keep = slice(1 if drop_first else 0, None)
+    with open(path/'.lock', 'w') as fh:  # one capture per store at a time; released however this ends
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        man = read_json(mpath)  # as the process that held the lock before us left it
+        for f in path.glob('.*.tmp'): f.unlink(missing_ok=True)  # half-written shards of a killed capture
+        if bad := {s['file'] for s in man['shards'] if not _good(path, s)}:
+            print(f"capture: {len(bad)} shard(s) of {path.name} missing or changed on disk: capturing them again")
+            atomic_write(mpath, json.dumps(_drop(man, bad), indent=1))
+        have = {s['file'] for s in man['shards']}
+        todo = [k for k in range(cfg['n_shards']) if f'shard_{k:05d}.safetensors' not in have][:max_shards]
+        _fill(lm, spec, contexts, path, man, todo, layers, sites, sdt, drop_first, outlier_k, batch_size, progress)
+    return Store(path)
+
+def _fill(lm, spec, contexts, path, man, todo, layers, sites, sdt, drop_first, outlier_k, batch_size, progress):
+    "Capture shards `todo` into the store at `path`, updating its manifest after each."
+    keep, T = slice(1 if drop_first else 0, None), contexts.shape[1]
     bar = tqdm(total=len(todo) * batch_size * (T - keep.start), unit='tok', unit_scale=True, disable=not progress,
                desc=f"capture {spec.name}", smoothing=0.1)
     t0 = time.perf_counter()
@@ -148,14 +170,17 @@ def capture(lm, spec:Spec,
         tensors.update(ids=ids.to(torch.int32).contiguous(), flag=flag)
         name = f'shard_{k:05d}.safetensors'
         with atomic_path(path/name) as tmp: save_file(tensors, str(tmp))
-        man['shards'].append(dict(file=name, n_tokens=int(flag.numel()), n_flagged=int(flag.sum()), sha256=_sha256(path/name)))
-        man['n_tokens'] += int(flag.numel()); man['n_flagged'] += int(flag.sum())
-        man['complete'] = len(man['shards']) == cfg['n_shards']
-        atomic_write(mpath, json.dumps(man, indent=1))
+        e = dict(file=name, n_tokens=int(flag.numel()), n_flagged=int(flag.sum()), sha256=_sha256(path/name),
+                 bytes=(path/name).stat().st_size)
+        man['shards'] = sorted(man['shards'] + [e], key=lambda s: s['file'])
+        man['n_tokens'] += e['n_tokens']
+        man['n_flagged'] += e['n_flagged']
+        man['complete'] = len(man['shards']) == man['n_shards']
+        atomic_write(path/'manifest.json', json.dumps(man, indent=1))
         bar.update(int(flag.numel()))
         bar.set_postfix(tok_s=f"{bar.n / (time.perf_counter() - t0):.0f}", refresh=False)
     bar.close()
-    return Store(path)
+
 
 # %% ../nbs/03_activations.ipynb #dac610e8
 class Store:
@@ -165,6 +190,7 @@ class Store:
         self.man = read_json(self.path/'manifest.json')
         if self.man is None: raise UserError(f"{self.path} is not an activation store (no manifest.json): run capture first")
         if self.man.get('version') != STORE_VERSION: raise UserError(f"{self.path} is a version {self.man.get('version')} store; this code reads version {STORE_VERSION}: capture it again")
+        self._ok = set()  # shards whose SHA-256 this object has checked
 
     layers = property(lambda self: self.man['layers'])
     sites = property(lambda self: self.man['sites'])
@@ -185,9 +211,8 @@ class Store:
                                 f"not from {spec.name} ({mine[0]}, {mine[1]} layers, d_model {mine[2]})")
         for s in self.man['shards']:
             p = self.path/s['file']
-            if not p.exists(): raise UserError(f"shard {p} listed in the manifest is missing: capture again (resume) or delete the store")
-            if verify and _sha256(p) != s['sha256']:
-                raise UserError(f"checksum mismatch in {p}: the file is corrupt; delete it and its manifest entry (or the store) and capture again")
+            if not p.exists(): raise UserError(f"shard {p} listed in the manifest is missing: run capture again with the same settings (it recaptures it)")
+            if verify: self._verify(s['file'])
         return self
 
     def _key(self, layer, site):
@@ -195,7 +220,20 @@ class Store:
         if site not in self.sites: raise UserError(f"site {site!r} is not in this store (sites: {', '.join(self.sites)})")
         return f'{layer}.{site}'
 
+    def _verify(self, file:str):
+        "Check a shard's SHA-256 against the manifest (once per object); a corrupt one leaves the store and a clear error is raised."
+        if file in self._ok: return
+        s = next(x for x in self.man['shards'] if x['file'] == file)
+        if _sha256(self.path/file) != s['sha256']:
+            self.man = _drop(read_json(self.path/'manifest.json'), {file})
+            atomic_write(self.path/'manifest.json', json.dumps(self.man, indent=1))
+            (self.path/file).unlink(missing_ok=True)
+            raise UserError(f"shard {file} of {self.path} is corrupt (its SHA-256 is not the manifest's); it was removed from the store: "
+                            "run capture again with the same settings, which captures it anew")
+        self._ok.add(file)
+
     def _read(self, file, keys):
+        self._verify(file)
         with safe_open(str(self.path/file), 'pt') as f: return {k: f.get_tensor(k) for k in keys}
 
     def load(self, layer:int, site:str, skip_flagged:bool=True, dtype=torch.float32, max_tokens:int|None=None) -> torch.Tensor:
