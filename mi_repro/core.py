@@ -106,9 +106,13 @@ def run_dir() -> Path|None:
     return Path(p) if p else None
 
 def read_json(path:str|Path, default=None):
-    "Read a JSON file, or `default` if it does not exist."
+    "Read a JSON file, or `default` if it does not exist; a one-line `UserError` if it is not valid JSON."
     path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else default
+    if not path.exists(): return default
+    try: return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({str(e).splitlines()[0][:120]}): the file is corrupt; restore it or delete it "
+                        "(and what it describes) to start that step over") from None
 
 def record(key:str, # dotted name, 'chapter.quantity', e.g. 'forward.max_abs_logit_diff'
            value, # a number, string, list or dict (tensors are converted)

@@ -10,7 +10,7 @@ from functools import reduce
 from pathlib import Path
 from typing import NamedTuple, Callable
 import torch
-from .core import UserError, cache_dir, pick_device, pick_dtype
+from .core import UserError, cache_dir, pick_device, pick_dtype, read_json
 
 # %% auto #0
 __all__ = ['SMOL_GGUF', 'TINY', 'TINY_VERSION', 'QWEN3_4B', 'REGISTRY', 'Spec', 'spec_from_config', 'tiny_qwen3', 'hf_cache',
@@ -237,6 +237,9 @@ def locate(name:str|Path, # registry name, local directory or Hugging Face id
     p = Path(name).expanduser()
     if p.is_dir():
         if not (p/'config.json').exists(): raise UserError(f"{p} is a directory but has no config.json: it is not a transformers model folder")
+        if not any(p.glob('*.safetensors')) and any(p.glob('*.bin')):
+            raise UserError(f"{p} holds PyTorch .bin weights; mi-repro loads safetensors only (a .bin file is a pickle that can run code): "
+                            "convert it once where you trust it, with `model.save_pretrained(dir, safe_serialization=True)`")
         return p
     if _HUB_ID.match(name) and not name.startswith(('.', '/')):
         return _hub_snapshot(name) or (_ for _ in ()).throw(_missing(name, name))
@@ -248,7 +251,8 @@ def run_name(name:str|Path) -> str:
     name = _check_name(name)
     if name in REGISTRY: return name
     p = Path(name).expanduser()
-    return re.sub(r'[^\w.-]+', '-', p.name if p.is_dir() else name.replace('/', '--'))
+    s = re.sub(r'[^\w.-]+', '-', p.resolve().name if p.is_dir() else name.replace('/', '--')).strip('.')
+    return s or 'model'  # never '', '.' or '..': a run folder stays inside its runs folder
 
 def check_model(name:str|Path) -> str:
     "Fail fast (no loading) if `name` is unknown or its weights are absent; return its `run_name`."
@@ -322,16 +326,18 @@ def load_model(name_or_path:str|Path, # registry name, local directory or Huggin
     from nnsight.modeling.transformers import TransformersModel
     dev, dt = pick_device(device), pick_dtype(dtype)
     d = locate(name_or_path)
+    if 'auto_map' in (read_json(Path(d)/'config.json') or {}):
+        print(f"note: {Path(d).name} ships its own model code (auto_map); mi-repro never runs it (trust_remote_code=False)")
     from transformers.utils import logging as hf_logging
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # loading a converted folder takes well under a second: no bar
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='.*generation flags.*')
-            hf = AutoModelForCausalLM.from_pretrained(d, dtype=dt, local_files_only=True, **kw).to(dev).eval()
+            hf = AutoModelForCausalLM.from_pretrained(d, dtype=dt, local_files_only=True, trust_remote_code=False, **kw).to(dev).eval()
     finally:
         if bars: hf_logging.enable_progress_bar()
-    tok = AutoTokenizer.from_pretrained(d, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(d, local_files_only=True, trust_remote_code=False)
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     spec = spec_from_config(hf.config, _check_name(name_or_path))
     e = REGISTRY.get(spec.name)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/runner.ipynb #0089c462
 from __future__ import annotations
-import argparse, json, logging, os, platform, re, secrets, subprocess, sys, time
+import argparse, fcntl, json, logging, os, platform, re, secrets, subprocess, sys, time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -73,7 +73,9 @@ def _load(s):
     "Parse JSON, falling back to YAML."
     import yaml
     try: return json.loads(s)
-    except ValueError: return yaml.safe_load(s)
+    except ValueError: pass
+    try: return yaml.safe_load(s)
+    except yaml.YAMLError: raise ValueError(s) from None
 
 def to_type(value:str, # the text from the command line
             typ:str, # type name from `chapter_params`: 'int', 'float', 'bool', 'str', 'list', 'dict', 'None', ...
@@ -103,6 +105,14 @@ def to_type(value:str, # the text from the command line
 # %% ../nbs/runner.ipynb #351855cc
 _OWN = ('model', 'device', 'dtype')
 
+def _check_value(k:str, v):
+    "Values no chapter can use: an empty prompt, an int outside 64 bits, a negative seed."
+    if 'prompt' in k and isinstance(v, str) and not v.strip():
+        raise UserError(f"the {k} is empty: give its text, e.g. -p {k} 'The capital of France is'")
+    if isinstance(v, int) and not isinstance(v, bool):
+        if not -2**63 <= v < 2**63: raise UserError(f"parameter {k} = {v} does not fit in 64 bits")
+        if k.endswith('seed') and v < 0: raise UserError(f"parameter {k} must be >= 0, not {v}")
+
 def parse_params(pairs:list[tuple[str, str]], # (KEY, VALUE) text pairs from `-p KEY VALUE`
                  specs:dict[str, dict[str, str]], # {chapter: chapter_params(chapter)}
                 ) -> dict[str, dict]:
@@ -120,6 +130,7 @@ def parse_params(pairs:list[tuple[str, str]], # (KEY, VALUE) text pairs from `-p
             except ValueError:
                 hint = " (JSON or YAML, e.g. '[0, 1]' or '{\"a\": 1}')" if s[k].split('[')[0].lower() in ('list', 'dict', 'tuple') else ''
                 raise UserError(f"parameter {k} of {c} expects {s[k]}{hint}, got {v!r}") from None
+            _check_value(k, out[c][k])
     return out
 
 # %% ../nbs/runner.ipynb #acd8836b
@@ -272,6 +283,19 @@ def _summary(man, names, mpath):
         print(f"  {n:<28} {c['status']:<8} {w:>9}")
     print(f"manifest: {mpath}")
 
+@contextmanager
+def _run_lock(out:Path, runname:str, rdir:Path):
+    "Hold the run folder for one `mi-repro run`; clear what a killed run left (temporary notebooks, chapters marked running)."
+    with open(out/f'.{runname}.lock', 'w') as fh:
+        try: fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError: raise UserError(f"another mi-repro run is writing to {rdir}: wait for it to finish") from None
+        for p in rdir.glob('_tmp.*.ipynb'): p.unlink()
+        m = read_json(rdir/'manifest.json')
+        if isinstance(m, dict) and any(c.get('status') == 'running' for c in m.get('chapters', {}).values()):
+            for c in m['chapters'].values(): c['status'] = 'interrupted' if c.get('status') == 'running' else c.get('status')
+            atomic_write(rdir/'manifest.json', json.dumps(m, indent=1) + '\n')
+        yield
+
 def run(chapters:list[str]|None=None, # chapter names ('01', '1', '01_forward', 'forward'); None: all
         model:str='smollm2-135m', # model name, local folder or Hugging Face id (see `mi-repro models`)
         params:list|dict|None=None, # extra parameters: (KEY, VALUE) pairs or a dict; values as text
@@ -286,7 +310,9 @@ def run(chapters:list[str]|None=None, # chapter names ('01', '1', '01_forward', 
     nbs = nbs_dir(nbs)
     avail = list_chapters(nbs)
     names = pick_chapters(chapters, avail)
-    from mi_repro.models import check_model
+    from mi_repro.models import check_model, REGISTRY
+    if isinstance(model, (str, Path)) and str(model) not in REGISTRY and Path(model).expanduser().is_dir():
+        model = str(Path(model).expanduser().resolve())  # resolved here, from the caller's folder: the kernels run in nbs/
     runname = check_model(model)
     pick_device(device); pick_dtype(dtype)
     given = list(params.items()) if isinstance(params, dict) else [tuple(p) for p in params or []]
@@ -297,48 +323,49 @@ def run(chapters:list[str]|None=None, # chapter names ('01', '1', '01_forward', 
     figures = Path(figures or repo/'figures').absolute()
     rdir, fdir = out/runname, figures/runname
     rdir.mkdir(parents=True, exist_ok=True)
-    mpath = rdir/'manifest.json'
-    try: prev = (read_json(mpath, {}) or {}).get('chapters', {})
-    except (ValueError, AttributeError): raise UserError(f"{mpath} is not a manifest: move it away or delete it") from None
-    full = set(names) == set(avail)
-    if full: (rdir/'metrics.json').unlink(missing_ok=True)  # a full run replaces the pack's figures, so none outlives the chapter that wrote it
-    man = dict(model=model, runname=runname, parameters=dict(given), device=device, dtype=dtype,
-               versions=versions(), machine=machine(), git=git_info(repo, exclude=[out, figures]), started=_now(), finished=None, wall_s=None,
-               chapters=merge_chapters({} if full else prev, {}), metrics={})
-    def save():
-        man['chapters'] = merge_chapters(man['chapters'], {})
-        man['wall_s'] = round(sum(man['chapters'][n]['wall_s'] or 0 for n in names if n in man['chapters']), 2)  # this run's chapters
-        man['metrics'] = read_json(rdir/'metrics.json', {})
-        atomic_write(mpath, json.dumps(man, indent=1) + '\n')
-    kernel = kernel_name()
-    bar = tqdm(names, unit='chapter', dynamic_ncols=True)
-    with _env(MI_REPRO_RUN_DIR=rdir, MI_REPRO_FIG_DIR=fdir), _papermill_log(log_output):
-        for n in bar:
-            bar.set_description(n)
-            p = dict(model=model, device=device, dtype=dtype, **per[n])
-            ch = man['chapters'][n] = dict(status='running', started=_now(), wall_s=None, notebook=None, parameters=p, git=man['git'])  # chapters of a pack may come from different runs
-            save()
-            t0 = time.monotonic()
-            try: nb = run_chapter(avail[n], rdir, p, cwd=nbs, kernel=kernel, log_output=log_output)
-            except BaseException as e:
-                failed = rdir/f'{n}.failed.ipynb'
-                cell, why = _failure(e)
-                ch.update(status='failed', wall_s=round(time.monotonic()-t0, 2),
-                          notebook=failed.name if failed.exists() else None, cell=cell, error=why)
-                man['finished'] = _now()
+    with _run_lock(out, runname, rdir):
+        mpath = rdir/'manifest.json'
+        try: prev = (read_json(mpath, {}) or {}).get('chapters', {})
+        except (ValueError, AttributeError): raise UserError(f"{mpath} is not a manifest: move it away or delete it") from None
+        full = set(names) == set(avail)
+        if full: (rdir/'metrics.json').unlink(missing_ok=True)  # a full run replaces the pack's figures, so none outlives the chapter that wrote it
+        man = dict(model=model, runname=runname, parameters=dict(given), device=device, dtype=dtype,
+                   versions=versions(), machine=machine(), git=git_info(repo, exclude=[out, figures]), started=_now(), finished=None, wall_s=None,
+                   chapters=merge_chapters({} if full else prev, {}), metrics={})
+        def save():
+            man['chapters'] = merge_chapters(man['chapters'], {})
+            man['wall_s'] = round(sum(man['chapters'][n]['wall_s'] or 0 for n in names if n in man['chapters']), 2)  # this run's chapters
+            man['metrics'] = read_json(rdir/'metrics.json', {})
+            atomic_write(mpath, json.dumps(man, indent=1) + '\n')
+        kernel = kernel_name()
+        bar = tqdm(names, unit='chapter', dynamic_ncols=True)
+        with _env(MI_REPRO_RUN_DIR=rdir, MI_REPRO_FIG_DIR=fdir), _papermill_log(log_output):
+            for n in bar:
+                bar.set_description(n)
+                p = dict(model=model, device=device, dtype=dtype, **per[n])
+                ch = man['chapters'][n] = dict(status='running', started=_now(), wall_s=None, notebook=None, parameters=p, git=man['git'])  # chapters of a pack may come from different runs
                 save()
-                bar.close()
-                _summary(man, names[:names.index(n)+1], mpath)
-                see = f" (see {failed})" if failed.exists() else ' (no notebook was written)'
-                if isinstance(e, Exception): raise ChapterFailed(f"{n} failed" + (f" in cell {cell}" if cell else '') + f": {why}{see}") from e
-                raise
-            ch.update(status='ok', wall_s=round(time.monotonic()-t0, 2), notebook=nb.name)
-            save()
-    bar.close()
-    man['finished'] = _now()
-    save()
-    _summary(man, names, mpath)
-    return man
+                t0 = time.monotonic()
+                try: nb = run_chapter(avail[n], rdir, p, cwd=nbs, kernel=kernel, log_output=log_output)
+                except BaseException as e:
+                    failed = rdir/f'{n}.failed.ipynb'
+                    cell, why = _failure(e)
+                    ch.update(status='failed', wall_s=round(time.monotonic()-t0, 2),
+                              notebook=failed.name if failed.exists() else None, cell=cell, error=why)
+                    man['finished'] = _now()
+                    save()
+                    bar.close()
+                    _summary(man, names[:names.index(n)+1], mpath)
+                    see = f" (see {failed})" if failed.exists() else ' (no notebook was written)'
+                    if isinstance(e, Exception): raise ChapterFailed(f"{n} failed" + (f" in cell {cell}" if cell else '') + f": {why}{see}") from e
+                    raise
+                ch.update(status='ok', wall_s=round(time.monotonic()-t0, 2), notebook=nb.name)
+                save()
+        bar.close()
+        man['finished'] = _now()
+        save()
+        _summary(man, names, mpath)
+        return man
 
 # %% ../nbs/runner.ipynb #0df5f2ad
 def _timing(key:str) -> bool: return bool(re.search(r'(^s|_s|seconds|_gib)$|^s_per_|maxrss', key))  # wall times, speeds, memory peaks

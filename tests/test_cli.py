@@ -1,5 +1,5 @@
 "End-to-end tests of the `mi-repro` command line on tiny fake chapters (each run starts a real kernel)."
-import json, os, subprocess, sys
+import json, os, shutil, subprocess, sys
 from pathlib import Path
 import nbformat
 import pytest
@@ -118,3 +118,44 @@ def test_qwen3_4b_without_weights_fails_fast(tmp_path, monkeypatch):
     one_line_error(r, 'Qwen/Qwen3-4B-Instruct-2507')
     assert 'local directory' in r.stderr and 'HF_HOME' in r.stderr and 'smollm2-135m' in r.stderr
     assert not (tmp_path/'runs').exists()
+
+def test_model_paths(nbs, tmp_path):
+    "A model folder given relative to the caller's folder: resolved once in the CLI, the run named after the folder."
+    from mi_repro.models import locate
+    m = tmp_path/'my model'
+    shutil.copytree(locate('tiny-qwen3'), m)
+    fake_chapter(nbs/'03_sees.ipynb', "from pathlib import Path\nassert Path(model).is_absolute() and Path(model).is_dir(), model")
+    (m/'sub').mkdir()
+    out = tmp_path/'runs'
+    for cwd, arg in [(m/'sub', '..'), (tmp_path, './my model')]:
+        r = subprocess.run([sys.executable, '-m', 'mi_repro.runner', 'run', 'sees', '--model', arg, '--nbs', str(nbs), '--out', str(out),
+                            '--figures', str(tmp_path/'figs')], capture_output=True, text=True, cwd=cwd, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert sorted(p.name for p in out.iterdir() if not p.name.startswith('.')) == ['my-model'], list(out.iterdir())
+    assert not (tmp_path/'manifest.json').exists() and not (m/'manifest.json').exists()
+
+def test_killed_run_is_marked(nbs, tmp_path):
+    "What a killed run leaves (a chapter at 'running', a temporary notebook) is cleared by the next run of the folder."
+    out = tmp_path/'runs'
+    rd = out/'tiny-qwen3'
+    rd.mkdir(parents=True)
+    (rd/'manifest.json').write_text(json.dumps({'chapters': {'01_boom': {'status': 'running', 'wall_s': None}}}))
+    (rd/'_tmp.01_boom.123.abcd.ipynb').write_text('{}')
+    r = mi_repro('run', 'hello', '--model', 'tiny-qwen3', '--nbs', nbs, '--out', out, '--figures', tmp_path/'figs')
+    assert r.returncode == 0, r.stderr
+    m = json.loads((rd/'manifest.json').read_text())
+    assert m['chapters']['01_boom']['status'] == 'interrupted' and m['chapters']['00_hello']['status'] == 'ok'
+    assert not list(rd.glob('_tmp*'))
+
+def test_corrupt_files_one_line(nbs, tmp_path):
+    "Corrupt JSON where the command reads it: one line and exit 2 (compare's 'metrics differ' is 1)."
+    bad = tmp_path/'manifest.json'
+    bad.write_text('not json')
+    one_line_error(mi_repro('compare', bad, bad), 'is not valid JSON')
+    rd = tmp_path/'runs'/'tiny-qwen3'
+    rd.mkdir(parents=True)
+    (rd/'metrics.json').write_text('{"a": ')
+    r = mi_repro('run', 'hello', '--model', 'tiny-qwen3', '--nbs', nbs, '--out', tmp_path/'runs', '--figures', tmp_path/'figs')
+    assert r.returncode == 2 and 'is not valid JSON' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    r = mi_repro('run', 'hello', '-p', 'seed', str(2**64), '--model', 'tiny-qwen3', '--nbs', nbs, '--out', tmp_path/'runs')
+    one_line_error(r, 'does not fit in 64 bits')
