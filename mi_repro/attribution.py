@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_attribution.ipynb #dab49d19
 from __future__ import annotations
-import gzip, json, time
+import gzip, json, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -15,9 +15,9 @@ from .forward import arch_of, embed, rms_norm, attention, mlp
 from .dictionaries import Transcoder
 
 # %% auto #0
-__all__ = ['check_transcoders', 'Replacement', 'logits_check', 'logit_targets', 'Graph', 'attribute', 'ablation_check',
-           'completeness_check', 'normalize', 'influence', 'prune', 'graph_scores', 'graph_json', 'write_graph',
-           'plot_graph']
+__all__ = ['check_transcoders', 'Replacement', 'logits_check', 'logit_targets', 'Graph', 'graph_gib', 'attribute',
+           'ablation_check', 'completeness_check', 'normalize', 'influence', 'prune', 'graph_scores', 'graph_json',
+           'write_graph', 'plot_graph']
 
 # %% ../nbs/06_attribution.ipynb #4ae14856
 def check_transcoders(spec:Spec, # the model's spec
@@ -37,6 +37,18 @@ def check_transcoders(spec:Spec, # the model's spec
             raise UserError(f"the transcoder of layer {l} maps {d_in} -> {d_out}, but {spec.name} has d_model {spec.d_model}: "
                             f"it belongs to another model (or is an SAE on the MLP hidden layer); load the transcoders trained on {spec.name}")
 
+def _avail_gib() -> float:
+    "Memory this process can still take, in GiB (MemAvailable of /proc/meminfo; 1e9 where it cannot be read)."
+    try: return int(re.search(r'MemAvailable:\s+(\d+)', Path('/proc/meminfo').read_text())[1]) / 2**20
+    except (OSError, TypeError): return 1e9
+
+def _check_mem(need:float, max_gib:float|None, what:str):
+    "Refuse work that would not fit, saying how much it needs and what to change."
+    have = _avail_gib() if max_gib is None else max_gib
+    if need > have: raise UserError(f"{what} needs about {need:.1f} GiB, more than the {have:.1f} GiB available: shorten the prompt or "
+                                    "lower max_feature_nodes (or pass max_gib= to override the estimate)")
+
+
 # %% ../nbs/06_attribution.ipynb #fc3aecd2
 class Replacement:
     "The local replacement model of one prompt: the real run recorded once, with attention patterns and norm scales frozen, MLPs replaced by transcoders plus error nodes."
@@ -45,6 +57,7 @@ class Replacement:
                  spec:Spec, tcs:dict, # {layer: Transcoder} for every layer
                  ids:torch.Tensor, # [T] token ids (`prompt_ids`)
                  drop_first:bool=True, # leave position 0's features and error out of the graph (its MLP output becomes a constant)
+                 max_gib:float|None=None, # refuse prompts whose feature outputs are estimated above this (None: the memory available)
                 ):
         check_transcoders(spec, tcs)
         ids = torch.as_tensor(ids).reshape(-1)
@@ -103,6 +116,7 @@ class Replacement:
         self.acts = torch.cat(vals)
         self.n_feat = len(self.acts)
         self.starts = torch.searchsorted(self.active[:, 0].contiguous(), torch.arange(L + 1, device=dev)).tolist()  # features of layer l: starts[l]:starts[l+1]
+        _check_mem(8 * len(self.acts) * self.d / 2**30, max_gib, f"the replacement model of this prompt ({len(self.acts):,} active features, {T} tokens)")
         self.dec = torch.cat([self.acts[self.starts[l]:self.starts[l+1], None] * self._dec(l, self.active[self.starts[l]:self.starts[l+1], 2]) for l in range(L)])  # [N, d] a_s W_dec,s
         self.err, self.K = torch.stack(self.err), torch.stack(self.K)  # [L, T, d]
         self.m_in = torch.stack(m_in)
@@ -288,6 +302,16 @@ def _influence_sums(E, # [st, n_cols] the rows computed so far
     for i in range(0, st, chunk): infl += (V[i:i + chunk] / sums[i:i + chunk]) @ E[i:i + chunk].abs()
     return infl
 
+def graph_gib(rep:Replacement, # the prompt's replacement model
+              n_sel:int, # feature nodes kept
+              n_logits:int=10, batch_size:int=64,
+             ) -> float:
+    "Estimated peak of what `attribute` allocates, in GiB: the edge rows, their reordered copy, the adjacency, one batch's rows."
+    n_cols = rep.n_nodes + n_logits
+    n = n_sel + rep.L * rep.T + rep.T + n_logits
+    rows = n_sel + n_logits
+    return 4 * (rows * n_cols + 2 * rows * n + n * n + batch_size * (2 * n_cols + rep.T * rep.d)) / 2**30
+
 def attribute(rep:Replacement, tok,
               prompt:str='', # the prompt's text (for the graph's metadata)
               max_feature_nodes:int|None=4096, # feature nodes kept: the most influential on the logits (None: all active features)
@@ -296,6 +320,7 @@ def attribute(rep:Replacement, tok,
               max_n_logits:int=10, desired_logit_prob:float=0.95, # salient logit nodes
               target_tokens:list[str]|tuple=(), # more logit nodes, by token text
               progress:bool=True,
+              max_gib:float|None=None, # refuse graphs estimated above this (None: the memory available now)
              ) -> Graph:
     "The attribution graph of `rep`'s prompt: edge rows of the logits, then of the features in order of estimated influence, by batched backward passes."
     t0 = time.perf_counter()
@@ -304,6 +329,7 @@ def attribute(rep:Replacement, tok,
     K, N, L, T, dev = len(toks), rep.n_feat, rep.L, rep.T, rep.x0.device
     n_cols = rep.n_nodes + K
     n_sel = N if max_feature_nodes is None else min(int(max_feature_nodes), N)
+    _check_mem(graph_gib(rep, n_sel, K, batch_size), max_gib, f"this graph ({N:,} active features, {n_sel:,} kept, {T} tokens)")
     E = torch.zeros(K + n_sel, n_cols, device=dev)  # rows: logits, then features in the order computed
     row_node = torch.zeros(K + n_sel, dtype=torch.long, device=dev)
     E[:K] = rep.rows(torch.full((K,), L, device=dev), torch.full((K,), T - 1, device=dev), rep.logit_vecs(toks), K)
