@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['METRICS', 'UserError', 'atomic_path', 'atomic_write', 'cache_dir', 'pick_device', 'pick_dtype', 'run_dir',
-           'read_json', 'record', 'fig_dir', 'save_fig']
+__all__ = ['METRICS', 'UserError', 'load_tensors', 'atomic_path', 'atomic_write', 'cache_dir', 'pick_device', 'pick_dtype',
+           'run_dir', 'read_json', 'record', 'fig_dir', 'save_fig']
 
 # %% ../nbs/core.ipynb #b09d1ea9
 class UserError(Exception):
@@ -23,6 +23,16 @@ def _fsync(path:Path):
     fd = os.open(path, os.O_RDONLY)
     try: os.fsync(fd)
     finally: os.close(fd)
+
+def load_tensors(path:str|Path, # a .safetensors file
+                 device:str='cpu',
+                ) -> dict:
+    "The tensors of a safetensors file; a one-line `UserError` naming the file if it is missing, cut short or corrupt."
+    from safetensors.torch import load_file
+    try: return load_file(str(path), device=device)
+    except Exception as e:
+        raise UserError(f"{path} is not a readable safetensors file ({type(e).__name__}: {' '.join(str(e).split())[:100]}): "
+                        "it is corrupt or cut short; delete it (and what it belongs to) to rebuild it") from None
 
 @contextmanager
 def atomic_path(path:str|Path, # final path; its folder is created

@@ -10,7 +10,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
 from tqdm.auto import tqdm
-from .core import UserError, atomic_path, atomic_write, cache_dir
+from .core import UserError, atomic_path, atomic_write, cache_dir, load_tensors
 from .models import doc_start
 
 # %% auto #0
@@ -497,10 +497,10 @@ def encode(tok, texts:list[str]) -> list[list[int]]:
 
 def _shard(tok, split:str, k:int, docs:list[dict], d:Path) -> tuple[torch.Tensor, torch.Tensor]:
     "Token ids and per-document lengths of shard `k` of a split, from the cache or tokenized now."
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
     p = d/f'{k:05d}.safetensors'
     if p.exists():
-        t = load_file(p)
+        t = load_tensors(p)
         return t['ids'], t['lens']
     ds = doc_start(tok)
     ids = [[ds] + x for x in encode(tok, [x['text'] for x in docs[k * SHARD_DOCS:(k + 1) * SHARD_DOCS]])]

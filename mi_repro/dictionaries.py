@@ -10,7 +10,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
 from safetensors.torch import save_file, load_file, safe_open
 from tqdm.auto import tqdm
-from .core import UserError, atomic_path, atomic_write, read_json
+from .core import UserError, atomic_path, atomic_write, read_json, load_tensors
 
 # %% auto #0
 __all__ = ['ACTS', 'DICT_VERSION', 'COMPLETE', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'dict_tag', 'dicts_complete',
@@ -375,7 +375,8 @@ def load_dict(path:str|Path) -> Transcoder:
     meta = read_json(path.with_suffix('.json'))
     if meta is None or not path.exists(): raise UserError(f"no dictionary at {path} (needs {path.name} and {path.with_suffix('.json').name})")
     tc = Transcoder(**meta['cfg'])
-    try: tc.load_state_dict(load_file(str(path)))
+    t = load_tensors(path)
+    try: tc.load_state_dict(t)
     except Exception as e: raise UserError(f"{path} does not match its config {path.with_suffix('.json').name}: {' '.join(str(e).split())[:300]}") from None
     return tc
 
@@ -615,7 +616,7 @@ def import_circuit_tracer(path:str|Path, # a transcoder-set folder
     res = {}
     for f in files:
         l = int(f.stem.split('_')[1])
-        t = load_file(str(f))
+        t = load_tensors(f)
         miss = {'W_enc', 'W_dec', 'b_enc', 'b_dec'} - set(t)
         if miss: raise UserError(f"{f} lacks {', '.join(sorted(miss))}: not a transcoder")
         nf, d_in = t['W_enc'].shape; d_out = t['W_dec'].shape[1]

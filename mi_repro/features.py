@@ -7,9 +7,9 @@ from __future__ import annotations
 import hashlib, html, json, math, re, time
 from pathlib import Path
 import torch
-from safetensors.torch import save_file, load_file, safe_open
+from safetensors.torch import save_file, safe_open
 from tqdm.auto import tqdm
-from .core import UserError, atomic_path, atomic_write, read_json, cache_dir
+from .core import UserError, atomic_path, atomic_write, read_json, cache_dir, load_tensors
 from .models import Spec, run_name, prompt_ids
 from .dictionaries import Transcoder, load_dict, fit, dict_tag, dicts_complete, COMPLETE, DICT_VERSION
 from .activations import read_acts, capture, default_store
@@ -187,7 +187,7 @@ def build_index(lm, spec:Spec,
     if ck.exists():
         with safe_open(str(ck), 'pt') as f: m = json.loads(f.metadata()['mi_repro'])
         if m['build'] != meta: raise UserError(f"{ck} is a checkpoint of an index with other settings or dictionaries; delete it to start over")
-        t = load_file(str(ck), device=str(lm.device))
+        t = load_tensors(ck, device=str(lm.device))
         for l in layers: accs[l].t = {n: t[f'{l}.{n}'] for n in _Acc.NAMES}
         start, elapsed = m['batch'], m['elapsed']
     def save_ckpt(b):
@@ -334,12 +334,12 @@ class FeatureIndex:
     def t(self, layer:int) -> dict:
         "All tensors of a layer (cached)."
         self.check(layer)
-        if layer not in self._t: self._t[layer] = load_file(str(self.path/f'layer_{layer}.safetensors'))
+        if layer not in self._t: self._t[layer] = load_tensors(self.path/f'layer_{layer}.safetensors')
         return self._t[layer]
 
     @property
     def contexts(self) -> torch.Tensor:
-        if self._C is None: self._C = load_file(str(self.path/'contexts.safetensors'))['ids'].long()
+        if self._C is None: self._C = load_tensors(self.path/'contexts.safetensors')['ids'].long()
         return self._C
 
     def density(self, layer:int) -> torch.Tensor:
