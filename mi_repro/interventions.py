@@ -12,13 +12,13 @@ from .forward import arch_of, attention
 from .dictionaries import Transcoder
 from .attribution import Graph, influence
 from .prompts import answer_id
+from .stats import bootstrap_ci, spearman, sign_agree
 from .models import prompt_ids
 
 # %% auto #0
 __all__ = ['MODES', 'SITES', 'Edit', 'check_edit', 'tag', 'ablate', 'steer', 'by_layer', 'supernode', 'Clean', 'clean_run',
-           'intervene', 'measure', 'spearman', 'graph_predictions', 'graph_vs_reality', 'patch', 'plot_patching',
-           'generate', 'swap_in', 'random_active', 'feature_means', 'bootstrap_ci', 'choose_set', 'set_vs_random',
-           'control_summary']
+           'intervene', 'measure', 'graph_predictions', 'graph_vs_reality', 'patch', 'plot_patching', 'generate',
+           'swap_in', 'random_active', 'feature_means', 'choose_set', 'set_vs_random', 'control_summary']
 
 # %% ../nbs/07_interventions.ipynb #197c1e37
 @dataclass
@@ -276,20 +276,6 @@ def measure(logits:torch.Tensor, # [B, V] or [V] last-position logits of the int
     return df
 
 # %% ../nbs/07_interventions.ipynb #6de06b0e
-def _rank(x:torch.Tensor) -> torch.Tensor:
-    r = torch.empty_like(x, dtype=torch.float64)
-    r[x.argsort()] = torch.arange(len(x), dtype=torch.float64)
-    return r
-
-def spearman(a, b) -> float:
-    "Spearman rank correlation of two 1-d sequences (no tie correction; nan below 3 values or for a constant one)."
-    a, b = (torch.tensor(list(map(float, v)), dtype=torch.float64) for v in (a, b))
-    if len(a) != len(b): raise UserError(f"spearman: lengths differ ({len(a)} and {len(b)})")
-    if len(a) < 3: return float('nan')
-    ra, rb = _rank(a) - (len(a) - 1) / 2, _rank(b) - (len(b) - 1) / 2
-    d = ra.norm() * rb.norm()
-    return float((ra @ rb) / d) if d > 0 and a.std() > 0 and b.std() > 0 else float('nan')
-
 def graph_predictions(g:Graph, target:int=0, # index of the logit node
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     "Predicted change of the target logit (minus the mean logit) when each feature node is removed: direct (-edge) and total (all paths through feature nodes) [n_sel]."
@@ -330,7 +316,7 @@ def graph_vs_reality(lm, spec:Spec, tcs:dict, g:Graph,
         df[col] = (got - base).numpy()
         pred = df['total' if mode == 'free' else 'direct'].values
         err = (torch.tensor(df[col].values) - torch.tensor(pred)).abs()
-        summ[col] = dict(spearman=spearman(df[col].values, pred), sign_agree=float((torch.tensor(df[col].values).sign() == torch.tensor(pred).sign()).float().mean()),
+        summ[col] = dict(spearman=spearman(df[col].values, pred), sign_agree=sign_agree(df[col].values, pred),
                          max_abs_err=float(err.max()), rel_err=float(err.sum() / torch.tensor(pred).abs().sum().clamp(min=1e-12)),
                          vs='total' if mode == 'free' else 'direct')
     return df, summ
@@ -468,16 +454,6 @@ def feature_means(lm, spec:Spec, tcs:dict,
     if ids.ndim != 2 or ids.shape[1] < 1 + skip_first: raise UserError(f"ids must be [B, T] token ids with T > {int(skip_first)}, got shape {tuple(ids.shape)}")
     acts = read_acts(lm, spec, ids.to(lm.device), sorted(tcs), ['mlp_in'])
     return {l: _acts(tcs[l], acts[(l, 'mlp_in')][:, int(skip_first):]).reshape(-1, tcs[l].n_features).mean(0).cpu() for l in sorted(tcs)}
-
-def bootstrap_ci(x, n_boot:int=2000, seed:int=0, level:float=0.95) -> tuple[float, float, float]:
-    "Mean of `x` and its percentile-bootstrap confidence interval (lo, hi)."
-    x = torch.tensor(list(map(float, x)), dtype=torch.float64)
-    if not len(x): raise UserError("bootstrap_ci: no values")
-    g = torch.Generator().manual_seed(seed)
-    m = x[torch.randint(len(x), (n_boot, len(x)), generator=g)].mean(1)
-    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
-    lo, hi = torch.quantile(m, q).tolist()
-    return float(x.mean()), lo, hi
 
 def choose_set(graphs:list, # chapter-06 `Graph`s (of train prompts)
                k:int=8, # features in the set

@@ -17,13 +17,13 @@ from .features import find_dicts
 from .attribution import Replacement, attribute, prune
 from .models import prompt_ids
 from .interventions import ablate, intervene, clean_run, measure, _acts
+from .stats import iou, ari
 
 # %% auto #0
 __all__ = ['LANG_NAMES', 'DEMO', 'TASKS', 'need_dicts', 'translation_prompts', 'task_prompts', 'with_ids', 'first_scores',
-           'pick_templates', 'lang_gate', 'graph_features', 'trace', 'iou', 'iou_matrix', 'perm_test', 'at_layer',
-           'membership', 'active_feats', 'margin_drops', 'boot_frac', 'combined_graph', 'partition', 'labels_of', 'ari',
-           'stability', 'makeup', 'makeup_by_layer', 'segregation', 'feature_vector', 'inject', 'last_acts',
-           'pick_layers', 'random_like']
+           'pick_templates', 'lang_gate', 'graph_features', 'trace', 'iou_matrix', 'at_layer', 'membership',
+           'active_feats', 'margin_drops', 'combined_graph', 'partition', 'labels_of', 'stability', 'makeup',
+           'makeup_by_layer', 'segregation', 'feature_vector', 'inject', 'last_acts', 'pick_layers', 'random_like']
 
 # %% ../nbs/08_multilingual.ipynb #6c72da2a
 def need_dicts(model:str, # model name
@@ -128,29 +128,9 @@ def trace(hf, spec:Spec, tcs:dict, tok, p:dict, # a prompt from `with_ids`
                 p_correct=float(g.logit_probs[g.logit_ids.tolist().index(p['c_id'])]))
 
 # %% ../nbs/08_multilingual.ipynb #6fd205da
-def iou(a, b) -> float:
-    "Intersection over union of two sets (nan when both are empty)."
-    a, b = set(a), set(b)
-    return len(a & b) / len(a | b) if a | b else float('nan')
-
 def iou_matrix(A:list, B:list) -> np.ndarray:
     "[n, m] IoU of every set of `A` with every set of `B`."
     return np.array([[iou(a, b) for b in B] for a in A], dtype=float)
-
-def perm_test(A:list, # sets, one per concept
-              B:list, # sets of the other language, aligned with `A`
-              n_perm:int=2000, seed:int=0) -> dict:
-    "Mean IoU of aligned pairs, the mean under random re-alignment (B's concepts shuffled), and the permutation p-value."
-    if len(A) != len(B): raise UserError(f"perm_test: A and B must be aligned by concept, got {len(A)} and {len(B)} sets")
-    if len(A) < 2: raise UserError("perm_test: needs at least two concepts to shuffle")
-    if isinstance(n_perm, bool) or not isinstance(n_perm, int) or n_perm < 1: raise UserError(f"n_perm must be a positive int, not {n_perm!r}")
-    M = iou_matrix(A, B)
-    n = len(A)
-    if np.isnan(M).all(): return dict(obs=float('nan'), null=float('nan'), p=float('nan'))
-    obs = np.nanmean(np.diag(M)) if not np.isnan(np.diag(M)).all() else 0.0
-    rng = np.random.default_rng(seed)
-    null = np.array([np.nanmean(d) if not np.isnan(d := M[np.arange(n), rng.permutation(n)]).all() else 0.0 for _ in range(n_perm)])
-    return dict(obs=float(obs), null=float(null.mean()), p=float((1 + (null >= obs - 1e-12).sum()) / (1 + n_perm)))
 
 def at_layer(s:set, layer:int) -> set:
     "The features of layer `layer` in a set of (layer, feature)."
@@ -188,27 +168,7 @@ def margin_drops(lm, spec:Spec, tcs:dict, tr:dict, # from `trace`: ids, c_id, i_
     m = measure(lg, cl.logits[-1], tr['c_id'], tr['i_id'])
     return m.margin.values - float(cl.logits[-1, tr['c_id']] - cl.logits[-1, tr['i_id']])
 
-def boot_frac(df:'pd.DataFrame', # rows with 'concept' and a boolean column
-              col:str='bridge', n_boot:int=2000, seed:int=0, by:str='kind') -> dict:
-    "Per value of `by`: the share of rows with `col` true, pooled over concepts, and its 95 % bootstrap interval over concepts; plus the first group minus the second, paired."
-    if not len(df): return {}
-    cs = sorted(df.concept.unique())
-    groups = list(dict.fromkeys(df[by]))
-    k = {g: np.array([df[(df.concept == c) & (df[by] == g)][col].sum() for c in cs], float) for g in groups}
-    n = {g: np.array([((df.concept == c) & (df[by] == g)).sum() for c in cs], float) for g in groups}
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(cs), (n_boot, len(cs)))
-    out, boots = {}, {}
-    for g in groups:
-        with np.errstate(invalid='ignore', divide='ignore'): boots[g] = k[g][idx].sum(1) / n[g][idx].sum(1)
-        lo, hi = np.nanquantile(boots[g], [0.025, 0.975])
-        out[g] = dict(k=int(k[g].sum()), n=int(n[g].sum()), frac=float(k[g].sum() / max(n[g].sum(), 1)), lo=float(lo), hi=float(hi))
-    if len(groups) >= 2:
-        a, b = groups[:2]
-        d = boots[a] - boots[b]
-        lo, hi = np.nanquantile(d, [0.025, 0.975])
-        out[f'{a}-{b}'] = dict(diff=out[a]['frac'] - out[b]['frac'], lo=float(lo), hi=float(hi))
-    return out
+
 
 # %% ../nbs/08_multilingual.ipynb #0e4d3329
 def combined_graph(G:dict, # {(concept, lang): dict with 'feats' and 'edges'}
@@ -234,18 +194,6 @@ def labels_of(comms:list, nodes:list) -> np.ndarray:
     lab = {v: i for i, s in enumerate(comms) for v in s}
     if missing := [v for v in nodes if v not in lab]: raise UserError(f"labels_of: node {missing[0]} is in no community")
     return np.array([lab[v] for v in nodes])
-
-def ari(a, b) -> float:
-    "Adjusted Rand index of two labelings of the same items (1: the same partition; about 0: unrelated)."
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape or a.ndim != 1: raise UserError(f"ari: two labelings of the same items are needed, got shapes {a.shape} and {b.shape}")
-    if len(a) < 2: return 1.0
-    _, ai = np.unique(a, return_inverse=True); _, bi = np.unique(b, return_inverse=True)
-    C = np.zeros((ai.max() + 1, bi.max() + 1)); np.add.at(C, (ai, bi), 1)
-    c2 = lambda x: (x * (x - 1) / 2).sum()
-    sij, sa, sb, n2 = c2(C), c2(C.sum(1)), c2(C.sum(0)), len(a) * (len(a) - 1) / 2
-    exp, mx = sa * sb / n2, (sa + sb) / 2
-    return 1.0 if mx == exp else float((sij - exp) / (mx - exp))
 
 def stability(H:nx.Graph, seeds:list) -> dict:
     "Louvain on each seed: mean and min adjusted Rand index over pairs of seeds, and the number of communities per seed."
