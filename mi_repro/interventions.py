@@ -4,6 +4,7 @@
 
 # %% ../nbs/07_interventions.ipynb #791d4b90
 from __future__ import annotations
+import math
 from dataclasses import dataclass
 import torch, torch.nn.functional as F
 from .core import UserError
@@ -18,7 +19,8 @@ from .models import prompt_ids
 # %% auto #0
 __all__ = ['MODES', 'SITES', 'Edit', 'check_edit', 'tag', 'ablate', 'steer', 'by_layer', 'supernode', 'Clean', 'clean_run',
            'intervene', 'measure', 'graph_predictions', 'graph_vs_reality', 'patch', 'plot_patching', 'generate',
-           'swap_in', 'random_active', 'feature_means', 'choose_set', 'set_vs_random', 'control_summary']
+           'swap_in', 'random_active', 'write_size', 'matched_pools', 'matched_active', 'feature_means', 'choose_set',
+           'set_vs_random', 'control_summary']
 
 # %% ../nbs/07_interventions.ipynb #197c1e37
 @dataclass
@@ -442,6 +444,38 @@ def random_active(tcs:dict, c:Clean, # a clean run (`clean_run`)
         if len(on): out.append((l, int(on[torch.randint(len(on), (1,), generator=gen)])))
     return out
 
+def write_size(tc:Transcoder, z:torch.Tensor, # [P, F] activations of the features at the positions edited
+              ) -> torch.Tensor:
+    "Per feature [F], the norm of what it writes to the MLP output over those positions: ||z_f|| ||W_dec,f / y_scale||."
+    return z.float().norm(dim=0).cpu() * (tc.W_dec.float() / tc.y_scale.float()).norm(dim=1).cpu()
+
+def matched_pools(tcs:dict, c:Clean, # a clean run (`clean_run`)
+                  feats:list, # [(layer, feature)]: the set to match
+                  pos:list, # positions
+                  k_near:int=5, # candidates per feature: the active features closest to it in write size
+                 ) -> list[tuple[int, list[int]]]:
+    "Per (layer, feature) of `feats`: its layer and the `k_near` other active features of that layer closest to it in `write_size` (log scale)."
+    out, ws = [], {}
+    for l, f in feats:
+        if l not in ws: ws[l] = write_size(tcs[l], _acts(tcs[l], c.m_in[l].to(tcs[l].W_dec.device))[pos])
+        w = ws[l]
+        on = [x for x in (w > 0).nonzero()[:, 0].tolist() if (l, x) not in set(feats)]
+        d = torch.tensor([abs(math.log(w[x]) - math.log(w[f])) if w[f] > 0 else 0.0 for x in on])
+        out.append((l, [on[i] for i in d.argsort(stable=True)[:k_near].tolist()]))
+    return out
+
+def matched_active(tcs:dict, c:Clean, feats:list, pos:list, gen:torch.Generator,
+                   k_near:int=5, # drawn among this many features closest in write size
+                   pools:list|None=None, # `matched_pools(...)`, computed once for many draws
+                  ) -> list[tuple[int, int]]:
+    "A control matched in layer and in the size of what it writes: per (layer, feature), a random active feature of that layer among the `k_near` closest to it in `write_size`."
+    out = []
+    for l, near in pools if pools is not None else matched_pools(tcs, c, feats, pos, k_near):
+        free = [x for x in near if (l, x) not in out]
+        if free: out.append((l, free[int(torch.randint(len(free), (1,), generator=gen))]))
+    return out
+
+
 # %% ../nbs/07_interventions.ipynb #69d3bbb9
 @torch.no_grad()
 def feature_means(lm, spec:Spec, tcs:dict,
@@ -472,7 +506,7 @@ def set_vs_random(lm, spec:Spec, tcs:dict, tok,
                   prompts:list, # prompt dicts (chapter 02): prompt, correct_answer, incorrect_answer
                   feats:list, # [(layer, feature)]: the set
                   n_draws:int=64, seed:int=0):
-    "Per prompt: margin change when the set is zero-ablated (positions 1..T-1) and when as many random active features of the same layers are, over `n_draws` draws."
+    "Per prompt: margin change when the set is zero-ablated (positions 1..T-1), and when random active features are: as many of the same layers (`random`), and matched to each also in write size (`matched`, `matched_active`), over `n_draws` draws each."
     import pandas as pd
     if not feats: raise UserError("set_vs_random: the feature set is empty")
     if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1: raise UserError(f"n_draws must be a positive int, not {n_draws!r}")
@@ -487,32 +521,41 @@ def set_vs_random(lm, spec:Spec, tcs:dict, tok,
         T = len(ids)
         cl = clean_run(lm, spec, ids)
         pos = list(range(1, T))
-        sel, pools = [], {}
+        sel, pools, chosen = [], {}, []
         for l, fs in sorted(by.items()):
             on = (_acts(tcs[l], cl.m_in[l].to(tcs[l].W_dec.device))[1:] > 0).any(0).cpu()
             act = [f for f in fs if check_edit(Edit(l, f), spec, tcs, T) and on[f]]
             if act:
                 sel.append(Edit(l, act, pos, value=0.0))
+                chosen += [(l, f) for f in act]
                 pools[l] = (torch.tensor([f for f in on.nonzero()[:, 0].tolist() if f not in fs]), len(act))
         if not sel:
-            out.append(dict(prompt=p['prompt'], n_active=0, set=0.0, random_mean=0.0, random_sd=0.0, frac_random_larger=float('nan'))); continue
+            out.append(dict(prompt=p['prompt'], n_active=0, set=0.0, random_mean=0.0, random_sd=0.0, frac_random_larger=float('nan'),
+                            matched_mean=0.0, matched_sd=0.0, frac_matched_larger=float('nan')))
+            continue
         draws = []
         for _ in range(n_draws):
             draws.append([Edit(l, pool[torch.randperm(len(pool), generator=g)[:k]].tolist(), pos, value=0.0) for l, (pool, k) in pools.items() if len(pool)])
+        mp = matched_pools(tcs, cl, chosen, pos)
+        for _ in range(n_draws):
+            draws.append([Edit(l, fs, pos, value=0.0) for l, fs in by_layer(matched_active(tcs, cl, chosen, pos, g, pools=mp)).items()])
         lg = intervene(lm, spec, tcs, ids, [[], sel] + draws, clean=cl)
         mg = (lg[:, c] - lg[:, i]).cpu()
         d = mg[1:] - mg[0]
-        out.append(dict(prompt=p['prompt'], n_active=sum(len(e.features) for e in sel), set=float(d[0]), random_mean=float(d[1:].mean()),
-                        random_sd=float(d[1:].std()), frac_random_larger=float((d[1:].abs() >= d[0].abs()).float().mean())))
+        rd, md = d[1:n_draws + 1], d[n_draws + 1:]
+        out.append(dict(prompt=p['prompt'], n_active=sum(len(e.features) for e in sel), set=float(d[0]), random_mean=float(rd.mean()),
+                        random_sd=float(rd.std()), frac_random_larger=float((rd.abs() >= d[0].abs()).float().mean()),
+                        matched_mean=float(md.mean()), matched_sd=float(md.std()), frac_matched_larger=float((md.abs() >= d[0].abs()).float().mean())))
     if not out: raise UserError("set_vs_random: no prompt has single-token answers for this tokenizer")
     return pd.DataFrame(out)
 
 def control_summary(df, # from `set_vs_random`
                     seed:int=0) -> dict:
-    "Mean margin change of the set and of the random sets, their difference, each with a bootstrap 95 % CI over prompts."
+    "Mean margin change of the set, of the random and of the matched sets, and the set's differences from each, each with a BCa 95 % CI over prompts (the unit)."
     d = df[df.n_active > 0]
     if not len(d): return dict(n_prompts=0)
     s, r = bootstrap_ci(d['set'], seed=seed), bootstrap_ci(d['random_mean'], seed=seed)
     diff = bootstrap_ci(d['set'] - d['random_mean'], seed=seed)
-    return dict(n_prompts=len(d), set=s, random=r, set_minus_random=diff, frac_random_larger=float(d.frac_random_larger.mean()),
-                n_active=float(d.n_active.mean()))
+    m, dm = bootstrap_ci(d['matched_mean'], seed=seed), bootstrap_ci(d['set'] - d['matched_mean'], seed=seed)
+    return dict(n_prompts=len(d), unit='prompt', set=s, random=r, set_minus_random=diff, frac_random_larger=float(d.frac_random_larger.mean()),
+                matched=m, set_minus_matched=dm, frac_matched_larger=float(d.frac_matched_larger.mean()), n_active=float(d.n_active.mean()))
