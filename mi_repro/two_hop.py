@@ -11,7 +11,7 @@ from .core import UserError
 from .models import Spec
 from .attribution import Graph, influence
 from .models import prompt_ids
-from .interventions import clean_run, intervene, swap_in, random_active, _acts
+from .interventions import clean_run, intervene, swap_in, random_active, matched_pools, matched_active, _acts
 
 # %% auto #0
 __all__ = ['one_hop', 'cont_logprob', 'answer_scores', 'entity_pos', 'one_token', 'logit_dirs', 'word_acts', 'answer_influence',
@@ -232,7 +232,7 @@ def bridge_swap(lm, spec:Spec, tcs:dict, tok,
                 scales:list=(1, 2, 4, 8), # multiples of the source's activations
                 n_random:int=8, # random-feature draws per scale
                 seed:int=0) -> pd.DataFrame:
-    "One row per scale: p(target answer), p(source answer), top-1 after the swap, and the same for random features of the same layers and positions (mean p, share of draws whose top-1 is the source answer)."
+    "One row per scale: p(target answer), p(source answer), top-1 after the swap; the same for random features of the same layers and positions, and for random features matched also in write size (`matched_active`): mean p, share of draws whose top-1 is the source answer."
     if not S: raise UserError("bridge_swap: the source has no bridge features to swap in (S is empty)")
     if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 0: raise UserError(f"n_random must be an int >= 0, not {n_random!r}")
     at, as_ = (one_token(tok, pair[k]['correct_answer'], 'answer') for k in ('target', 'source'))
@@ -242,15 +242,22 @@ def bridge_swap(lm, spec:Spec, tcs:dict, tok,
     rows_ = [[]] + [swap_in(lm, spec, tcs, xs, S, pos, pos, remove=R, scale=float(a)) for a in scales]
     rnd = [swap_in(lm, spec, tcs, xs, random_active(tcs, cs, S, pos, gen), pos, pos, remove=random_active(tcs, ct, R, pos, gen), scale=float(a))
            for a in scales for _ in range(n_random)]
-    lg = intervene(lm, spec, tcs, xt, rows_ + rnd).cpu()
+    ms, mr = matched_pools(tcs, cs, S, pos), matched_pools(tcs, ct, R, pos)
+    mtc = [swap_in(lm, spec, tcs, xs, matched_active(tcs, cs, S, pos, gen, pools=ms), pos, pos,
+                   remove=matched_active(tcs, ct, R, pos, gen, pools=mr), scale=float(a)) for a in scales for _ in range(n_random)]
+    lg = intervene(lm, spec, tcs, xt, rows_ + rnd + mtc).cpu()
     p = lg.softmax(-1)
     out = []
     for i, a in enumerate(scales):
         r = p[1 + len(scales) + i * n_random: 1 + len(scales) + (i + 1) * n_random]
         rl = lg[1 + len(scales) + i * n_random: 1 + len(scales) + (i + 1) * n_random]
+        o = 1 + len(scales) * (1 + n_random) + i * n_random
+        ml = lg[o:o + n_random]
         out.append(dict(scale=float(a), p_target_before=float(p[0, at]), p_source_before=float(p[0, as_]), top_before=tok.decode([int(lg[0].argmax())]),
                         p_target=float(p[1 + i, at]), p_source=float(p[1 + i, as_]), top=tok.decode([int(lg[1 + i].argmax())]),
                         works=bool(int(lg[1 + i].argmax()) == as_), p_target_random=float(r[:, at].mean()) if n_random else float('nan'),
                         p_source_random=float(r[:, as_].mean()) if n_random else float('nan'),
-                        random_works=float((rl.argmax(1) == as_).float().mean()) if n_random else float('nan')))
+                        random_works=float((rl.argmax(1) == as_).float().mean()) if n_random else float('nan'),
+                        p_source_matched=float(ml.softmax(-1)[:, as_].mean()) if n_random else float('nan'),
+                        matched_works=float((ml.argmax(1) == as_).float().mean()) if n_random else float('nan')))
     return pd.DataFrame(out)
