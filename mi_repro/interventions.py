@@ -20,7 +20,7 @@ from .models import prompt_ids
 __all__ = ['MODES', 'SITES', 'Edit', 'check_edit', 'tag', 'ablate', 'steer', 'by_layer', 'supernode', 'Clean', 'clean_run',
            'intervene', 'measure', 'graph_predictions', 'graph_vs_reality', 'patch', 'plot_patching', 'generate',
            'swap_in', 'random_active', 'write_size', 'matched_pools', 'matched_active', 'feature_means', 'choose_set',
-           'set_vs_random', 'control_summary']
+           'margin_set', 'set_vs_random', 'control_summary']
 
 # %% ../nbs/07_interventions.ipynb #197c1e37
 @dataclass
@@ -500,6 +500,20 @@ def choose_set(graphs:list, # chapter-06 `Graph`s (of train prompts)
         infl = influence(g.adj, _logit_w(g))[:g.n_sel]
         for (l, p, f), v in zip(g.active[g.selected].tolist(), infl.tolist()): tot[(l, f)] = tot.get((l, f), 0.0) + v
     return [lf for lf, _ in sorted(tot.items(), key=lambda kv: -kv[1])[:k]]
+
+def margin_set(graphs:list, # chapter-06 `Graph`s of train prompts, each with both answers as logit nodes
+               answers:list, # per graph, (correct, incorrect) token ids
+               k:int=8, # features in the set
+              ) -> list[tuple[int, int]]:
+    "The `k` (layer, feature) pairs that most raise the margin (correct minus incorrect logit) summed over `graphs`: signed, all paths (`graph_predictions`)."
+    if not graphs or len(graphs) != len(answers): raise UserError("margin_set: give one (correct, incorrect) pair per graph")
+    tot = {}
+    for g, (c, i) in zip(graphs, answers):
+        ids = g.logit_ids.tolist()
+        if c not in ids or i not in ids: raise UserError("margin_set: build the graphs with both answers as logit targets (target_tokens)")
+        contrib = graph_predictions(g, ids.index(i))[1] - graph_predictions(g, ids.index(c))[1]  # removal lowers c, raises i
+        for (l, p, f), v in zip(g.active[g.selected].tolist(), contrib.tolist()): tot[(l, f)] = tot.get((l, f), 0.0) + v
+    return [lf for lf, v in sorted(tot.items(), key=lambda kv: -kv[1])[:k] if v > 0]
 
 @torch.no_grad()
 def set_vs_random(lm, spec:Spec, tcs:dict, tok,
