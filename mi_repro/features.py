@@ -17,7 +17,7 @@ from .activations import read_acts, capture, default_store
 # %% auto #0
 __all__ = ['WIN', 'BINS', 'INDEX_VERSION', 'CSS', 'find_dicts', 'load_dicts', 'train_dicts', 'dict_hash', 'build_index',
            'top_dot', 'unembed_dirs', 'logit_effects', 'input_tokens', 'FeatureIndex', 'find_index', 'auto_labels',
-           'write_labels', 'load_labels', 'features_at', 'search', 'feature_html', 'show_feature', 'page_name',
+           'write_labels', 'load_labels', 'features_at', 'search', 'shown', 'feature_html', 'show_feature', 'page_name',
            'write_pages', 'behaviour_features', 'context_langs', 'lang_share']
 
 # %% ../nbs/05_features.ipynb #941835e7
@@ -517,6 +517,11 @@ def _h(x) -> str:
 
 def _esc(tok_text:str) -> str: return _h(tok_text.replace('\n', '⏎').replace('\t', '⇥'))
 
+def shown(model) -> str:
+    "A model as a page shows it: a local folder by its name (no machine paths), a registry name or hub id as given."
+    m = str(model)
+    return Path(m).name if m.startswith(('/', '.', '~')) or '\\' in m else m
+
 def _ctx_html(r:dict, V:list[str], vmax:float) -> str:
     "One example: its window of tokens shaded by activation, the peak outlined."
     sp = []
@@ -555,7 +560,7 @@ def feature_html(ix:FeatureIndex, tok, layer:int, feature:int,
                        for nm, part in zip(('upper', 'middle', 'lower'), thirds) if part)
     head = (f'<h2>Layer {layer} · feature {feature}</h2><div class="lab">{_h(label or "")}</div>'
             f'<p class="muted">density {s["density"]:.3%} ({s["n_fire"]:,} of {ix.n_tokens:,} held-out tokens) · mean non-zero activation '
-            f'{s["mean"]:.3g} ± {s["std"]:.3g} · max {s["max"]:.3g} · {_h(ix.build["model"])}</p>')
+            f'{s["mean"]:.3g} ± {s["std"]:.3g} · max {s["max"]:.3g} · {_h(shown(ix.build["model"]))}</p>')
     body = (f'<div class="row"><div>{_svg_hist(ix.hist(layer, feature)[0])}<div class="muted">non-zero activations (log scale)</div></div>{table}</div>'
             f'<h3>Top-activating contexts</h3>{"".join(_ctx_html(r, V, vmax) for r in top) or "<p>never fires</p>"}'
             f'<h3>Random firing examples</h3>{rnd_html or "<p>never fires</p>"}')
@@ -595,7 +600,7 @@ def write_pages(ix:FeatureIndex, tok,
     for l, f in feats:
         lab = labels[l][f] if labels else None
         nav = '<p class="muted"><a href="index.html">all features</a></p>'
-        atomic_write(out/page_name(l, f), _doc(f'{ix.build["model"]} L{l} F{f}', nav + feature_html(ix, tok, l, f, lab, n_top), ix))
+        atomic_write(out/page_name(l, f), _doc(f'{shown(ix.build["model"])} L{l} F{f}', nav + feature_html(ix, tok, l, f, lab, n_top), ix))
     for p in out.glob('L*_F*.html'):  # a page of other dictionaries (an earlier run's) would show a different feature: drop it
         if _page_ix(p) != _ix_id(ix): p.unlink()
     have = sorted({tuple(map(int, m.groups())) for p in out.glob('L*_F*.html') if (m := re.fullmatch(r'L(\d+)_F(\d+)\.html', p.name))})
@@ -606,9 +611,9 @@ def write_pages(ix:FeatureIndex, tok,
         s = ix.stats(l, f)
         rows.append(f'<tr><td><a href="{page_name(l, f)}">L{l} F{f}</a></td><td class="lab">{_h(lab or "")}</td>'
                     f'<td>{s["density"]:.3%}</td><td>{s["max"]:.3g}</td></tr>')
-    body = (f'<h2>{_h(ix.build["model"])}: {len(rows)} features</h2><p class="muted">index {_h(_ix_id(ix))}, '
+    body = (f'<h2>{_h(shown(ix.build["model"]))}: {len(rows)} features</h2><p class="muted">index {_h(_ix_id(ix))}, '
             f'{ix.n_tokens:,} held-out tokens</p><table class="ix"><tr><th>feature</th><th>label</th><th>density</th><th>max</th></tr>{"".join(rows)}</table>')
-    return atomic_write(out/'index.html', _doc(f'{ix.build["model"]} features', body))
+    return atomic_write(out/'index.html', _doc(f'{shown(ix.build["model"])} features', body))
 
 # %% ../nbs/05_features.ipynb #4bce4c4e
 def behaviour_features(lm, spec:Spec, tok, tcs:dict, prompts:list[str],

@@ -240,6 +240,11 @@ def locate(name:str|Path, # registry name, local directory or Hugging Face id
         if not any(p.glob('*.safetensors')) and any(p.glob('*.bin')):
             raise UserError(f"{p} holds PyTorch .bin weights; mi-repro loads safetensors only (a .bin file is a pickle that can run code): "
                             "convert it once where you trust it, with `model.save_pretrained(dir, safe_serialization=True)`")
+        cfg = read_json(p/'config.json') or {}
+        if 'auto_map' in cfg:
+            from transformers import CONFIG_MAPPING
+            if cfg.get('model_type') not in CONFIG_MAPPING:
+                raise UserError(f"{p} needs its own model code (model_type {cfg.get('model_type')!r} is not in transformers), which mi-repro never runs")
         return p
     if _HUB_ID.match(name) and not name.startswith(('.', '/')):
         return _hub_snapshot(name) or (_ for _ in ()).throw(_missing(name, name))

@@ -56,3 +56,13 @@ def test_no_script_runs(browser, index, tmp_path, where):  # noqa: F811
             assert browser.execute_script('return window.__xss === undefined'), f'a planted script ran in {p.name} ({where})'
             shown = browser.find_element('tag name', 'body').text
             if where != 'tokens' or p != idx: assert payload.split('window')[0].strip('"\'>')[:4] in shown, (p.name, where)
+
+def test_model_folder_by_name(index, tmp_path):
+    "A model given as a local folder (the CLI resolves it to an absolute path) is shown by its name, never its path."
+    from mi_repro.features import write_pages
+    ix, tok = index
+    pix, ptok = planted(ix, tok, '/home/someone/models/my-model', 'model')
+    idx = write_pages(pix, ptok, [(0, 0)], tmp_path/'pages')
+    for p in [idx, tmp_path/'pages'/'L0_F0.html']:
+        src = p.read_text()
+        assert '/home/someone' not in src and 'my-model' in src, p.name
