@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['WEIGHTS', 'TABLES', 'Absent', 'val', 'f', 'ci', 'weights_note', 'gate_note', 'headline', 'load', 'fill', 'main',
-           'note', 'numbers', 'covered']
+           'note', 'numbers', 'covered', 'interventions_note']
 
 # %% ../nbs/report.ipynb #39dc1c81
 import json, re, sys
@@ -157,3 +157,22 @@ def covered(s:str, # a number as shown, e.g. '-0.18', '19.8'
     x, nd = float(t), len(t.split('.')[1].split('e')[0]) if '.' in t else 0
     tol = 0.5*10**-nd + 1e-12 if 'e' not in t else abs(x)*0.051
     return any(abs(a - x) <= tol for v in _flat(list(m.values())) for a in (v, abs(v) if x >= 0 else v, 100*v))
+
+# %% ../nbs/report.ipynb #rep07note
+def interventions_note(m:dict): # metrics of one run (chapter 07's `interventions.*`)
+    "Chapter 07's closing figures: graph vs reality, controls, targeted edits."
+    gv, co, out = 'interventions.graph_vs_reality.', 'interventions.controls.', []
+    for b in ('factual', 'antonyms'):
+        g = lambda mode, k: f(val(m, gv+b, mode, k))
+        out.append(f"- {b}: frozen-mode ablation vs edge, relative error {f(val(m, gv+b, 'constrained_frozen', 'rel_err'), 7)}; "
+                   f"graph vs live ablations, Spearman constrained {g('constrained', 'spearman')} / free "
+                   f"{g('free', 'spearman')}, sign agreement {g('constrained', 'sign_agree')} / {g('free', 'sign_agree')}; "
+                   f"8-feature set {ci(val(m, co+b, 'set'))}, random {ci(val(m, co+b, 'random'), 3)}, "
+                   f"set minus random {ci(val(m, co+b, 'set_minus_random'))} on {f(val(m, co+b, 'n_prompts'))} "
+                   f"held-out prompts (random sets larger: {f(val(m, co+b, 'frac_random_larger'), 0, True)}).")
+    es = val(m, 'interventions.targeted_edits')
+    if isinstance(es, Absent): out.append(f'- targeted edits: {es}.')
+    for e in [] if isinstance(es, Absent) else es:
+        out.append(f"- swap {e['pair']}: {e['clean_answer']!r} at p {f(e['p_clean_answer_after'])} (from "
+                   f"{f(e['p_clean_answer_before'], 4)}; random {f(e['p_clean_answer_random'], 4)}), works: {f(e['works'])}.")
+    return '\n'.join(out)
