@@ -5,6 +5,7 @@ import pytest
 from mi_repro.report import fill, load, numbers, covered
 
 ROOT = Path(__file__).resolve().parents[1]
+NOTES = r'#+ (Closing note|What the offline models show|What the small models can and cannot do)'  # closing-note headings
 RUNS = sorted(p.parent for p in (ROOT/'runs').glob('*/metrics.json'))
 
 def closing_notes(nb:Path):
@@ -12,7 +13,7 @@ def closing_notes(nb:Path):
     cells = json.loads(nb.read_text())['cells']
     for c in cells:
         src = ''.join(c['source'])
-        if c['cell_type'] == 'markdown' and re.match(r'#+ Closing note', src): yield src
+        if c['cell_type'] == 'markdown' and re.match(NOTES, src): yield src
         for o in c.get('outputs', []):
             if 'note(' in src and 'text/markdown' in o.get('data', {}): yield ''.join(o['data']['text/markdown'])
 
