@@ -45,7 +45,8 @@ def ci(v, # [estimate, lo, hi]
     return f'{f(v[0], nd)} [{f(v[1], nd)}, {f(v[2], nd)}]'
 
 # %% ../nbs/report.ipynb #925397ed
-WEIGHTS = {'smollm2-135m': 'SmolLM2-135M-Instruct, 4-bit GGUF (Q4_1)', 'gemma3-270m': 'Gemma-3-270M, 4-bit GGUF (Q4_K_M)'}
+WEIGHTS = {'smollm2-135m': 'SmolLM2-135M-Instruct, 4-bit GGUF (Q4_1)',
+           'gemma3-270m': 'Gemma-3-270M, 4-bit GGUF (Q4_K_M)'}
 
 def weights_note(model:str=None): # registry name; None: every offline model
     "Say that the offline weights are 4-bit GGUF dequantized to fp32."
@@ -65,7 +66,9 @@ def gate_note(m:dict): # metrics of one run
             'working circuit with non-working ones, not three working circuits.')
 
 # %% ../nbs/report.ipynb #4ddbf45a
-def _table(rows): return '\n'.join(['| chapter | result | this run |', '|---|---|---|'] + [f'| {a} | {b} | {c} |' for a, b, c in rows])
+def _table(rows):
+    head = ['| chapter | result | this run |', '|---|---|---|']
+    return '\n'.join(head + [f'| {a} | {b} | {c} |' for a, b, c in rows])
 
 def headline(m:dict): # metrics of one run
     "The README's headline table, every figure from `m`."
@@ -74,7 +77,8 @@ def headline(m:dict): # metrics of one run
         ('01', 'forward pass rebuilt from the weights, max \\|Δ logit\\|', f(val(m, 'forward.max_abs_logit_diff'), 7)),
         ('02', 'factual recall, held-out top-1 / sign accuracy (prompts)', f"{f(val(m, 'prompts.factual.en.top1'))} / "
          f"{f(val(m, 'prompts.factual.en.sign_acc'))} ({f(val(m, 'prompts.factual.en.n_test'))})"),
-        ('04', 'transcoders, held-out FVU mean (max) / L0', f"{f(val(m, d+'mean_fvu'), 3)} ({f(val(m, d+'max_fvu'), 3)}) / "
+        ('04', 'transcoders, held-out FVU mean (max) / L0', f"{f(val(m, d+'mean_fvu'), 3)} "
+         f"({f(val(m, d+'max_fvu'), 3)}) / "
          f"{f(val(m, d+'mean_l0'), 1)}"),
         ('04', 'CE loss recovered, one layer spliced, mean (min)', f"{f(val(m, d+'mean_ce_recovered'))} "
          f"({f(val(m, d+'min_ce_recovered'))})"),
@@ -139,7 +143,7 @@ def note(md:str): # Markdown with figures already formatted by `f` / `ci`
 
 _NUM = re.compile(r'(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?(?![\w])')
 def numbers(md:str): # rendered Markdown
-    "Decimal numbers in `md`: with a dot or exponent (counts and chapter numbers are not run figures; 1e-5 is a tolerance)."
+    "Decimal numbers in `md`: with a dot or exponent (counts, chapters are no figures; 1e-5 is a tolerance)."
     return [s for s in _NUM.findall(md) if '.' in s or ('e' in s and not re.fullmatch(r'[-−]?1e[-+]?\d+', s))]
 
 def _flat(v):
@@ -164,9 +168,11 @@ def interventions_note(m:dict): # metrics of one run (chapter 07's `intervention
     gv, co, out = 'interventions.graph_vs_reality.', 'interventions.controls.', []
     for b in ('factual', 'antonyms'):
         g = lambda mode, k: f(val(m, gv+b, mode, k))
-        out.append(f"- {b}: frozen-mode ablation vs edge, relative error {f(val(m, gv+b, 'constrained_frozen', 'rel_err'), 7)}; "
+        out.append(f"- {b}: frozen-mode ablation vs edge, relative error "
+                   f"{f(val(m, gv+b, 'constrained_frozen', 'rel_err'), 7)}; "
                    f"graph vs live ablations, Spearman constrained {g('constrained', 'spearman')} / free "
-                   f"{g('free', 'spearman')}, sign agreement {g('constrained', 'sign_agree')} / {g('free', 'sign_agree')}; "
+                   f"{g('free', 'spearman')}, sign agreement {g('constrained', 'sign_agree')} / "
+                   f"{g('free', 'sign_agree')}; "
                    f"8-feature set {ci(val(m, co+b, 'set'))}, random {ci(val(m, co+b, 'random'), 3)}, "
                    f"set minus random {ci(val(m, co+b, 'set_minus_random'))} on {f(val(m, co+b, 'n_prompts'))} "
                    f"held-out prompts (random sets larger: {f(val(m, co+b, 'frac_random_larger'), 0, True)}).")
@@ -174,5 +180,6 @@ def interventions_note(m:dict): # metrics of one run (chapter 07's `intervention
     if isinstance(es, Absent): out.append(f'- targeted edits: {es}.')
     for e in [] if isinstance(es, Absent) else es:
         out.append(f"- swap {e['pair']}: {e['clean_answer']!r} at p {f(e['p_clean_answer_after'])} (from "
-                   f"{f(e['p_clean_answer_before'], 4)}; random {f(e['p_clean_answer_random'], 4)}), works: {f(e['works'])}.")
+                   f"{f(e['p_clean_answer_before'], 4)}; random {f(e['p_clean_answer_random'], 4)}), "
+                   f"works: {f(e['works'])}.")
     return '\n'.join(out)

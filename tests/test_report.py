@@ -5,7 +5,8 @@ import pytest
 from mi_repro.report import fill, load, numbers, covered
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTES = r'#+ (Closing note|What the offline models show|What the small models can and cannot do)'  # closing-note headings
+# closing-note headings
+NOTES = r'#+ (Closing note|What the offline models show|What the small models can and cannot do)'
 RUNS = sorted(p.parent for p in (ROOT/'runs').glob('*/metrics.json'))
 
 def closing_notes(nb:Path):
@@ -27,7 +28,9 @@ def test_readme_tables_match_pack():
     assert '<!-- results:headline -->' in text
     assert fill(text, load(ROOT/'runs'/'smollm2-135m')) == text, 'run `python -m mi_repro.report runs/smollm2-135m`'
 
-@pytest.mark.parametrize('nb', [nb for r in RUNS for nb in sorted(r.glob('[0-9]*.ipynb'))], ids=lambda p: f'{p.parent.name}/{p.name}')
+PACK = [nb for r in RUNS for nb in sorted(r.glob('[0-9]*.ipynb'))]
+
+@pytest.mark.parametrize('nb', PACK, ids=lambda p: f'{p.parent.name}/{p.name}')
 def test_closing_note_numbers_in_metrics(nb):
     "Every decimal number in a pack notebook's closing note is one of its run's metrics (as rounded)."
     bad = stale(nb, load(nb.parent))
