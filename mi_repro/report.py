@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['WEIGHTS', 'TABLES', 'Absent', 'val', 'f', 'ci', 'weights_note', 'gate_note', 'headline', 'load', 'fill', 'main',
-           'note', 'numbers', 'covered', 'interventions_note']
+           'note', 'numbers', 'covered', 'interventions_note', 'features_note', 'heads_note', 'multilingual_note',
+           'two_hop_note']
 
 # %% ../nbs/report.ipynb #39dc1c81
 import json, re, sys
@@ -187,3 +188,66 @@ def interventions_note(m:dict): # metrics of one run (chapter 07's `intervention
                    + (f"; a third entity's features give {e['third_answer']!r} at p {f(e['p_third_after'], 3)} "
                       f"(from {f(e['p_third_before'], 4)}, top-1: {f(e['third_works'])})" if 'third_answer' in e else '') + '.')
     return '\n'.join(out)
+
+# %% ../nbs/report.ipynb #fb4ef3b0
+def features_note(m:dict): # metrics of one run (chapter 05's `features.*`)
+    "Chapter 05's closing figures: what was indexed, density, dead and ultra-dense features."
+    return (f"- {f(val(m, 'features.features_indexed'))} features of {f(val(m, 'features.layers'))} layers indexed on "
+            f"{f(val(m, 'features.tokens_scanned'))} held-out tokens; median density of live features "
+            f"{f(val(m, 'features.median_density_live'), 4)}; dead {f(val(m, 'features.dead_fraction'), 4, True)}, "
+            f"ultra-dense {f(val(m, 'features.ultra_dense_fraction'), 2, True)}.")
+
+def heads_note(m:dict): # metrics of one run (chapter 09's `heads.*`)
+    "Chapter 09's closing figures: the head taxonomy's best heads, ablation, patching and the split edge."
+    hd = lambda r: f"L{r[0]}H{r[1]} {f(r[2])}"
+    out = ["- strongest heads per kind (score): " + '; '.join(
+        f"{k} " + (', '.join(hd(r) for r in v[:2]) if not isinstance(v := val(m, f'heads.top.{k}'), Absent) else str(v))
+        for k in ('previous', 'induction', 'duplicate', 'sink'))]
+    for b in ('factual', 'antonyms'):
+        a = val(m, f'heads.ablation.{b}')
+        if not isinstance(a, Absent) and a.get('most_negative'):
+            r = a['most_negative'][0]
+            out.append(f"- {b}: {a['ablation']}-ablating L{r[0]}H{r[1]} changes the margin by {f(r[2])} (clean {f(a['clean_margin'])}).")
+    for i in (0, 1):
+        p = val(m, f'heads.patching.{i}')
+        if not isinstance(p, Absent) and p.get('top'):
+            out.append(f"- patching {p['pair']}: L{p['top'][0][0]}H{p['top'][0][1]} restores {f(p['top'][0][2])} of the margin.")
+    e = val(m, 'heads.edge')
+    if not isinstance(e, Absent) and e.get('heads'):
+        out.append(f"- the strongest cross-position edge ({e['source']} to {e['target']}): L{e['heads'][0][0]}H{e['heads'][0][1]} "
+                   f"carries {f(e['heads'][0][3], 1, True)} of it.")
+    return '\n'.join(out)
+
+# %% ../nbs/report.ipynb #a428d6f3
+def multilingual_note(m:dict): # metrics of one run (chapter 08's `multilingual.*`)
+    "Chapter 08's closing figures: IoU against the shuffle, bridges and their controls, communities, injection."
+    b, bs, out = val(m, 'multilingual.bridges'), val(m, 'multilingual.bridges_vs_single'), [gate_note(m)]
+    for k, v in ({} if isinstance(iou := val(m, 'multilingual.iou'), Absent) else iou).items():
+        out.append(f"- IoU {k}: same concept {f(v['obs'], 3)} vs shuffled concepts {f(v['null'], 3)} (p {f(v['p'], 3)}).")
+    if not isinstance(b, Absent) and 'graph' in b:
+        g, r = b['graph'], b.get('random', {})
+        out.append(f"- bridges: {f(g['frac'], 1, True)} [{f(g['lo'], 1, True)}, {f(g['hi'], 1, True)}] of {g['n']} candidates; "
+                   f"random active features {f(r.get('frac'), 1, True)}" + (f"; features of equal influence in one language's graph "
+                   f"{f(bs['single']['frac'], 1, True)} (difference {f(bs['graph-single']['diff'], 1, True)} "
+                   f"[{f(bs['graph-single']['lo'], 1, True)}, {f(bs['graph-single']['hi'], 1, True)}], over concepts)"
+                   if not isinstance(bs, Absent) and 'graph-single' in bs else '') + '.')
+    c = val(m, 'multilingual.communities')
+    if not isinstance(c, Absent):
+        out.append(f"- Louvain: {c['n']} communities; ARI across seeds {f(c['mean_ari'])} (min {f(c['min_ari'])}).")
+    for s, v in ({} if isinstance(inj := val(m, 'multilingual.injection', 'by_scale'), Absent) else inj).items():
+        out.append(f"- injection at {s}x: shift {ci(v['shift'])}, minus random directions {ci(v['shift_minus_random'])}; "
+                   f"beats every random direction in {v['moves']} of {v['n_pairs']} pairs"
+                   + (f"; the third concept's direction moves its own margin more than B's in {v['specific']} of {v['n_pairs']}"
+                      if 'specific' in v else '') + '.')
+    return '\n'.join(out)
+
+def two_hop_note(m:dict): # metrics of one run (chapter 10's `two_hop.*`)
+    "Chapter 10's closing figures: single hops, two-hop answers, the best bridge feature, swaps."
+    bl, out = val(m, 'two_hop.baseline'), []
+    if not isinstance(bl, Absent):
+        out.append(f"- of {bl['n_entities']} entities, hop A top-1 {f(bl['hopA_top1'])}, hop B {f(bl['hopB_top1'])}, "
+                   f"{bl['both_hops']} know both; the two-hop prompt is top-1 for {f(bl['two_hop_top1'])} (template "
+                   f"{bl['template']}), {f(bl['two_hop_top1_all_templates'])} over all templates.")
+    for s in [] if isinstance(sw := val(m, 'two_hop.swaps_working'), Absent) else sw.items():
+        out.append(f"- swap {s[0]}: " + (f"the source's answer becomes top-1 from {f(s[1], 0)}x" if s[1] else 'no scale makes the source answer top-1') + '.')
+    return '\n'.join(out) or str(bl)
