@@ -381,15 +381,16 @@ def same_machine(a:str|Path, # a run folder or its manifest.json
 # %% ../nbs/runner.ipynb #32ddf0f7
 def aggregate_seeds(metrics:dict, # {seed: that seed's metrics.json}
                    ) -> dict:
-    "Every numeric metric present in all seeds (wall times, speeds, memory left out): values, mean, sd, min, max, seeds agreeing in sign."
+    "Every numeric metric in all seeds (not wall times, speeds, memory): values, mean, sd, min, max, seeds agreeing in sign."
     num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    flat = {s: {k: v for k, v in _flat(m).items() if num(v) and not any(_timing(p) for p in k.split('.'))} for s, m in metrics.items()}
+    keep = lambda k, v: num(v) and not any(_timing(p) for p in k.split('.'))
+    flat = {s: {k: v for k, v in _flat(m).items() if keep(k, v)} for s, m in metrics.items()}
     out = {}
     for k in sorted(set.intersection(*(set(f) for f in flat.values())) if flat else []):
         v = [flat[s][k] for s in flat]
         pos, neg = sum(x > 0 for x in v), sum(x < 0 for x in v)
-        out[k] = dict(values={str(s): flat[s][k] for s in flat}, mean=statistics.fmean(v), sd=statistics.stdev(v) if len(v) > 1 else 0.0,
-                      min=min(v), max=max(v), n_seeds=len(v), agree_sign=max(pos, neg))
+        out[k] = dict(values={str(s): flat[s][k] for s in flat}, mean=statistics.fmean(v),
+                      sd=statistics.stdev(v) if len(v) > 1 else 0.0, min=min(v), max=max(v), n_seeds=len(v), agree_sign=max(pos, neg))
     return out
 
 
@@ -402,8 +403,9 @@ def run_seeds(model:str='smollm2-135m', # model name
               out:str|Path|None=None, # runs folder; None: `<repo>/runs`
               **kw, # passed to `run` (device, dtype, figures, nbs, log_output)
              ) -> dict:
-    "Chapter 04 and the downstream chapters per dictionary seed into runs/<model>/seeds/<seed>/; their metrics aggregated into seeds.json."
-    if len(set(seeds)) < 2: raise UserError(f"give at least 2 different seeds (e.g. --seeds 0 1 2), not {list(seeds)}: one seed has no spread")
+    "Chapter 04 and the downstream chapters per dictionary seed into runs/<model>/seeds/<seed>/; metrics aggregated in seeds.json."
+    if len(set(seeds)) < 2:
+        raise UserError(f"give at least 2 different seeds (e.g. --seeds 0 1 2), not {list(seeds)}: one seed has no spread")
     from mi_repro.models import check_model
     nbs = nbs_dir(kw.pop('nbs', None)); rdir = Path(out or nbs.parent/'runs').absolute()/check_model(model)
     figs = Path(kw.pop('figures', None) or nbs.parent/'figures').absolute()/check_model(model)/'seeds'
@@ -416,7 +418,8 @@ def run_seeds(model:str='smollm2-135m', # model name
     agg = dict(model=model, seeds=list(seeds), chapters=['04', *down], metrics=aggregate_seeds(mets))
     atomic_write(rdir/'seeds.json', json.dumps(agg, indent=1) + '\n')
     m = read_json(rdir/'metrics.json', {}) or {}
-    m['seeds'] = dict(seeds=list(seeds), **{k: {c: v[c] for c in ('mean', 'sd', 'min', 'max', 'agree_sign')} for k, v in agg['metrics'].items()})
+    summ = {k: {c: v[c] for c in ('mean', 'sd', 'min', 'max', 'agree_sign')} for k, v in agg['metrics'].items()}
+    m['seeds'] = dict(seeds=list(seeds), **summ)
     atomic_write(rdir/'metrics.json', json.dumps(m, indent=1) + '\n')
     return agg
 
@@ -464,8 +467,8 @@ def _parser():
     c.add_argument('a', help='a runs/<model> folder or its manifest.json'); c.add_argument('b', help='the other run')
     c.add_argument('--rtol', type=float, default=0.0, help='relative tolerance for numbers (default: equal)')
     s = sub.add_parser('seeds', help='train dictionaries per seed, run chapters 06-10 on each, aggregate',
-                       description='Chapter 04 per dictionary seed, then the downstream chapters on each set, into OUT/<model>/seeds/<seed>/; '
-                       'every metric aggregated over seeds (mean, sd, min, max, seeds agreeing in sign) into OUT/<model>/seeds.json.')
+                       description='Chapter 04 per dictionary seed, then the downstream chapters on each set, into '
+                       'OUT/<model>/seeds/<seed>/; every metric aggregated over seeds (mean, sd, min, max, seeds agreeing in sign) into OUT/<model>/seeds.json.')
     s.add_argument('--model', '-m', default='smollm2-135m', help='model name (default: %(default)s)')
     s.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='dictionary seeds (default: 0 1 2)')
     s.add_argument('--chapters', nargs='+', help="downstream chapters (default: 06 07 08 09 10)")
