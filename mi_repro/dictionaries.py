@@ -537,8 +537,8 @@ def _splice(lm, spec, tcs, ids, p0, zero=False):
         for l in sorted(tcs):
             m = spec.module(lm, 'mlp', l)
             x, y = m.input, m.output
-            new = torch.zeros_like(y[:, p0:]) if zero else tcs[l](x[:, p0:].reshape(-1, x.shape[-1])).reshape(y[:, p0:].shape).to(y.dtype)
-            m.output = torch.cat([y[:, :p0], new], 1)
+            new = torch.zeros_like(y[:, p0:]) if zero else tcs[l](x[:, p0:].reshape(-1, x.shape[-1]))
+            m.output = torch.cat([y[:, :p0], new.reshape(y[:, p0:].shape).to(y.dtype)], 1)
         out = lm.output.logits.save()
     return out
 
@@ -558,7 +558,8 @@ def spliced(lm, spec, sets:dict, # {name: {layer: Transcoder}}: each set spliced
         ce0 += _sums(ref, ref, b)[0]
         for n, tcs in sets.items():
             ce, kl = _sums(ref, _splice(lm, spec, tcs, b, p0), b)
-            acc[n] += torch.tensor([ce, kl, _sums(ref, _splice(lm, spec, tcs, b, p0, zero=True), b)[0]], dtype=torch.float64)
+            cez = _sums(ref, _splice(lm, spec, tcs, b, p0, zero=True), b)[0]
+            acc[n] += torch.tensor([ce, kl, cez], dtype=torch.float64)
     m = ids.shape[0] * (ids.shape[1] - 1); ce0 /= m
     res = {}
     for n, a in acc.items():
