@@ -31,7 +31,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 apt_ensure = @[ "$$(dpkg-query -W -f='$${db:Status-Status}\n' $(1) 2>/dev/null | grep -cx installed)" = "$(words $(1))" ] \
 	|| { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1); }
 
-.PHONY: install corpus browser lint test reproduce lab export
+.PHONY: install corpus browser lint test reproduce seeds lab export
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ test: install lint
 ## make reproduce: every chapter headless with papermill on $(MODEL) -> runs/$(MODEL)/, figures/$(MODEL)/
 reproduce: install
 	$(BIN)/mi-repro run $(CHAPTERS) --model $(MODEL)
+
+## make seeds: chapter 04 once per dictionary seed and chapters 06-10 on each set -> runs/$(MODEL)/seeds/<seed>/;
+## every metric's mean, sd, min, max and seeds agreeing in sign -> runs/$(MODEL)/seeds.json (beside make reproduce)
+SEEDS ?= 0 1 2
+seeds: install
+	$(BIN)/mi-repro seeds --model $(MODEL) --seeds $(SEEDS)
 
 ## make lab: open the chapters in JupyterLab (kernel "Python (mi-repro)")
 lab: install

@@ -551,39 +551,48 @@ def evaluate(tc:Transcoder, x:torch.Tensor, y:torch.Tensor, batch_size:int=4096)
         l0 += (z > 0).sum().item(); fired |= (z > 0).any(0)
     return dict(fvu=err / var, l0=l0 / len(x), dead=1 - fired.float().mean().item())
 
-def _ce(logits, ids):
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction='mean').item()
+def _sums(ref, logits, ids):
+    "Summed next-token CE of `logits` on `ids` and summed KL(softmax(ref) || softmax(logits)), over all predictions."
+    q = F.log_softmax(logits[:, :-1].float(), -1); p = F.log_softmax(ref[:, :-1].float(), -1)
+    return -q.gather(-1, ids[:, 1:, None]).sum().item(), (p.exp() * (p - q)).sum().item()
 
-def _kl(ref, logits):
-    p = F.log_softmax(ref[:, :-1].float(), -1); q = F.log_softmax(logits[:, :-1].float(), -1)
-    return (p.exp() * (p - q)).sum(-1).mean().item()
-
-@torch.no_grad()
-def spliced(lm, spec, tcs:dict, # {layer: Transcoder} spliced in together
-            ids:torch.Tensor, # [B, T] held-out token ids
-            ref:torch.Tensor|None=None, # the model's own logits on `ids`, if already computed
-            first:bool=False, # also replace (and zero) position 0, which the dictionaries are not trained on
-           ) -> dict:
-    "CE loss and KL to the original with `tcs` replacing their layers' MLP outputs; with zero-ablation (of the same positions) and original CE."
-    if ref is None:
-        with lm.trace(ids):
-            ref = lm.output.logits.save()
-    p0 = 0 if first else 1
+def _splice(lm, spec, tcs, ids, p0, zero=False):
+    "Logits with the MLP outputs of `tcs`'s layers from position `p0` on replaced by the dictionaries (or zeros)."
     with lm.trace(ids):
         for l in sorted(tcs):
             m = spec.module(lm, 'mlp', l)
             x, y = m.input, m.output
-            new = tcs[l](x[:, p0:].reshape(-1, x.shape[-1])).reshape(y[:, p0:].shape).to(y.dtype)
-            m.output = torch.cat([y[:, :p0], new], 1)
-        got = lm.output.logits.save()
-    with lm.trace(ids):
-        for l in sorted(tcs):
-            m = spec.module(lm, 'mlp', l)
-            y = m.output
-            m.output = torch.cat([y[:, :p0], torch.zeros_like(y[:, p0:])], 1)
-        zero = lm.output.logits.save()
-    ce, ce0, cez = _ce(got, ids), _ce(ref, ids), _ce(zero, ids)
-    return dict(ce=ce, ce_orig=ce0, ce_zero=cez, kl=_kl(ref, got), ce_recovered=(cez - ce) / (cez - ce0) if cez != ce0 else float('nan'))
+            new = torch.zeros_like(y[:, p0:]) if zero else tcs[l](x[:, p0:].reshape(-1, x.shape[-1]))
+            m.output = torch.cat([y[:, :p0], new.reshape(y[:, p0:].shape).to(y.dtype)], 1)
+        out = lm.output.logits.save()
+    return out
+
+@torch.no_grad()
+def spliced(lm, spec, sets:dict, # {name: {layer: Transcoder}}: each set spliced in together, one set at a time
+            ids:torch.Tensor, # [B, T] held-out token ids
+            batch_size:int=8, # contexts per forward pass (one clean pass per batch, then 2 per set)
+            first:bool=False, # also replace (and zero) position 0, which the dictionaries are not trained on
+           ) -> dict:
+    "Per set: CE, KL(clean || spliced), delta-CE = spliced - clean (nats/token), zero-ablation CE and CE recovered."
+    acc = {n: torch.zeros(3, dtype=torch.float64) for n in sets}
+    ce0 = 0.0; p0 = 0 if first else 1
+    for i in range(0, len(ids), batch_size):
+        b = ids[i:i+batch_size]
+        with lm.trace(b):
+            ref = lm.output.logits.save()
+        ce0 += _sums(ref, ref, b)[0]
+        for n, tcs in sets.items():
+            ce, kl = _sums(ref, _splice(lm, spec, tcs, b, p0), b)
+            cez = _sums(ref, _splice(lm, spec, tcs, b, p0, zero=True), b)[0]
+            acc[n] += torch.tensor([ce, kl, cez], dtype=torch.float64)
+    m = ids.shape[0] * (ids.shape[1] - 1); ce0 /= m
+    res = {}
+    for n, a in acc.items():
+        ce, kl, cez = (a / m).tolist()
+        res[n] = dict(ce=ce, ce_orig=ce0, ce_zero=cez, delta_ce=ce - ce0, kl=kl, n_tokens=m,
+                      ce_recovered=(cez - ce) / (cez - ce0) if cez != ce0 else float('nan'))
+    return res
+
 
 # %% ../nbs/04_dictionaries.ipynb #ab5cb6b3
 def export_circuit_tracer(tcs:dict, # {layer: Transcoder}

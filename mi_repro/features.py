@@ -15,10 +15,10 @@ from .dictionaries import Transcoder, load_dict, fit, dict_tag, dicts_complete, 
 from .activations import read_acts, capture, default_store
 
 # %% auto #0
-__all__ = ['WIN', 'BINS', 'INDEX_VERSION', 'CSS', 'find_dicts', 'load_dicts', 'train_dicts', 'dict_hash', 'build_index',
-           'top_dot', 'unembed_dirs', 'logit_effects', 'input_tokens', 'FeatureIndex', 'find_index', 'auto_labels',
-           'write_labels', 'load_labels', 'features_at', 'search', 'shown', 'feature_html', 'show_feature', 'page_name',
-           'write_pages', 'behaviour_features', 'context_langs', 'lang_share']
+__all__ = ['WIN', 'BINS', 'INDEX_VERSION', 'CSS', 'find_dicts', 'load_dicts', 'train_dicts', 'default_dicts', 'dict_hash',
+           'build_index', 'top_dot', 'unembed_dirs', 'logit_effects', 'input_tokens', 'FeatureIndex', 'find_index',
+           'auto_labels', 'write_labels', 'load_labels', 'features_at', 'search', 'shown', 'feature_html',
+           'show_feature', 'page_name', 'write_pages', 'behaviour_features', 'context_langs', 'lang_share']
 
 # %% ../nbs/05_features.ipynb #941835e7
 def find_dicts(model:str, # model name
@@ -60,6 +60,16 @@ def train_dicts(lm, tok, spec:Spec, model:str,
     fit(store, list(range(spec.n_layers)), out, act=act, k=k, skip=skip, n_features=expansion * spec.d_model,
         epochs=epochs, batch_size=batch_size, seed=seed, bf16=bf16, progress=progress)
     return out
+
+# %% ../nbs/05_features.ipynb #bdd1be81
+def default_dicts(lm, tok, spec:Spec, model:str,
+                  dict_seed:int=-1, # chapter 04's training seed; -1: 0 on tiny-qwen3, else the newest complete set
+                 ) -> Path:
+    "Folder of chapter 04's default dictionaries for chapters 05-10; `dict_seed` >= 0: that seed's (cached, else trained)."
+    if model == 'tiny-qwen3': return train_dicts(lm, tok, spec, model, seed=max(dict_seed, 0), progress=False)
+    if dict_seed < 0: return find_dicts(model)
+    return train_dicts(lm, tok, spec, model, n_tokens=204_800, batch_size=1024, seed=dict_seed, progress=False)
+
 
 # %% ../nbs/05_features.ipynb #1e627b1b
 def dict_hash(tc:Transcoder) -> str:

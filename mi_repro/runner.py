@@ -4,7 +4,7 @@
 
 # %% ../nbs/runner.ipynb #0089c462
 from __future__ import annotations
-import argparse, fcntl, json, logging, os, platform, re, secrets, subprocess, sys, time
+import argparse, fcntl, json, logging, math, os, platform, re, secrets, statistics, subprocess, sys, time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -12,9 +12,9 @@ from tqdm import tqdm
 from .core import UserError, atomic_write, read_json, pick_device, pick_dtype
 
 # %% auto #0
-__all__ = ['nbs_dir', 'list_chapters', 'find_chapter', 'pick_chapters', 'chapter_params', 'to_type', 'parse_params', 'versions',
-           'machine', 'git_info', 'merge_chapters', 'kernel_name', 'run_chapter', 'ChapterFailed', 'run', 'compare',
-           'same_machine', 'fmt_table', 'main']
+__all__ = ['SEED_CHAPTERS', 'nbs_dir', 'list_chapters', 'find_chapter', 'pick_chapters', 'chapter_params', 'to_type',
+           'parse_params', 'versions', 'machine', 'git_info', 'merge_chapters', 'kernel_name', 'run_chapter',
+           'ChapterFailed', 'run', 'compare', 'same_machine', 'aggregate_seeds', 'run_seeds', 'fmt_table', 'main']
 
 # %% ../nbs/runner.ipynb #48d7fc40
 _CHAPTER = re.compile(r'(\d\d)_(\w[\w.-]*)')
@@ -405,6 +405,52 @@ def same_machine(a:str|Path, # a run folder or its manifest.json
     if not (ma and mb): return None
     return all(ma.get(k) == mb.get(k) for k in ('cpu', 'isa', 'threads', 'gpu'))
 
+# %% ../nbs/runner.ipynb #32ddf0f7
+def aggregate_seeds(metrics:dict, # {seed: that seed's metrics.json}
+                   ) -> dict:
+    "Every numeric metric in all seeds (not wall times, speeds, memory): values, mean, sd, min, max, seeds agreeing in sign."
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    keep = lambda k, v: num(v) and not any(_timing(p) for p in k.split('.'))
+    flat = {s: {k: v for k, v in _flat(m).items() if keep(k, v)} for s, m in metrics.items()}
+    out = {}
+    for k in sorted(set.intersection(*(set(f) for f in flat.values())) if flat else []):
+        v = [flat[s][k] for s in flat]
+        pos, neg = sum(x > 0 for x in v), sum(x < 0 for x in v)
+        out[k] = dict(values={str(s): flat[s][k] for s in flat}, mean=statistics.fmean(v),
+                      sd=statistics.stdev(v) if len(v) > 1 else 0.0, min=min(v), max=max(v), n_seeds=len(v), agree_sign=max(pos, neg))
+    return out
+
+
+# %% ../nbs/runner.ipynb #e162fcc3
+SEED_CHAPTERS = ['06', '07', '08', '09', '10']  # the chapters whose headlines rest on the dictionaries
+
+def run_seeds(model:str='smollm2-135m', # model name
+              seeds:list[int]=(0, 1, 2), # dictionary seeds (chapter 04's `seed`, chapters 06-10's `dict_seed`)
+              chapters:list[str]|None=None, # downstream chapters; None: `SEED_CHAPTERS`
+              out:str|Path|None=None, # runs folder; None: `<repo>/runs`
+              **kw, # passed to `run` (device, dtype, figures, nbs, log_output)
+             ) -> dict:
+    "Chapter 04 and the downstream chapters per dictionary seed into runs/<model>/seeds/<seed>/; metrics aggregated in seeds.json."
+    if len(set(seeds)) < 2:
+        raise UserError(f"give at least 2 different seeds (e.g. --seeds 0 1 2), not {list(seeds)}: one seed has no spread")
+    from mi_repro.models import check_model
+    nbs = nbs_dir(kw.pop('nbs', None)); rdir = Path(out or nbs.parent/'runs').absolute()/check_model(model)
+    figs = Path(kw.pop('figures', None) or nbs.parent/'figures').absolute()/check_model(model)/'seeds'
+    down, mets = chapters or SEED_CHAPTERS, {}
+    for s in seeds:
+        o = rdir/'seeds'/str(s)
+        run(['04'], model=model, params={'seed': s}, out=o, figures=figs/str(s), nbs=nbs, **kw)
+        run(down, model=model, params={'dict_seed': s}, out=o, figures=figs/str(s), nbs=nbs, **kw)
+        mets[s] = read_json(o/check_model(model)/'metrics.json', {})
+    agg = dict(model=model, seeds=list(seeds), chapters=['04', *down], metrics=aggregate_seeds(mets))
+    atomic_write(rdir/'seeds.json', json.dumps(agg, indent=1) + '\n')
+    m = read_json(rdir/'metrics.json', {}) or {}
+    summ = {k: {c: v[c] for c in ('mean', 'sd', 'min', 'max', 'agree_sign')} for k, v in agg['metrics'].items()}
+    m['seeds'] = dict(seeds=list(seeds), **summ)
+    atomic_write(rdir/'metrics.json', json.dumps(m, indent=1) + '\n')
+    return agg
+
+
 # %% ../nbs/runner.ipynb #4a445481
 def _human(x, col):
     "Readable numbers: parameter counts as 135M, sizes in bytes as 270 MB."
@@ -447,6 +493,14 @@ def _parser():
                        '(wall times, speeds and memory peaks left out) that differ between two runs; exit code 1 if any does.')
     c.add_argument('a', help='a runs/<model> folder or its manifest.json'); c.add_argument('b', help='the other run')
     c.add_argument('--rtol', type=float, default=0.0, help='relative tolerance for numbers (default: equal)')
+    s = sub.add_parser('seeds', help='train dictionaries per seed, run chapters 06-10 on each, aggregate',
+                       description='Chapter 04 per dictionary seed, then the downstream chapters on each set, into '
+                       'OUT/<model>/seeds/<seed>/; every metric aggregated over seeds (mean, sd, min, max, seeds agreeing in sign) into OUT/<model>/seeds.json.')
+    s.add_argument('--model', '-m', default='smollm2-135m', help='model name (default: %(default)s)')
+    s.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='dictionary seeds (default: 0 1 2)')
+    s.add_argument('--chapters', nargs='+', help="downstream chapters (default: 06 07 08 09 10)")
+    s.add_argument('--device', default='auto'); s.add_argument('--dtype', default='fp32')
+    s.add_argument('--out', help='runs folder (default: <repo>/runs)')
     return p
 
 def main(argv:list[str]|None=None, # arguments; None: sys.argv[1:]
@@ -466,6 +520,10 @@ def main(argv:list[str]|None=None, # arguments; None: sys.argv[1:]
         if args.cmd == 'models':
             from mi_repro.models import model_table
             print(fmt_table(model_table()))
+            return 0
+        if args.cmd == 'seeds':
+            agg = run_seeds(args.model, args.seeds, args.chapters, out=args.out, device=args.device, dtype=args.dtype)
+            print(f"{len(agg['metrics'])} metrics over seeds {agg['seeds']} -> seeds.json")
             return 0
         run(args.chapters, model=args.model, params=args.param, device=args.device, dtype=args.dtype,
             out=args.out, figures=args.figures, nbs=args.nbs, log_output=args.log_output)
