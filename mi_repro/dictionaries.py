@@ -586,6 +586,7 @@ def import_circuit_tracer(path:str|Path, # a transcoder-set folder
                           lazy:bool=False, # `LazyTranscoder`s that read weights on demand (large published sets)
                           device:str|torch.device='cpu', # where the transcoders live
                           offload:bool=True, # lazy: keep decoders in the files until rows are asked for
+                          dtype:torch.dtype|None=torch.float32, # lazy: compute dtype (None: the files')
                          ) -> dict[int, Transcoder]:
     "Read a circuit-tracer transcoder set into {layer: Transcoder} (JumpReLU if thresholds are present, else ReLU)."
     path = Path(path)
@@ -593,7 +594,7 @@ def import_circuit_tracer(path:str|Path, # a transcoder-set folder
     if not files: raise UserError(f"no layer_*.safetensors in {path}: not a circuit-tracer transcoder set")
     res = {}
     for f in files:
-        l, tc = int(f.stem.split('_')[1]), LazyTranscoder(f, device, offload)
+        l, tc = int(f.stem.split('_')[1]), LazyTranscoder(f, device, offload, dtype)
         if spec is not None:
             spec.check_layer(l)
             if tc.cfg['d_in'] != spec.d_model or tc.cfg['d_out'] != spec.d_model:
@@ -608,18 +609,19 @@ from typing import Callable
 _ST = dict(F32=torch.float32, BF16=torch.bfloat16, F16=torch.float16, F64=torch.float64)
 
 class Rows:
-    "Rows of a [F, d] tensor in an open safetensors file, read on demand: `rows[f]` reads rows f only, on `dev()`."
+    "Rows of a [F, d] tensor in an open safetensors file, read on demand: `rows[f]` reads rows f only, on `dev()` in `cast`."
     _version = 0  # read-only: never changes (interventions key their caches on it)
-    def __init__(self, f, key:str, dev:Callable): self.sl, self.dev = f.get_slice(key), dev
+    def __init__(self, f, key:str, dev:Callable, cast:torch.dtype|None=None):
+        self.sl, self.dev, self.cast = f.get_slice(key), dev, cast
     shape = property(lambda self: torch.Size(self.sl.get_shape()))
-    dtype = property(lambda self: _ST[self.sl.get_dtype()])
+    dtype = property(lambda self: self.cast or _ST[self.sl.get_dtype()])
     device = property(lambda self: self.dev())
 
     def __getitem__(self, f) -> torch.Tensor:
         f = torch.as_tensor(f)
         u, inv = f.reshape(-1).cpu().unique(return_inverse=True)
         rows = torch.cat([self.sl[i:i+1] for i in u.tolist()]) if len(u) else torch.empty(0, self.shape[1], dtype=self.dtype)
-        return rows[inv].reshape(*f.shape, self.shape[1]).to(self.dev())
+        return rows[inv].reshape(*f.shape, self.shape[1]).to(self.dev(), self.dtype)
 
 
 # %% ../nbs/04_dictionaries.ipynb #f4d5e6f7
@@ -628,35 +630,38 @@ class LazyTranscoder(Transcoder):
     def __init__(self, path:str|Path, # a layer_{i}.safetensors
                  device:str|torch.device='cpu', # where encodings and gathered rows go
                  offload:bool=True, # keep the decoder in the file (False: read it to `device` once, on first use)
+                 dtype:torch.dtype|None=torch.float32, # compute dtype (None: the file's; fp32 matches an eager `Transcoder`)
                 ):
         nn.Module.__init__(self)
         self.path, self.offload, self._f, self._Wd = Path(path), offload, safe_open(str(path), 'pt'), None
+        self.cast = dtype or _ST[self._f.get_slice('W_enc').get_dtype()]
         keys = set(self._f.keys())
         if miss := {'W_enc', 'W_dec', 'b_enc', 'b_dec'} - keys: raise UserError(f"{path} lacks {', '.join(sorted(miss))}: not a transcoder")
         (nf, d_in), d_out = self._f.get_slice('W_enc').get_shape(), self._f.get_slice('W_dec').get_shape()[1]
         th = 'activation_function.threshold' in keys
         self.cfg = dict(d_in=d_in, n_features=nf, d_out=d_out, act='jumprelu' if th else 'relu', k=1, skip='W_skip' in keys,
                         l1=0.0, eps=0.1, seed=0)
-        for k in ('b_enc', 'b_dec', 'W_skip'): self.register_buffer(k, self._f.get_tensor(k) if k in keys else None)
-        self.register_buffer('thr', self._f.get_tensor('activation_function.threshold') if th else None)
+        get = lambda k: self._f.get_tensor(k).to(self.cast) if k in keys else None
+        for k in ('b_enc', 'b_dec', 'W_skip'): self.register_buffer(k, get(k))
+        self.register_buffer('thr', get('activation_function.threshold'))
         for k, v in dict(x_scale=torch.ones(()), x_mean=torch.zeros(d_in), y_scale=torch.ones(())).items():
-            self.register_buffer(k, v.to(self.b_enc.dtype))
+            self.register_buffer(k, v.to(self.cast))
         self.to(device).eval()
 
     _dev = lambda self: self.b_enc.device
-    W_enc = property(lambda self: Rows(self._f, 'W_enc', self._dev))
+    W_enc = property(lambda self: Rows(self._f, 'W_enc', self._dev, self.cast))
     log_threshold = property(lambda self: None if self.thr is None else self.thr.clamp_min(1e-12).log())
 
     @property
     def W_dec(self):
-        if self.offload: return Rows(self._f, 'W_dec', self._dev)
-        if self._Wd is None or self._Wd.device != self._dev(): self._Wd = self._f.get_tensor('W_dec').to(self._dev())
+        if self.offload: return Rows(self._f, 'W_dec', self._dev, self.cast)
+        if self._Wd is None or self._Wd.device != self._dev(): self._Wd = self._f.get_tensor('W_dec').to(self._dev(), self.cast)
         return self._Wd
 
     def encode(self, x:torch.Tensor) -> torch.Tensor:
         "Dense feature activations [B, F]; the layer's encoder is read for this call only."
-        p = torch.addmm(self.b_enc, x.to(self.b_enc.dtype), self._f.get_tensor('W_enc').to(self._dev()).T)
-        return p.relu() if self.thr is None else p * (p > self.thr)
+        p = torch.addmm(self.b_enc, x.to(self.b_enc.dtype), self._f.get_tensor('W_enc').to(self._dev(), self.cast).T)
+        return p.relu() if self.thr is None else p * (p > self.log_threshold.exp())  # as `Transcoder` computes it
 
     def decode(self, z:torch.Tensor, x:torch.Tensor|None=None) -> torch.Tensor:
         "Output [B, d_out] from the decoder rows of the active features only (plus the skip)."
