@@ -194,6 +194,10 @@ def _shape_build(cfg:dict, seed:int, dest:Path):
 def _shape_dir(name:str, cfg:dict, seed:int=0) -> Path:
     return _materialize(cache_dir('models', name), lambda d: _shape_build(cfg, seed, d))
 
+def _shape_ok(name:str) -> bool:
+    "Its folder is built (it travels without the GGUF), or can be."
+    return _ready(cache_dir('models', name)) or _smol_gguf() is not None
+
 def _load_hf(d:Path, dev, dt, **kw) -> torch.nn.Module:
     "`from_pretrained`, or for a weightless shape folder a seeded random model built directly on `dev` in `dt`."
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -256,10 +260,10 @@ REGISTRY = {e.name: e for e in [
           lambda: _hub_snapshot(QWEN3_4B) is not None),
     Entry('qwen3-4b-shape', 'Qwen3ForCausalLM, Qwen3-4B-Instruct-2507 config, random (seed 0): scale checks on a GPU',
           'built at load time', '4.0B', '16 GB fp32 / 8 GB bf16 in memory, nothing on disk',
-          lambda: _shape_dir('qwen3-4b-shape', QWEN3_4B_SHAPE), lambda: _smol_gguf() is not None),
+          lambda: _shape_dir('qwen3-4b-shape', QWEN3_4B_SHAPE), lambda: _shape_ok('qwen3-4b-shape')),
     Entry('qwen3-mid', 'Qwen3ForCausalLM, 36 layers, d_model 512, random (seed 0): Qwen3-4B depth on a CPU',
           'built at load time', '132M', '530 MB fp32 in memory, nothing on disk',
-          lambda: _shape_dir('qwen3-mid', QWEN3_MID), lambda: _smol_gguf() is not None),
+          lambda: _shape_dir('qwen3-mid', QWEN3_MID), lambda: _shape_ok('qwen3-mid')),
 ]}
 
 # %% ../nbs/00_models.ipynb #c0a0dc30
