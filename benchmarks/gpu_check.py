@@ -8,7 +8,7 @@ Writes times, memory and each chapter's recorded figures to one JSON file.
 A chapter that fails is recorded with the cell and the error's last line, and the next chapter runs (a chapter that
 needs an earlier one's output will fail too). Needs the package installed (or on PYTHONPATH) and the chapters in nbs/.
 """
-import argparse, json, os, resource, sys, time, traceback, types
+import argparse, json, linecache, os, resource, sys, time, traceback, types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +26,14 @@ def _stub_ipython():
         d.display, d.HTML, d.Markdown = (lambda *a, **k: None), str, str
         m.display = d; sys.modules.update({'IPython': m, 'IPython.display': d})
 
+def _carried_corpus():
+    "Where the corpus's Debian packages are absent (a GPU image), use the prebuilt corpus carried in the cache."
+    import mi_repro.corpus as c
+    if all(c.package_versions().values()): return
+    for m in sorted(c.cache_dir('corpus').glob('*/manifest.json')):
+        vers = json.loads(m.read_text())['packages']
+        if c._key(vers) == m.parent.name: c._require = lambda: vers; return
+
 def run_chapter(path:Path, params:dict) -> dict:
     import torch
     nb = json.loads(path.read_text())
@@ -39,7 +47,9 @@ def run_chapter(path:Path, params:dict) -> dict:
         if src.lstrip().startswith('#| slow'): continue
         tc = time.perf_counter()
         try:
-            exec(compile(src, f'{path.name}[{i}]', 'exec'), ns)
+            name = f'{path.name}[{i}]'
+            linecache.cache[name] = (len(src), None, src.splitlines(True), name)  # nnsight reads a trace's source back
+            exec(compile(src, name, 'exec'), ns)
             if 'parameters' in c.get('metadata', {}).get('tags', []):
                 for k, v in params.items(): ns[k] = v
         except BaseException as e:
@@ -60,6 +70,7 @@ def main():
     a = ap.parse_args()
     import torch
     _stub_ipython()
+    _carried_corpus()
     run = Path(a.out).absolute().parent/'run'; run.mkdir(parents=True, exist_ok=True)
     os.environ.update(MI_REPRO_RUN_DIR=str(run), MI_REPRO_FIG_DIR=str(run/'figures'))
     res = dict(model=a.model, device=a.device, dtype=a.dtype, torch=torch.__version__,
