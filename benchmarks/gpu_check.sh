@@ -7,7 +7,7 @@
 #   *.whl       nnsight 0.8.1 and what the GPU image lacks (greenlet, pydantic(-core), ...), fastcore, this project
 #   cache.tgz   the mi-repro cache the chapters need offline: models/qwen3-4b-shape (config + tiny-qwen3's
 #               tokenizer; the weights are drawn on the GPU) and the text corpus
-#   src/        nbs/ and benchmarks/ of this checkout (the chapters run from there)
+#   src/        nbs/, benchmarks/ and data/ of this checkout (the chapters run from there; data/prompts is read beside the package)
 # Time limits: CHAPTERS_S (default 420) for the chapters, SCALE_S (default 150) for the benchmark; SCALE_F features
 # per layer (default 16384).
 set -u
@@ -21,13 +21,14 @@ if [ "${1:-}" = "--pack" ]; then  # run here, in the repo root, with the project
   $PY -m pip wheel -q --no-deps --no-build-isolation -w "$W" . || exit 1
   $PY -c "from mi_repro.models import locate; locate('qwen3-4b-shape')" || exit 1
   tar -czf "$W/cache.tgz" -C "$C" models/qwen3-4b-shape corpus || exit 1
-  rm -rf "$W/src" && mkdir -p "$W/src" && cp -r nbs benchmarks "$W/src/" && rm -rf "$W/src/benchmarks/results" "$W"/src/benchmarks/.venv*
+  rm -rf "$W/src" && mkdir -p "$W/src" && cp -r nbs benchmarks data "$W/src/" && rm -rf "$W/src/benchmarks/results" "$W"/src/benchmarks/.venv*
   du -sh "$W"; exit 0
 fi
 OUTD=${1:-${OUT:-/tmp/gpu_check}}; mkdir -p "$OUTD"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$W"/*.whl || exit 1
 export PYTHONPATH=/tmp/site MI_REPRO_CACHE=/tmp/mi_cache PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$MI_REPRO_CACHE" && tar -xzf "$W/cache.tgz" -C "$MI_REPRO_CACHE" || exit 1
+cp -r "$W/src/data" /tmp/site/  # the prompt sets: read from data/ beside the package, as in a source checkout
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers, nnsight, mi_repro; print('torch', torch.__version__, 'transformers', transformers.__version__, 'nnsight', nnsight.__version__)" || exit 1
 t0=$(date +%s)
