@@ -14,7 +14,8 @@ from .core import UserError, atomic_path, atomic_write, read_json, load_tensors
 
 # %% auto #0
 __all__ = ['ACTS', 'DICT_VERSION', 'COMPLETE', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'dict_tag', 'dicts_complete',
-           'fit', 'main', 'evaluate', 'spliced', 'export_circuit_tracer', 'import_circuit_tracer']
+           'fit', 'main', 'evaluate', 'spliced', 'export_circuit_tracer', 'import_circuit_tracer', 'Rows',
+           'LazyTranscoder']
 
 # %% ../nbs/04_dictionaries.ipynb #581e0f53
 def _bag(vals, rows, cols, W, B):
@@ -617,6 +618,10 @@ def export_circuit_tracer(tcs:dict, # {layer: Transcoder}
 
 def import_circuit_tracer(path:str|Path, # a transcoder-set folder
                           spec=None, # the model's `Spec`, to check shapes against
+                          lazy:bool=False, # `LazyTranscoder`s that read weights on demand (large published sets)
+                          device:str|torch.device='cpu', # where the transcoders live
+                          offload:bool=True, # lazy: keep decoders in the files until rows are asked for
+                          dtype:torch.dtype|None=torch.float32, # lazy: compute dtype (None: the files')
                          ) -> dict[int, Transcoder]:
     "Read a circuit-tracer transcoder set into {layer: Transcoder} (JumpReLU if thresholds are present, else ReLU)."
     path = Path(path)
@@ -624,23 +629,94 @@ def import_circuit_tracer(path:str|Path, # a transcoder-set folder
     if not files: raise UserError(f"no layer_*.safetensors in {path}: not a circuit-tracer transcoder set")
     res = {}
     for f in files:
-        l = int(f.stem.split('_')[1])
-        t = load_tensors(f)
-        miss = {'W_enc', 'W_dec', 'b_enc', 'b_dec'} - set(t)
-        if miss: raise UserError(f"{f} lacks {', '.join(sorted(miss))}: not a transcoder")
-        nf, d_in = t['W_enc'].shape; d_out = t['W_dec'].shape[1]
+        l, tc = int(f.stem.split('_')[1]), LazyTranscoder(f, device, offload, dtype)
         if spec is not None:
             spec.check_layer(l)
-            if d_in != spec.d_model or d_out != spec.d_model:
-                raise UserError(f"{f} has d_model {d_in}, but {spec.name} has d_model {spec.d_model}: a transcoder set for another model")
-        th = t.get('activation_function.threshold')
-        tc = Transcoder(d_in, nf, d_out, act='jumprelu' if th is not None else 'relu', skip='W_skip' in t)
+            if tc.cfg['d_in'] != spec.d_model or tc.cfg['d_out'] != spec.d_model:
+                raise UserError(f"{f} has d_model {tc.cfg['d_in']}, but {spec.name} has d_model {spec.d_model}: a transcoder set for another model")
+        res[l] = tc if lazy else tc.load()
+    return res
+
+
+# %% ../nbs/04_dictionaries.ipynb #f2b3c4d5
+from typing import Callable
+
+_ST = dict(F32=torch.float32, BF16=torch.bfloat16, F16=torch.float16, F64=torch.float64)
+
+class Rows:
+    "Rows of a [F, d] tensor in an open safetensors file, read on demand: `rows[f]` reads rows f only, on `dev()` in `cast`."
+    _version = 0  # read-only: never changes (interventions key their caches on it)
+    def __init__(self, f, key:str, dev:Callable, cast:torch.dtype|None=None):
+        self.sl, self.dev, self.cast = f.get_slice(key), dev, cast
+    shape = property(lambda self: torch.Size(self.sl.get_shape()))
+    dtype = property(lambda self: self.cast or _ST[self.sl.get_dtype()])
+    device = property(lambda self: self.dev())
+
+    def __getitem__(self, f) -> torch.Tensor:
+        f = torch.as_tensor(f)
+        u, inv = f.reshape(-1).cpu().unique(return_inverse=True)
+        rows = torch.cat([self.sl[i:i+1] for i in u.tolist()]) if len(u) else torch.empty(0, self.shape[1], dtype=self.dtype)
+        return rows[inv].reshape(*f.shape, self.shape[1]).to(self.dev(), self.dtype)
+
+
+# %% ../nbs/04_dictionaries.ipynb #f4d5e6f7
+class LazyTranscoder(Transcoder):
+    "A circuit-tracer layer file as a `Transcoder` whose encoder and decoder stay in the file until needed."
+    def __init__(self, path:str|Path, # a layer_{i}.safetensors
+                 device:str|torch.device='cpu', # where encodings and gathered rows go
+                 offload:bool=True, # keep the decoder in the file (False: read it to `device` once, on first use)
+                 dtype:torch.dtype|None=torch.float32, # compute dtype (None: the file's; fp32 matches an eager `Transcoder`)
+                ):
+        nn.Module.__init__(self)
+        try: f = safe_open(str(path), 'pt')
+        except Exception as e: raise UserError(f"{path} is not a readable safetensors file ({type(e).__name__}): it is corrupt or cut short") from None
+        self.path, self.offload, self._f, self._Wd = Path(path), offload, f, None
+        self.cast = dtype or _ST[self._f.get_slice('W_enc').get_dtype()]
+        keys = set(self._f.keys())
+        if miss := {'W_enc', 'W_dec', 'b_enc', 'b_dec'} - keys: raise UserError(f"{path} lacks {', '.join(sorted(miss))}: not a transcoder")
+        (nf, d_in), d_out = self._f.get_slice('W_enc').get_shape(), self._f.get_slice('W_dec').get_shape()[1]
+        th = 'activation_function.threshold' in keys
+        self.cfg = dict(d_in=d_in, n_features=nf, d_out=d_out, act='jumprelu' if th else 'relu', k=1, skip='W_skip' in keys,
+                        l1=0.0, eps=0.1, seed=0)
+        get = lambda k: self._f.get_tensor(k).to(self.cast) if k in keys else None
+        for k in ('b_enc', 'b_dec', 'W_skip'): self.register_buffer(k, get(k))
+        self.register_buffer('thr', get('activation_function.threshold'))
+        for k, v in dict(x_scale=torch.ones(()), x_mean=torch.zeros(d_in), y_scale=torch.ones(())).items():
+            self.register_buffer(k, v.to(self.cast))
+        self.to(device).eval()
+
+    _dev = lambda self: self.b_enc.device
+    W_enc = property(lambda self: Rows(self._f, 'W_enc', self._dev, self.cast))
+    log_threshold = property(lambda self: None if self.thr is None else self.thr.clamp_min(1e-12).log())
+
+    @property
+    def W_dec(self):
+        if self.offload: return Rows(self._f, 'W_dec', self._dev, self.cast)
+        if self._Wd is None or self._Wd.device != self._dev(): self._Wd = self._f.get_tensor('W_dec').to(self._dev(), self.cast)
+        return self._Wd
+
+    def encode(self, x:torch.Tensor) -> torch.Tensor:
+        "Dense feature activations [B, F]; the layer's encoder is read for this call only."
+        p = torch.addmm(self.b_enc, x.to(self.b_enc.dtype), self._f.get_tensor('W_enc').to(self._dev(), self.cast).T)
+        return p.relu() if self.thr is None else p * (p > self.log_threshold.exp())  # as `Transcoder` computes it
+
+    def decode(self, z:torch.Tensor, x:torch.Tensor|None=None) -> torch.Tensor:
+        "Output [B, d_out] from the decoder rows of the active features only (plus the skip)."
+        r, c = z.nonzero(as_tuple=True)
+        y = torch.zeros(len(z), self.cfg['d_out'], dtype=z.dtype, device=z.device)
+        y = y.index_add_(0, r, z[r, c, None] * self.W_dec[c].to(z.dtype)) + self.b_dec
+        return y if self.W_skip is None else y + self._skip(x)
+
+    def load(self) -> Transcoder:
+        "An ordinary `Transcoder` with every weight read into memory, on the same device."
+        c = self.cfg
+        tc = Transcoder(c['d_in'], c['n_features'], c['d_out'], act=c['act'], skip=c['skip'])
         with torch.no_grad():
             for k in ('W_enc', 'W_dec', 'b_enc', 'b_dec', 'W_skip'):
-                if k in t: getattr(tc, k).copy_(t[k])
-            if th is not None: tc.log_threshold.copy_(th.clamp_min(1e-12).log())
-        res[l] = tc.eval()
-    return res
+                if c['skip'] or k != 'W_skip': getattr(tc, k).copy_(self._f.get_tensor(k))
+            if self.thr is not None: tc.log_threshold.copy_(self.log_threshold)
+        return tc.to(self._dev()).eval()
+
 
 # %% ../nbs/04_dictionaries.ipynb #2650cd3a
 if __name__ == '__main__' and '__file__' in globals():

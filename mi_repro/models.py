@@ -13,9 +13,9 @@ import torch
 from .core import UserError, cache_dir, pick_device, pick_dtype, read_json
 
 # %% auto #0
-__all__ = ['SMOL_GGUF', 'TINY', 'TINY_VERSION', 'QWEN3_4B', 'REGISTRY', 'Spec', 'spec_from_config', 'tiny_qwen3', 'hf_cache',
-           'Entry', 'locate', 'run_name', 'check_model', 'model_table', 'doc_start', 'prompt_ids', 'Loaded',
-           'load_model']
+__all__ = ['SMOL_GGUF', 'TINY', 'TINY_VERSION', 'QWEN3_4B_SHAPE', 'QWEN3_MID', 'SHAPE_MARK', 'QWEN3_4B', 'REGISTRY', 'Spec',
+           'spec_from_config', 'tiny_qwen3', 'hf_cache', 'Entry', 'locate', 'run_name', 'check_model', 'model_table',
+           'doc_start', 'prompt_ids', 'Loaded', 'load_model']
 
 # %% ../nbs/00_models.ipynb #dfd2c169
 @dataclass
@@ -171,6 +171,49 @@ def tiny_qwen3(seed:int=0, # weight seed
 def _tiny_dir() -> Path:
     return _materialize(cache_dir('models', f'tiny-qwen3-v{TINY_VERSION}'), lambda d: _save_hf(*tiny_qwen3(), d))
 
+# %% ../nbs/00_models.ipynb #b81d2c44
+from safetensors.torch import save_file, safe_open
+
+QWEN3_4B_SHAPE = dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+                      num_key_value_heads=8, head_dim=128, max_position_embeddings=262144, rope_theta=5e6,
+                      rms_norm_eps=1e-6, initializer_range=0.02, tie_word_embeddings=True, vocab_size=151936)
+QWEN3_MID = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=36, num_attention_heads=8,
+                 num_key_value_heads=2, head_dim=64, max_position_embeddings=4096, rope_theta=5e6,
+                 rms_norm_eps=1e-6, initializer_range=0.02, tie_word_embeddings=True)
+SHAPE_MARK = 'shape.safetensors'  # a folder holding this file has no weights: they are drawn at load time
+
+def _shape_build(cfg:dict, seed:int, dest:Path):
+    "Write a weightless Qwen3 folder: config.json, tiny-qwen3's tokenizer and the marker with the seed."
+    from transformers import AutoTokenizer, Qwen3Config
+    tok = AutoTokenizer.from_pretrained(_tiny_dir(), local_files_only=True)
+    cfg = {'vocab_size': len(tok), **cfg}
+    Qwen3Config(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                **cfg).save_pretrained(dest)
+    tok.save_pretrained(dest)
+    save_file({}, str(dest/SHAPE_MARK), metadata=dict(seed=str(seed)))
+
+def _shape_dir(name:str, cfg:dict, seed:int=0) -> Path:
+    return _materialize(cache_dir('models', name), lambda d: _shape_build(cfg, seed, d))
+
+def _shape_ok(name:str) -> bool:
+    "Its folder is built (it travels without the GGUF), or can be."
+    return _ready(cache_dir('models', name)) or _smol_gguf() is not None
+
+def _load_hf(d:Path, dev, dt, **kw) -> torch.nn.Module:
+    "`from_pretrained`, or for a weightless shape folder a seeded random model built directly on `dev` in `dt`."
+    from transformers import AutoConfig, AutoModelForCausalLM
+    if not (d/SHAPE_MARK).exists():
+        return AutoModelForCausalLM.from_pretrained(d, dtype=dt, local_files_only=True, trust_remote_code=False, **kw).to(dev).eval()
+    with safe_open(str(d/SHAPE_MARK), 'pt') as f: seed = int(f.metadata()['seed'])
+    with torch.random.fork_rng(devices=[dev] if torch.device(dev).type == 'cuda' else []), torch.device(dev):
+        torch.manual_seed(seed)
+        m = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(d), dtype=dt, **kw).eval()
+        with torch.no_grad():
+            for n, p in m.named_parameters():
+                if n.endswith('norm.weight'): p.copy_(1 + 0.2*torch.randn_like(p))
+    return m
+
+
 # %% ../nbs/00_models.ipynb #7fb4a754
 QWEN3_4B = 'Qwen/Qwen3-4B-Instruct-2507'
 
@@ -218,6 +261,12 @@ REGISTRY = {e.name: e for e in [
     Entry('qwen3-4b', 'Qwen3-4B-Instruct-2507 (36 layers, d_model 2560): the thesis target', f'local snapshot of {QWEN3_4B}',
           '4.0B', '8 GB bf16', lambda: _hub_snapshot(QWEN3_4B) or (_ for _ in ()).throw(_missing('qwen3-4b', QWEN3_4B)),
           lambda: _hub_snapshot(QWEN3_4B) is not None, '<|endoftext|>'),
+    Entry('qwen3-4b-shape', 'Qwen3ForCausalLM, Qwen3-4B-Instruct-2507 config, random (seed 0): scale checks on a GPU',
+          'built at load time', '4.0B', '16 GB fp32 / 8 GB bf16 in memory, nothing on disk',
+          lambda: _shape_dir('qwen3-4b-shape', QWEN3_4B_SHAPE), lambda: _shape_ok('qwen3-4b-shape'), '<|endoftext|>'),
+    Entry('qwen3-mid', 'Qwen3ForCausalLM, 36 layers, d_model 512, random (seed 0): Qwen3-4B depth on a CPU',
+          'built at load time', '132M', '530 MB fp32 in memory, nothing on disk',
+          lambda: _shape_dir('qwen3-mid', QWEN3_MID), lambda: _shape_ok('qwen3-mid'), '<|endoftext|>'),
 ]}
 
 # %% ../nbs/00_models.ipynb #c0a0dc30
@@ -327,7 +376,7 @@ def load_model(name_or_path:str|Path, # registry name, local directory or Huggin
                **kw, # passed to `from_pretrained`, e.g. attn_implementation='eager'
               ) -> Loaded:
     "Load a model offline: the nnsight-wrapped model, its tokenizer and its `Spec`."
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     from nnsight.modeling.transformers import TransformersModel
     dev, dt = pick_device(device), pick_dtype(dtype)
     d = locate(name_or_path)
@@ -339,7 +388,7 @@ def load_model(name_or_path:str|Path, # registry name, local directory or Huggin
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='.*generation flags.*')
-            hf = AutoModelForCausalLM.from_pretrained(d, dtype=dt, local_files_only=True, trust_remote_code=False, **kw).to(dev).eval()
+            hf = _load_hf(d, dev, dt, **kw)
     finally:
         if bars: hf_logging.enable_progress_bar()
     tok = AutoTokenizer.from_pretrained(d, local_files_only=True, trust_remote_code=False)
