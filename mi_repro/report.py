@@ -42,7 +42,7 @@ def f(v, # a figure from `val`
 def ci(v, # [estimate, lo, hi]
        nd:int=2): # decimals
     "An estimate with its interval, 'est [lo, hi]'."
-    if isinstance(v, Absent) or v is None: return f(v)
+    if isinstance(v, Absent) or v is None or isinstance(v, (int, float)): return f(v, nd)  # a run without an interval
     return f'{f(v[0], nd)} [{f(v[1], nd)}, {f(v[2], nd)}]'
 
 # %% ../nbs/report.ipynb #925397ed
