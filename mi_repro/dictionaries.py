@@ -14,8 +14,8 @@ from .core import UserError, atomic_path, atomic_write, read_json, load_tensors
 
 # %% auto #0
 __all__ = ['ACTS', 'DICT_VERSION', 'COMPLETE', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'dict_tag', 'dicts_complete',
-           'fit', 'main', 'evaluate', 'spliced', 'export_circuit_tracer', 'import_circuit_tracer', 'Rows',
-           'LazyTranscoder']
+           'fit', 'main', 'evaluate', 'spliced', 'write_ct_config', 'export_circuit_tracer', 'import_circuit_tracer',
+           'Rows', 'LazyTranscoder']
 
 # %% ../nbs/04_dictionaries.ipynb #581e0f53
 def _bag(vals, rows, cols, W, B):
@@ -596,14 +596,20 @@ def spliced(lm, spec, sets:dict, # {name: {layer: Transcoder}}: each set spliced
 
 
 # %% ../nbs/04_dictionaries.ipynb #ab5cb6b3
+def write_ct_config(out:Path, # a transcoder-set folder holding layer_{i}.safetensors
+                    layers:list[int], model:str='', scan:str='mi-repro') -> Path:
+    "circuit-tracer's config.yaml for the layer files of `out` (absolute paths), written atomically."
+    lines = ['model_kind: transcoder_set', f'model_name: "{model}"', 'feature_input_hook: mlp.hook_in',
+             'feature_output_hook: mlp.hook_out', f'scan: {scan}', 'transcoders:']
+    lines += [f'  - "{out}/layer_{l}.safetensors"' for l in layers]
+    return atomic_write(out/'config.yaml', '\n'.join(lines) + '\n')
+
 def export_circuit_tracer(tcs:dict, # {layer: Transcoder}
                           out:str|Path, # folder to write
                           model:str='', # model id for the config
                          ) -> Path:
     "Write `tcs` in circuit-tracer's transcoder-set layout (raw-unit weights, absolute paths in config.yaml)."
     out = Path(out).absolute(); out.mkdir(parents=True, exist_ok=True)
-    lines = ['model_kind: transcoder_set', f'model_name: "{model}"', 'feature_input_hook: mlp.hook_in',
-             'feature_output_hook: mlp.hook_out', 'scan: mi-repro', 'transcoders:']
     for l in sorted(tcs):
         tc = tcs[l]
         if tc.act == 'topk': raise UserError(f"layer {l}: circuit-tracer cannot run TopK transcoders; train with act='batchtopk' or 'jumprelu'")
@@ -612,8 +618,7 @@ def export_circuit_tracer(tcs:dict, # {layer: Transcoder}
         if f.W_skip is not None: t['W_skip'] = f.W_skip
         if (th := f.thresholds()) is not None: t['activation_function.threshold'] = th
         with atomic_path(out/f'layer_{l}.safetensors') as tmp: save_file({k: v.detach().contiguous() for k, v in t.items()}, str(tmp))
-        lines.append(f'  - "{out}/layer_{l}.safetensors"')
-    atomic_write(out/'config.yaml', '\n'.join(lines) + '\n')
+    write_ct_config(out, sorted(tcs), model)
     return out
 
 def import_circuit_tracer(path:str|Path, # a transcoder-set folder

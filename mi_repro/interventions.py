@@ -455,11 +455,11 @@ def matched_pools(tcs:dict, c:Clean, # a clean run (`clean_run`)
                   k_near:int=5, # candidates per feature: the active features closest to it in write size
                  ) -> list[tuple[int, list[int]]]:
     "Per (layer, feature) of `feats`: its layer and the `k_near` other active features of that layer closest to it in `write_size` (log scale)."
-    out, ws = [], {}
+    out, ws, fs = [], {}, set(feats)
     for l, f in feats:
         if l not in ws: ws[l] = write_size(tcs[l], _acts(tcs[l], c.m_in[l].to(tcs[l].W_dec.device))[pos])
         w = ws[l]
-        on = [x for x in (w > 0).nonzero()[:, 0].tolist() if (l, x) not in set(feats)]
+        on = [x for x in (w > 0).nonzero()[:, 0].tolist() if (l, x) not in fs]
         d = torch.tensor([abs(math.log(w[x]) - math.log(w[f])) if w[f] > 0 else 0.0 for x in on])
         out.append((l, [on[i] for i in d.argsort(stable=True)[:k_near].tolist()]))
     return out

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import save_file
 from .core import UserError, atomic_path, atomic_write
-
+from .dictionaries import write_ct_config
 
 # %% auto #0
 __all__ = ['random_set', 'graphs', 'main']
@@ -26,15 +26,12 @@ def random_set(out:str|Path, # folder to write
     out = Path(out).absolute(); out.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
     th = math.sqrt(2) * torch.special.erfinv(torch.tensor(1 - 2 * density)).item()
-    lines = ['model_kind: transcoder_set', f'model_name: "{model}"', 'feature_input_hook: mlp.hook_in',
-             'feature_output_hook: mlp.hook_out', 'scan: mi-repro-random', 'transcoders:']
     for l in range(n_layers):
         Wd = torch.randn(n_features, d, generator=g)
         t = dict(W_enc=torch.randn(n_features, d, generator=g) / math.sqrt(d), W_dec=Wd * (dec_norm / Wd.norm(dim=1, keepdim=True)),
                  b_enc=torch.zeros(n_features), b_dec=torch.zeros(d), **{'activation_function.threshold': torch.full((n_features,), th)})
         with atomic_path(out/f'layer_{l}.safetensors') as tmp: save_file({k: v.to(dtype).contiguous() for k, v in t.items()}, str(tmp))
-        lines.append(f'  - "{out}/layer_{l}.safetensors"')
-    atomic_write(out/'config.yaml', '\n'.join(lines) + '\n')
+    write_ct_config(out, list(range(n_layers)), model, 'mi-repro-random')
     return out
 
 
