@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['METRICS', 'UserError', 'load_tensors', 'atomic_path', 'atomic_write', 'cache_dir', 'pick_device', 'pick_dtype',
+__all__ = ['METRICS', 'UserError', 'load_tensors', 'atomic_path', 'atomic_write', 'cache_dir', 'pick_device', 'pick_dtype', 'tol',
            'run_dir', 'read_json', 'record', 'fig_dir', 'save_fig']
 
 # %% ../nbs/core.ipynb #b09d1ea9
@@ -95,6 +95,15 @@ def pick_dtype(dtype:str|torch.dtype|None=None, # None: fp32
     if isinstance(dtype, torch.dtype): return dtype
     if isinstance(dtype, str) and dtype.lower() in _DTYPES: return _DTYPES[dtype.lower()]
     raise UserError(f"unknown dtype {dtype!r}: use one of fp32, bf16, fp16")
+
+# %% ../nbs/core.ipynb #6f4a12a9
+def tol(dtype:str|torch.dtype|None=None, # the dtype both computations ran in
+        scale:float|torch.Tensor=1.0, # the size of the compared values (e.g. max |logit|); used in bf16/fp16 only
+       ) -> float:
+    "Largest difference two computations of the same values may show: 1e-4 in fp32/fp64, 8 eps x `scale` below."
+    dt = pick_dtype(dtype)
+    if dt in (torch.float32, torch.float64): return 1e-4
+    return 8 * torch.finfo(dt).eps * float(torch.as_tensor(scale).detach())
 
 # %% ../nbs/core.ipynb #80a06d3f
 METRICS = {}

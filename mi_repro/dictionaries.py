@@ -146,7 +146,8 @@ class Transcoder(nn.Module):
     n_features = property(lambda self: self.cfg['n_features'])
     act = property(lambda self: self.cfg['act'])
 
-    def pre(self, x): return torch.addmm(self.b_enc, x * self.x_scale - self.x_mean, self.W_enc.T)
+    def pre(self, x):  # x in any dtype and on any device: read in the weights' own
+        return torch.addmm(self.b_enc, x.to(self.W_enc) * self.x_scale - self.x_mean, self.W_enc.T)
 
     def encode(self, x:torch.Tensor, # [B, d_in] raw activations
               ) -> torch.Tensor:
@@ -165,7 +166,7 @@ class Transcoder(nn.Module):
         if self.W_skip is not None: y = y + self._skip(x)
         return y / self.y_scale
 
-    def _skip(self, x): return (x * self.x_scale) @ self.W_skip.T  # in normalized output units
+    def _skip(self, x): return (x.to(self.W_skip) * self.x_scale) @ self.W_skip.T  # in normalized output units
 
     def skip(self, x:torch.Tensor) -> torch.Tensor:
         "The linear skip path W_skip x in raw output units (zeros without one): what the output holds besides the features."
@@ -564,7 +565,7 @@ def _splice(lm, spec, tcs, ids, p0, zero=False):
             m = spec.module(lm, 'mlp', l)
             x, y = m.input, m.output
             new = torch.zeros_like(y[:, p0:]) if zero else tcs[l](x[:, p0:].reshape(-1, x.shape[-1]))
-            m.output = torch.cat([y[:, :p0], new.reshape(y[:, p0:].shape).to(y.dtype)], 1)
+            m.output = torch.cat([y[:, :p0], new.reshape(y[:, p0:].shape).to(y)], 1)
         out = lm.output.logits.save()
     return out
 

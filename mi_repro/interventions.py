@@ -233,15 +233,15 @@ def intervene(lm, spec:Spec, tcs:dict, # {layer: Transcoder}
             if mode == 'constrained' and l in tcs:
                 tc = tcs[l]
                 x = m.input
-                base = (clean.m_out[l] - tc.skip(clean.m_in[l])).to(dev, x.dtype) + tc.skip(x).to(x.dtype)
-                if any(es): base = base + _delta(tc, _acts(tc, clean.m_in[l].to(dev))[None].expand(B, -1, -1), es).to(x.dtype)
+                base = (clean.m_out[l] - tc.skip(clean.m_in[l])).to(x) + tc.skip(x).to(x)
+                if any(es): base = base + _delta(tc, _acts(tc, clean.m_in[l].to(dev))[None].expand(B, -1, -1), es).to(x)
                 m.output = base
             elif mode == 'constrained':
                 m.output = clean.m_out[l].to(dev, m.output.dtype).expand(B, -1, -1).clone()
             elif any(es):
                 tc = tcs[l]
                 x = m.input
-                m.output = m.output + _delta(tc, _acts(tc, x), es).to(x.dtype)
+                m.output = m.output + _delta(tc, _acts(tc, x), es).to(x)
             if save_mlp: outs.append(m.output.save())
             if fr is not None and spec.mlp_post_norm: freeze_norm('mlp_post_norm', l)
         if fr is not None:
