@@ -155,8 +155,8 @@ def capture(lm, spec:Spec,
         _fill(lm, spec, contexts, path, man, todo, layers, sites, sdt, drop_first, outlier_k, batch_size, progress)
     return Store(path)
 
-def _fill(lm, spec, contexts, path, man, todo, layers, sites, sdt, drop_first, outlier_k, batch_size, progress):
-    "Capture shards `todo` into the store at `path`, updating its manifest after each."
+def _fill(lm, spec, contexts, path, man, todo, layers, sites, sdt, drop_first, outlier_k, batch_size, progress, write=True):
+    "Capture shards `todo` into the store at `path`, adding each to the manifest `man` (and, if `write`, to its file) after each."
     keep, T = slice(1 if drop_first else 0, None), contexts.shape[1]
     bar = tqdm(total=len(todo) * batch_size * (T - keep.start), unit='tok', unit_scale=True, disable=not progress,
                desc=f"capture {spec.name}", smoothing=0.1)
@@ -176,7 +176,7 @@ def _fill(lm, spec, contexts, path, man, todo, layers, sites, sdt, drop_first, o
         man['n_tokens'] += e['n_tokens']
         man['n_flagged'] += e['n_flagged']
         man['complete'] = len(man['shards']) == man['n_shards']
-        atomic_write(path/'manifest.json', json.dumps(man, indent=1))
+        if write: atomic_write(path/'manifest.json', json.dumps(man, indent=1))
         bar.update(int(flag.numel()))
         bar.set_postfix(tok_s=f"{bar.n / (time.perf_counter() - t0):.0f}", refresh=False)
     bar.close()
