@@ -69,7 +69,7 @@ def _worker_ours(argv):
     load_s = time.perf_counter() - t0
     rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     t0 = time.perf_counter()
-    rep = at.Replacement(r.hf, r.spec, tcs, inp['ids'])
+    rep = at.Replacement(r.hf, r.spec, tcs, inp["ids"], drop_first_token=False)  # circuit-tracer keeps position 0's embedding node
     g = at.attribute(rep, r.tok, inp['prompt'], max_feature_nodes=a.max_feature_nodes, batch_size=a.batch_size, progress=False)
     graph_s = time.perf_counter() - t0
     rss_graph = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

@@ -57,12 +57,13 @@ class Replacement:
                  spec:Spec, tcs:dict, # {layer: Transcoder} for every layer
                  ids:torch.Tensor, # [T] token ids (`prompt_ids`)
                  drop_first:bool=True, # leave position 0's features and error out of the graph (its MLP output becomes a constant)
+                 drop_first_token:bool=True, # and its token embedding (circuit-tracer keeps it as a node: False to compare)
                  max_gib:float|None=None, # refuse prompts whose feature outputs are estimated above this (None: the memory available)
                 ):
         check_transcoders(spec, tcs)
         ids = torch.as_tensor(ids).reshape(-1)
         if not len(ids): raise UserError("the prompt has no tokens")
-        self.spec, self.arch, self.drop_first = spec, arch_of(hf.config), drop_first
+        self.spec, self.arch, self.drop_first, self.drop_first_token = spec, arch_of(hf.config), drop_first, drop_first_token
         a, dev = self.arch, next(hf.parameters()).device
         mod = lambda role, l=None: spec.module(hf, role, l)
         gain = lambda role, l=None: (a.gain_offset + mod(role, l).weight.detach().float())
@@ -151,7 +152,8 @@ class Replacement:
         dev = self.x0.device
         cf = torch.ones(B, self.n_feat, device=dev) if cf is None else cf.float()
         ce = torch.ones(B, L, T, device=dev) if ce is None else ce.float()
-        cx = torch.ones(B, T, device=dev) if cx is None else cx.float()
+        cx = torch.ones(B, T, device=dev) if cx is None else cx.float().clone()
+        if self.drop_first_token: cx[:, 0] = 1  # position 0's embedding is a constant, not a node
         x = cx[..., None] * self.x0
         pres = []
         H, Hkv, dh = self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim
@@ -212,6 +214,7 @@ class Replacement:
             G = G + self._attn_T(l, G)
         to = self.n_feat + L * self.T
         out[:, to:to + P] = (G * self.x0[:P]).sum(-1)
+        if self.drop_first_token: out[:, to] = 0
         return out
 
     def _attn_T(self, l:int, G:torch.Tensor) -> torch.Tensor:
