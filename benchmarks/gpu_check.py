@@ -24,7 +24,8 @@ def _stub_ipython():
     except ImportError:
         m, d = types.ModuleType('IPython'), types.ModuleType('IPython.display')
         d.display, d.HTML, d.Markdown = (lambda *a, **k: None), str, str
-        m.display = d; sys.modules.update({'IPython': m, 'IPython.display': d})
+        m.display, m.get_ipython, m.version_info = d, (lambda: None), (9, 0)  # matplotlib asks both when IPython is loaded
+        sys.modules.update({'IPython': m, 'IPython.display': d})
 
 def _carried_corpus():
     "Where the corpus's Debian packages are absent (a GPU image), use the prebuilt corpus carried in the cache."
@@ -63,11 +64,19 @@ def run_chapter(path:Path, params:dict) -> dict:
     return res
 
 def main():
+    os.environ.setdefault('MPLBACKEND', 'Agg')
     ap = argparse.ArgumentParser()
     ap.add_argument('out'); ap.add_argument('--model', default='qwen3-4b-shape')
     ap.add_argument('--device', default='cuda'); ap.add_argument('--dtype', default='bf16')
     ap.add_argument('--chapters', nargs='+', default=['01', '04', '06', '07'])
+    ap.add_argument('--set', nargs='*', default=[], metavar='CHAPTER:KEY=VALUE',
+                    help="override a short setting, e.g. 04:n_tokens=2048 (the value is read as JSON, else kept as text)")
     a = ap.parse_args()
+    for o in a.set:
+        ch, kv = o.split(':', 1); k, v = kv.split('=', 1)
+        try: v = json.loads(v)
+        except ValueError: pass
+        SHORT.setdefault(next(n for n in SHORT if n.startswith(ch)), {})[k] = v
     import torch
     _stub_ipython()
     _carried_corpus()

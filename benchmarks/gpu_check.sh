@@ -9,7 +9,7 @@
 #               tokenizer; the weights are drawn on the GPU) and the text corpus
 #   src/        nbs/, benchmarks/ and data/ of this checkout (the chapters run from there; data/prompts is read beside the package)
 # Time limits: CHAPTERS_S (default 420) for the chapters, SCALE_S (default 150) for the benchmark; SCALE_F features
-# per layer (default 16384).
+# per layer (default 16384); GPU_CHECK_ARGS more arguments for gpu_check.py (e.g. --chapters 04 06 07 --set 04:n_tokens=2048).
 set -u
 W=${WHL:-.whl}
 if [ "${1:-}" = "--pack" ]; then  # run here, in the repo root, with the project's venv
@@ -32,7 +32,7 @@ cp -r "$W/src/data" /tmp/site/  # the prompt sets: read from data/ beside the pa
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers, nnsight, mi_repro; print('torch', torch.__version__, 'transformers', transformers.__version__, 'nnsight', nnsight.__version__)" || exit 1
 t0=$(date +%s)
-timeout "${CHAPTERS_S:-420}" python3 "$W/src/benchmarks/gpu_check.py" "$OUTD/gpu_check.json" --model qwen3-4b-shape --device cuda --dtype bf16
+timeout "${CHAPTERS_S:-420}" python3 "$W/src/benchmarks/gpu_check.py" "$OUTD/gpu_check.json" --model qwen3-4b-shape --device cuda --dtype bf16 ${GPU_CHECK_ARGS:-}
 echo "chapters: exit $? after $(( $(date +%s) - t0 )) s"
 t1=$(date +%s)
 timeout "${SCALE_S:-150}" python3 "$W/src/benchmarks/scale.py" --model qwen3-4b-shape --device cuda --dtype bf16 \
