@@ -10,6 +10,11 @@
 #   src/        nbs/, benchmarks/ and data/ of this checkout (the chapters run from there; data/prompts is read beside the package)
 # Time limits: CHAPTERS_S (default 420) for the chapters, SCALE_S (default 150) for the benchmark; SCALE_F features
 # per layer (default 16384); GPU_CHECK_ARGS more arguments for gpu_check.py (e.g. --chapters 04 06 07 --set 04:n_tokens=2048).
+# circuit-tracer (scale.py's `circuit-tracer` mode) does not run here: its venv does not travel cheaply. Without torch,
+# circuit-tracer 0.5.0 pins transformers <= 4.57.3 and huggingface-hub < 1.0, so it needs its own copies of them,
+# transformer-lens 3.2.1 and what `import transformer_lens` pulls in (datasets -> pyarrow, pandas, aiohttp, ...): 88 MB of
+# cp312 wheels (pyarrow 55, pandas 12, transformers 12; `pip download --no-deps` of the venv's versions), beyond the
+# 64 MiB a carried folder may hold beside the 29 MB the pack above makes.
 set -u
 W=${WHL:-.whl}
 if [ "${1:-}" = "--pack" ]; then  # run here, in the repo root, with the project's venv
