@@ -14,9 +14,9 @@ from .models import prompt_ids
 # %% auto #0
 __all__ = ['COUNTRIES', 'FACTUAL_TEMPLATES', 'CITIES', 'TWO_HOP_TEMPLATES', 'NUMBERS', 'REASONING_TEMPLATES', 'VARIABLES',
            'CODE_TEMPLATES', 'NOUNS', 'GRAMMAR_TEMPLATES', 'LANGS', 'ANTONYMS', 'ANTONYM_TEMPLATES', 'BEHAVIOURS',
-           'THESIS_SETS', 'FIELDS', 'CHAT_USER', 'build_prompts', 'prompts_dir', 'write_prompts', 'stale_prompts',
-           'load_prompts', 'answer_id', 'first_token', 'single_token', 'has_chat', 'chat_text', 'last_logits', 'score',
-           'group_key', 'baseline_table', 'pick_templates', 'chosen', 'gate', 'gated_prompts']
+           'THESIS_SETS', 'FIELDS', 'CHAT_USER', 'split_for', 'build_prompts', 'prompts_dir', 'write_prompts',
+           'stale_prompts', 'load_prompts', 'answer_id', 'first_token', 'single_token', 'has_chat', 'chat_text',
+           'last_logits', 'score', 'group_key', 'baseline_table', 'pick_templates', 'chosen', 'gate', 'gated_prompts']
 
 # %% ../nbs/02_prompts.ipynb #d189a8e1
 COUNTRIES = [  # country, capital, official language
@@ -170,17 +170,22 @@ ANTONYM_TEMPLATES = {  # template_idx aligned across languages; 3 is the thesis'
            'Lo contrario de « {w} » es «'],
 }
 
+# %% ../nbs/02_prompts.ipynb #69d0075c
+def split_for(i:int, # the entity's number in table order (for antonyms, the concept's)
+             ) -> str: # 'train' or 'test'
+    "The split of entity number `i`: every fourth entity (i mod 4 = 3) is held out for testing."
+    return 'test' if i % 4 == 3 else 'train'
+
+
 # %% ../nbs/02_prompts.ipynb #5fa97a65
 BEHAVIOURS = ['factual', 'two_hop', 'reasoning', 'code', 'grammar', 'antonyms']
 THESIS_SETS = ['multilingual_circuits_b1', 'antonym_operation', 'grammar_agreement']
 FIELDS = ['prompt', 'correct_answer', 'incorrect_answer', 'behaviour', 'language', 'split']  # every line needs these
 
-def _split(i:int) -> str: return 'test' if i % 4 == 3 else 'train'
-
 def _rows(behaviour, language, i, entity, items):
     "Prompt dicts for entity number `i`: `items` are (template_idx, prompt, correct, incorrect, task fields)."
     return [dict(prompt=p, correct_answer=c, incorrect_answer=w, behaviour=behaviour, language=language,
-                 split=_split(i), template_idx=t, entity=entity, **extra) for t, p, c, w, extra in items]
+                 split=split_for(i), template_idx=t, entity=entity, **extra) for t, p, c, w, extra in items]
 
 def _factual():
     rows = []

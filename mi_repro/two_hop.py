@@ -11,7 +11,8 @@ from .core import UserError
 from .models import Spec
 from .attribution import Graph, influence
 from .models import prompt_ids
-from .interventions import clean_run, intervene, swap_in, random_active, matched_pools, matched_active, _acts
+from .interventions import (clean_run, intervene, swap_in, random_active, matched_pools, matched_active,
+                                    feature_acts)
 
 # %% auto #0
 __all__ = ['one_hop', 'cont_logprob', 'answer_scores', 'entity_pos', 'one_token', 'logit_dirs', 'word_acts', 'answer_influence',
@@ -132,7 +133,7 @@ def word_acts(lm, spec:Spec, tcs:dict, tok,
     bp = f"The capital of {word} is"
     c = clean_run(lm, spec, prompt_ids(tok, bp))
     q = entity_pos(tok, bp, word)[-1]
-    return {l: _acts(tc, c.m_in[l][q].to(tc.W_dec.device)[None])[0].cpu() for l, tc in tcs.items()}
+    return {l: feature_acts(tc, c.m_in[l][q].to(tc.W_dec.device)[None])[0].cpu() for l, tc in tcs.items()}
 
 def answer_influence(g:Graph, answer:int, # the answer's token id (a logit node of `g`)
                     ) -> torch.Tensor:
