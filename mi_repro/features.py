@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file, safe_open
 from tqdm.auto import tqdm
 from .core import UserError, atomic_path, atomic_write, read_json, cache_dir, load_tensors
-from .models import Spec, run_name, prompt_ids
+from .models import Spec, run_name, prompt_ids, hf_model
 from .dictionaries import Transcoder, load_dict, fit, dict_tag, dicts_complete, COMPLETE, DICT_VERSION
 from .activations import read_acts, capture, default_store
 
@@ -223,7 +223,7 @@ def build_index(lm, spec:Spec,
         save_ckpt(stop)
         return None
     elapsed += time.perf_counter() - t0
-    hf, t1 = lm._module, time.perf_counter()
+    hf, t1 = hf_model(lm), time.perf_counter()
     for l in layers:
         t = {n: v.cpu().contiguous() for n, v in accs[l].t.items()}
         t.update(logit_effects(hf, spec, tcs[l], l))

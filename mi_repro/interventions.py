@@ -14,7 +14,7 @@ from .dictionaries import Transcoder
 from .attribution import Graph, influence
 from .prompts import answer_id
 from .stats import bootstrap_ci, spearman, sign_agree
-from .models import prompt_ids
+from .models import prompt_ids, hf_model
 
 # %% auto #0
 __all__ = ['MODES', 'SITES', 'Edit', 'check_edit', 'tag', 'ablate', 'steer', 'by_layer', 'supernode', 'Clean', 'clean_run',
@@ -135,7 +135,8 @@ def clean_run(lm, spec:Spec,
     "Record the clean run of `ids`: logits, MLP inputs and outputs, and (freeze) the norm scales and attention patterns."
     ids = torch.as_tensor(ids).reshape(-1)
     if not len(ids): raise UserError("the prompt has no tokens")
-    a, hf = arch_of(lm._module.config), lm._module
+    hf = hf_model(lm)
+    a = arch_of(hf.config)
     norms = [r for r in _NORMS if getattr(spec, r)] if freeze else []
     m_in, m_out, nin, u, res = [], [], {r: [] for r in norms}, [], {}  # filled inside the trace (containers made outside it)
     with lm.trace(ids[None].to(lm.device)):
@@ -216,7 +217,8 @@ def intervene(lm, spec:Spec, tcs:dict, # {layer: Transcoder}
     dev = lm.device
     fr = clean.frozen if freeze else None
     if fr is not None:
-        a, hf = arch_of(lm._module.config), lm._module
+        hf = hf_model(lm)
+        a = arch_of(hf.config)
         gain = {(r, l): a.gain_offset + spec.module(hf, r, l).weight.float() for r in _NORMS if getattr(spec, r) for l in range(L)}
         gf = a.gain_offset + spec.module(hf, 'final_norm').weight.float()
     def freeze_norm(r, l):
@@ -352,7 +354,7 @@ def patch(lm, spec:Spec,
     if not len(c) or not len(x): raise UserError("a prompt has no tokens")
     if len(c) != len(x): raise UserError(f"patching needs prompts of equal length in tokens: clean has {len(c)}, corrupted {len(x)}")
     L, T, dh = spec.n_layers, len(c), spec.head_dim
-    V = lm._module.config.vocab_size
+    V = hf_model(lm).config.vocab_size
     for t in (correct, incorrect):
         if not 0 <= int(t) < V: raise UserError(f"answer id {t} is out of range for a vocabulary of {V}")
     acts, res = [], {}

@@ -357,6 +357,8 @@ def single_token(tok, # a tokenizer
     return kept, dropped
 
 # %% ../nbs/02_prompts.ipynb #21fb7599
+from .models import hf_model
+
 CHAT_USER = 'Complete the text.'  # the user turn of the chat variant; the prompt starts the assistant's reply
 
 def has_chat(tok) -> bool:
@@ -395,8 +397,6 @@ def _last_logits(hf, ids:list[list[int]], pad_id:int, batch_size:int):
         out = hf(input_ids=x.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), logits_to_keep=1, use_cache=False)
         yield idx, out.logits[:, -1].float().cpu()
 
-def _hf(model): return getattr(model, '_module', model)  # the transformers model inside an nnsight wrapper
-
 def last_logits(model, # nnsight-wrapped or plain transformers model
                 tok, # its tokenizer
                 prompts:list[str|dict], # prompts (strings or prompt dicts)
@@ -407,7 +407,7 @@ def last_logits(model, # nnsight-wrapped or plain transformers model
     ps = [p if isinstance(p, dict) else dict(prompt=p) for p in prompts]
     _, ids = _texts(tok, ps, chat)
     out = [None] * len(ps)
-    for idx, z in _last_logits(_hf(model), ids, tok.pad_token_id, batch_size):
+    for idx, z in _last_logits(hf_model(model), ids, tok.pad_token_id, batch_size):
         for r, i in enumerate(idx): out[i] = z[r]
     return torch.stack(out)
 
@@ -429,7 +429,7 @@ def score(model, # nnsight-wrapped or plain transformers model
                         f"{bad[0]['prompt']!r} -> {bad[0]['correct_answer']!r} / {bad[0]['incorrect_answer']!r}; "
                         "filter them with `single_token(tok, prompts)` first")
     res = [None] * len(prompts)
-    for idx, z in _last_logits(_hf(model), ids, tok.pad_token_id, batch_size):
+    for idx, z in _last_logits(hf_model(model), ids, tok.pad_token_id, batch_size):
         lp = z.log_softmax(-1)
         for r, i in enumerate(idx):
             c, w = cw[i]
