@@ -16,7 +16,8 @@ __all__ = ['COUNTRIES', 'FACTUAL_TEMPLATES', 'CITIES', 'TWO_HOP_TEMPLATES', 'NUM
            'CODE_TEMPLATES', 'NOUNS', 'GRAMMAR_TEMPLATES', 'LANGS', 'ANTONYMS', 'ANTONYM_TEMPLATES', 'BEHAVIOURS',
            'THESIS_SETS', 'FIELDS', 'CHAT_USER', 'split_for', 'build_prompts', 'prompts_dir', 'write_prompts',
            'stale_prompts', 'load_prompts', 'answer_id', 'first_token', 'single_token', 'has_chat', 'chat_text',
-           'last_logits', 'score', 'group_key', 'baseline_table', 'pick_templates', 'chosen', 'gate', 'gated_prompts']
+           'last_logits', 'score', 'group_key', 'baseline_table', 'pick_templates', 'chosen', 'gate', 'gated_prompts',
+           'behaviour_prompts']
 
 # %% ../nbs/02_prompts.ipynb #d189a8e1
 COUNTRIES = [  # country, capital, official language
@@ -506,3 +507,15 @@ def gated_prompts(behaviour:str, # a behaviour (see `BEHAVIOURS`)
                         f"{metrics.get(f'prompts.{g}.top1')}); pass strict=False to use it anyway")
     ts = set(metrics[f'prompts.{g}.templates'])
     return single_token(tok, [p for p in load_prompts(behaviour, split, language) if p['template_idx'] in ts])[0]
+
+# %% ../nbs/02_prompts.ipynb #48f92a67
+def behaviour_prompts(behaviour:str, # a behaviour (see `BEHAVIOURS`)
+                      tok, # the model's tokenizer
+                      split:str|None, # 'train', 'test' or None
+                     ) -> list[dict]:
+    "English prompts of `behaviour` with single-token answers: chapter 02's chosen templates when its results are in the run."
+    try:
+        return gated_prompts(behaviour, tok, split=split, strict=False)
+    except UserError:
+        return single_token(tok, load_prompts(behaviour, split, 'en'))[0]
+
