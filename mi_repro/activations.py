@@ -14,7 +14,8 @@ from .core import UserError, atomic_path, atomic_write, read_json, pick_dtype, c
 from .models import Spec
 
 # %% auto #0
-__all__ = ['SITES', 'STORE_VERSION', 'site_dim', 'check_sites', 'check_layers', 'read_acts', 'default_store', 'capture', 'Store']
+__all__ = ['SITES', 'STORE_VERSION', 'site_dim', 'check_sites', 'check_layers', 'read_acts', 'default_store', 'capture',
+           'capture_shards', 'Store']
 
 # %% ../nbs/03_activations.ipynb #4f382e91
 SITES = {'resid_pre': (None, 'input'), 'mlp_in': ('mlp', 'input'), 'mlp_hidden': ('mlp_hidden', 'input'),
@@ -152,10 +153,25 @@ def capture(lm, spec:Spec,
             atomic_write(mpath, json.dumps(_drop(man, bad), indent=1))
         have = {s['file'] for s in man['shards']}
         todo = [k for k in range(cfg['n_shards']) if f'shard_{k:05d}.safetensors' not in have][:max_shards]
-        _fill(lm, spec, contexts, path, man, todo, layers, sites, sdt, drop_first, outlier_k, batch_size, progress)
+        capture_shards(lm, spec, contexts, path, man, todo, layers, sites, sdt, drop_first, outlier_k, batch_size,
+                       progress)
     return Store(path)
 
-def _fill(lm, spec, contexts, path, man, todo, layers, sites, sdt, drop_first, outlier_k, batch_size, progress, write=True):
+
+# %% ../nbs/03_activations.ipynb #058e9574
+def capture_shards(lm, spec:Spec, # the model (`load_model`) and its `Spec`
+                   contexts:torch.Tensor, # [n, ctx] token ids: shard k holds contexts k*batch_size on
+                   path:Path, # the store folder
+                   man:dict, # the store's manifest: each new shard is added to it
+                   todo:list[int], # the shards to capture
+                   layers:list[int], sites:list[str], # what to capture (checked by `capture`)
+                   sdt:torch.dtype, # dtype on disk
+                   drop_first:bool, # leave out position 0 of each context
+                   outlier_k:float, # flag tokens with an activation norm above k x median
+                   batch_size:int, # contexts per shard
+                   progress:bool, # show a progress bar
+                   write:bool=True, # also write the manifest file after each shard
+                  ):
     "Capture shards `todo` into the store at `path`, adding each to the manifest `man` (and, if `write`, to its file) after each."
     keep, T = slice(1 if drop_first else 0, None), contexts.shape[1]
     bar = tqdm(total=len(todo) * batch_size * (T - keep.start), unit='tok', unit_scale=True, disable=not progress,

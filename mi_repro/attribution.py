@@ -16,8 +16,8 @@ from .dictionaries import Transcoder
 
 # %% auto #0
 __all__ = ['check_transcoders', 'Replacement', 'logits_check', 'logit_targets', 'Graph', 'graph_gib', 'attribute',
-           'ablation_check', 'completeness_check', 'normalize', 'influence', 'prune', 'graph_scores', 'graph_json',
-           'write_graph', 'plot_graph']
+           'ablation_check', 'completeness_check', 'logit_weights', 'normalize', 'influence', 'prune', 'graph_scores',
+           'graph_json', 'write_graph', 'plot_graph']
 
 # %% ../nbs/06_attribution.ipynb #4ae14856
 def check_transcoders(spec:Spec, # the model's spec
@@ -438,6 +438,15 @@ def completeness_check(rep:Replacement, g:Graph) -> dict:
     return dict(max_rel_err=float(rel.max()), n=len(rows), max_abs_vs_model=float((full.cpu() - true).abs().max()),
                 const_share=float((const.abs() / scale).mean()))
 
+# %% ../nbs/06_attribution.ipynb #b62e0f2a
+def logit_weights(g:Graph, # an attribution graph (`attribute`)
+                 ) -> torch.Tensor: # [n] one weight per node
+    "Each node's weight as an output of `g`: a logit node's probability, 0 for every other node."
+    w = torch.zeros(len(g.adj))
+    w[-len(g.logit_ids):] = g.logit_probs.float()
+    return w
+
+
 # %% ../nbs/06_attribution.ipynb #265f5921
 def normalize(A:torch.Tensor) -> torch.Tensor:
     "Row-normalized |A|: each target's incoming edges as fractions of their total absolute weight."
@@ -459,10 +468,6 @@ def influence(A:torch.Tensor, # [n, n] adjacency (or its normalized form, `norme
         tot += cur
     raise RuntimeError(f"influence did not converge in {max_iter} steps: the adjacency matrix is not acyclic")
 
-def _logit_w(g:Graph) -> torch.Tensor:
-    w = torch.zeros(len(g.adj)); w[-len(g.logit_ids):] = g.logit_probs.float()
-    return w
-
 def _cut(scores:torch.Tensor, frac:float) -> torch.Tensor:
     "The score above which the largest scores hold `frac` of the total."
     s = scores.sort(descending=True).values
@@ -476,7 +481,7 @@ def prune(g:Graph, node_threshold:float=0.8, # keep the nodes holding this fract
     for name, v in dict(node_threshold=node_threshold, edge_threshold=edge_threshold).items():
         if not 0.0 <= v <= 1.0: raise UserError(f"{name} must be between 0 and 1, not {v!r}")
     n_tok, K, F_ = g.n_pos, len(g.logit_ids), g.n_sel
-    w = _logit_w(g)
+    w = logit_weights(g)
     infl = influence(g.adj, w)
     node = infl >= _cut(infl, node_threshold)
     node[-K - n_tok:] = True  # tokens and logits stay
@@ -497,7 +502,7 @@ def prune(g:Graph, node_threshold:float=0.8, # keep the nodes holding this fract
 
 def graph_scores(g:Graph) -> dict:
     "circuit-tracer's graph scores: replacement (share of token-to-logit influence not through error nodes) and completeness (influence-weighted share of inputs not from error nodes)."
-    w = _logit_w(g)
+    w = logit_weights(g)
     An = normalize(g.adj)
     infl = influence(An, w, normed=True)
     e0, e1 = g.n_sel, g.n_sel + g.n_layers * g.n_pos

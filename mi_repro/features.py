@@ -10,15 +10,16 @@ import torch
 from safetensors.torch import save_file, safe_open
 from tqdm.auto import tqdm
 from .core import UserError, atomic_path, atomic_write, read_json, cache_dir, load_tensors
-from .models import Spec, run_name, prompt_ids
+from .models import Spec, run_name, prompt_ids, hf_model
 from .dictionaries import Transcoder, load_dict, fit, dict_tag, dicts_complete, COMPLETE, DICT_VERSION
 from .activations import read_acts, capture, default_store
 
 # %% auto #0
-__all__ = ['WIN', 'BINS', 'INDEX_VERSION', 'CSS', 'find_dicts', 'load_dicts', 'train_dicts', 'default_dicts', 'dict_hash',
-           'build_index', 'top_dot', 'unembed_dirs', 'logit_effects', 'input_tokens', 'FeatureIndex', 'find_index',
-           'auto_labels', 'write_labels', 'load_labels', 'features_at', 'search', 'shown', 'feature_html',
-           'show_feature', 'page_name', 'write_pages', 'behaviour_features', 'context_langs', 'lang_share']
+__all__ = ['WIN', 'BINS', 'INDEX_VERSION', 'CSS', 'find_dicts', 'load_dicts', 'train_dicts', 'default_dicts', 'chapter_dicts',
+           'chapter_setup', 'dict_hash', 'build_index', 'top_dot', 'unembed_dirs', 'logit_effects', 'input_tokens',
+           'FeatureIndex', 'find_index', 'auto_labels', 'write_labels', 'load_labels', 'features_at', 'search', 'shown',
+           'feature_html', 'show_feature', 'page_name', 'write_pages', 'behaviour_features', 'context_langs',
+           'lang_share']
 
 # %% ../nbs/05_features.ipynb #941835e7
 def find_dicts(model:str, # model name
@@ -69,6 +70,30 @@ def default_dicts(lm, tok, spec:Spec, model:str,
     if model == 'tiny-qwen3': return train_dicts(lm, tok, spec, model, seed=max(dict_seed, 0), progress=False)
     if dict_seed < 0: return find_dicts(model)
     return train_dicts(lm, tok, spec, model, n_tokens=204_800, batch_size=1024, seed=dict_seed, progress=False)
+
+
+# %% ../nbs/05_features.ipynb #c3909ce1
+from .models import Loaded, load_model
+
+def chapter_dicts(r:Loaded, # the loaded model (`load_model`)
+                  model:str, # its name, as given to `load_model`
+                  dicts:str|Path='', # a chapter-04 folder; empty: chapter 04's defaults (`default_dicts`)
+                  dict_seed:int=-1, # the training seed of the defaults (`default_dicts`)
+                 ) -> tuple[Path, dict]:
+    "The dictionaries a chapter works with: their folder, and {layer: Transcoder} on the model's device."
+    dict_dir = Path(dicts) if dicts else default_dicts(r.model, r.tok, r.spec, model, dict_seed)
+    return dict_dir, load_dicts(dict_dir, device=r.hf.device)
+
+def chapter_setup(model:str, # registry name, local directory or Hugging Face id
+                  device:str|None=None, dtype:str|None=None, # as in `load_model`
+                  dicts:str|Path='', dict_seed:int=-1, # as in `chapter_dicts`
+                  seed:int|None=None, # `torch.manual_seed(seed)` once the model is loaded, before the dictionaries
+                 ) -> tuple[Loaded, Path, dict]:
+    "The prelude of chapters 06-10: the model (`load_model`), then its dictionaries (`chapter_dicts`)."
+    r = load_model(model, device, dtype)
+    if seed is not None:
+        torch.manual_seed(seed)
+    return (r, *chapter_dicts(r, model, dicts, dict_seed))
 
 
 # %% ../nbs/05_features.ipynb #1e627b1b
@@ -223,7 +248,7 @@ def build_index(lm, spec:Spec,
         save_ckpt(stop)
         return None
     elapsed += time.perf_counter() - t0
-    hf, t1 = lm._module, time.perf_counter()
+    hf, t1 = hf_model(lm), time.perf_counter()
     for l in layers:
         t = {n: v.cpu().contiguous() for n, v in accs[l].t.items()}
         t.update(logit_effects(hf, spec, tcs[l], l))

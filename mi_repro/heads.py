@@ -9,7 +9,7 @@ from .core import UserError
 from .models import Spec
 from .forward import arch_of, attention
 from .attribution import Replacement, Graph
-from .models import prompt_ids
+from .models import prompt_ids, hf_model
 
 # %% auto #0
 __all__ = ['SCORES', 'patterns', 'repeated_tokens', 'head_scores', 'top_heads', 'plot_scores', 'plot_patterns', 'head_means',
@@ -24,7 +24,7 @@ def patterns(lm, spec:Spec,
     ids = torch.as_tensor(ids)
     if ids.ndim == 1: ids = ids[None]
     if ids.ndim != 2 or ids.shape[1] == 0: raise UserError(f"ids must be [batch, tokens] with at least one token, got shape {tuple(ids.shape)}")
-    hf = lm._module
+    hf = hf_model(lm)
     a, us = arch_of(hf.config), []
     with lm.trace(ids.to(lm.device)):
         for l in range(spec.n_layers): us.append(spec.module(lm, 'attn_norm', l).output.save())
@@ -152,7 +152,7 @@ def ablate_heads(lm, spec:Spec,
     ids = torch.as_tensor(ids).reshape(-1)
     T, L, H, dh = len(ids), spec.n_layers, spec.n_heads, spec.head_dim
     if T < 2: raise UserError("the prompt needs a token after position 0")
-    V = lm._module.config.vocab_size
+    V = hf_model(lm).config.vocab_size
     for t in (correct, incorrect):
         if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < V: raise UserError(f"answer id {t!r} is out of range for a vocabulary of {V}")
     cells = _check_heads(spec, heads)

@@ -14,13 +14,13 @@ from .dictionaries import Transcoder
 from .attribution import Graph, influence
 from .prompts import answer_id
 from .stats import bootstrap_ci, spearman, sign_agree
-from .models import prompt_ids
+from .models import prompt_ids, hf_model
 
 # %% auto #0
 __all__ = ['MODES', 'SITES', 'Edit', 'check_edit', 'tag', 'ablate', 'steer', 'by_layer', 'supernode', 'Clean', 'clean_run',
-           'intervene', 'measure', 'graph_predictions', 'graph_vs_reality', 'patch', 'plot_patching', 'generate',
-           'swap_in', 'random_active', 'write_size', 'matched_pools', 'matched_active', 'feature_means', 'choose_set',
-           'margin_set', 'set_vs_random', 'control_summary']
+           'feature_acts', 'intervene', 'measure', 'graph_predictions', 'graph_vs_reality', 'patch', 'plot_patching',
+           'generate', 'swap_in', 'random_active', 'write_size', 'matched_pools', 'matched_active', 'feature_means',
+           'choose_set', 'margin_set', 'set_vs_random', 'control_summary']
 
 # %% ../nbs/07_interventions.ipynb #197c1e37
 @dataclass
@@ -135,7 +135,8 @@ def clean_run(lm, spec:Spec,
     "Record the clean run of `ids`: logits, MLP inputs and outputs, and (freeze) the norm scales and attention patterns."
     ids = torch.as_tensor(ids).reshape(-1)
     if not len(ids): raise UserError("the prompt has no tokens")
-    a, hf = arch_of(lm._module.config), lm._module
+    hf = hf_model(lm)
+    a = arch_of(hf.config)
     norms = [r for r in _NORMS if getattr(spec, r)] if freeze else []
     m_in, m_out, nin, u, res = [], [], {r: [] for r in norms}, [], {}  # filled inside the trace (containers made outside it)
     with lm.trace(ids[None].to(lm.device)):
@@ -159,11 +160,15 @@ def clean_run(lm, spec:Spec,
         fr['A'] = torch.stack([attention(u[l], spec.module(hf, 'attn', l), spec, a, l)[1][0].float() for l in range(spec.n_layers)])
     return Clean(ids.cpu(), logits[0].float(), torch.stack([x[0] for x in m_in]).float(), torch.stack([x[0] for x in m_out]).float(), fr)
 
-# %% ../nbs/07_interventions.ipynb #8d7c7b53
-def _acts(tc:Transcoder, x:torch.Tensor) -> torch.Tensor:
-    "Feature activations [..., F] of raw MLP inputs [..., d]."
+# %% ../nbs/07_interventions.ipynb #cdccbf0e
+def feature_acts(tc:Transcoder, # the transcoder of one layer
+                 x:torch.Tensor, # [..., d] raw MLP inputs of that layer
+                ) -> torch.Tensor: # [..., F] in fp32
+    "Feature activations of raw MLP inputs `x`, of any leading shape."
     return tc.encode(x.reshape(-1, x.shape[-1]).to(tc.W_enc.dtype)).reshape(*x.shape[:-1], -1).float()
 
+
+# %% ../nbs/07_interventions.ipynb #8d7c7b53
 def _delta(tc:Transcoder, z:torch.Tensor, # [B, T, F] current activations
            rows:list, # per batch row: the checked edits of this layer
           ) -> torch.Tensor:
@@ -212,7 +217,8 @@ def intervene(lm, spec:Spec, tcs:dict, # {layer: Transcoder}
     dev = lm.device
     fr = clean.frozen if freeze else None
     if fr is not None:
-        a, hf = arch_of(lm._module.config), lm._module
+        hf = hf_model(lm)
+        a = arch_of(hf.config)
         gain = {(r, l): a.gain_offset + spec.module(hf, r, l).weight.float() for r in _NORMS if getattr(spec, r) for l in range(L)}
         gf = a.gain_offset + spec.module(hf, 'final_norm').weight.float()
     def freeze_norm(r, l):
@@ -234,14 +240,16 @@ def intervene(lm, spec:Spec, tcs:dict, # {layer: Transcoder}
                 tc = tcs[l]
                 x = m.input
                 base = (clean.m_out[l] - tc.skip(clean.m_in[l])).to(x) + tc.skip(x).to(x)
-                if any(es): base = base + _delta(tc, _acts(tc, clean.m_in[l].to(dev))[None].expand(B, -1, -1), es).to(x)
+                if any(es):
+                    z = feature_acts(tc, clean.m_in[l].to(dev))[None].expand(B, -1, -1)
+                    base = base + _delta(tc, z, es).to(x)
                 m.output = base
             elif mode == 'constrained':
                 m.output = clean.m_out[l].to(dev, m.output.dtype).expand(B, -1, -1).clone()
             elif any(es):
                 tc = tcs[l]
                 x = m.input
-                m.output = m.output + _delta(tc, _acts(tc, x), es).to(x)
+                m.output = m.output + _delta(tc, feature_acts(tc, x), es).to(x)
             if save_mlp: outs.append(m.output.save())
             if fr is not None and spec.mlp_post_norm: freeze_norm('mlp_post_norm', l)
         if fr is not None:
@@ -297,10 +305,10 @@ def graph_vs_reality(lm, spec:Spec, tcs:dict, g:Graph,
                      batch_size:int=32):
     "Zero-ablate each of the `n` most influential feature nodes of `g` on the real model in each mode; a table of predicted and measured changes of the target logit, and the agreement per mode."
     import pandas as pd
-    from mi_repro.attribution import _logit_w
+    from mi_repro.attribution import logit_weights
     if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise UserError(f"n must be a positive int, not {n!r}")
     direct, total = graph_predictions(g, target)
-    infl = influence(g.adj, _logit_w(g))[:g.n_sel]
+    infl = influence(g.adj, logit_weights(g))[:g.n_sel]
     top = infl.argsort(descending=True)[:n]
     nodes = g.active[g.selected[top]]  # [n, 3] (layer, pos, feature)
     df = pd.DataFrame(dict(layer=nodes[:, 0].numpy(), pos=nodes[:, 1].numpy(), feature=nodes[:, 2].numpy(),
@@ -346,7 +354,7 @@ def patch(lm, spec:Spec,
     if not len(c) or not len(x): raise UserError("a prompt has no tokens")
     if len(c) != len(x): raise UserError(f"patching needs prompts of equal length in tokens: clean has {len(c)}, corrupted {len(x)}")
     L, T, dh = spec.n_layers, len(c), spec.head_dim
-    V = lm._module.config.vocab_size
+    V = hf_model(lm).config.vocab_size
     for t in (correct, incorrect):
         if not 0 <= int(t) < V: raise UserError(f"answer id {t} is out of range for a vocabulary of {V}")
     acts, res = [], {}
@@ -429,7 +437,7 @@ def swap_in(lm, spec:Spec, tcs:dict,
             check_edit(Edit(l, fs), spec, tcs, Tc); d.setdefault(spec.check_layer(l), []).extend(fs)
     edits = [Edit(l, fs, pp, value=0.0) for l, fs in sorted(R.items())]
     for l, fs in sorted(S.items()):
-        z = _acts(tcs[l], c.m_in[l].to(tcs[l].W_dec.device))[cp][:, fs]
+        z = feature_acts(tcs[l], c.m_in[l].to(tcs[l].W_dec.device))[cp][:, fs]
         edits.append(Edit(l, fs, pp, value=z * float(scale)))
     return edits  # removals first, so a feature in both S and R ends at its clean value (times `scale`)
 
@@ -440,7 +448,7 @@ def random_active(tcs:dict, c:Clean, # a clean run (`clean_run`)
     "A control for `feats`: per (layer, feature), a random feature of the same layer active at `pos` in the run `c` (none where no feature is)."
     out = []
     for l, _ in feats:
-        on = (_acts(tcs[l], c.m_in[l].to(tcs[l].W_dec.device))[pos] > 0).any(0).nonzero()[:, 0].cpu()
+        on = (feature_acts(tcs[l], c.m_in[l].to(tcs[l].W_dec.device))[pos] > 0).any(0).nonzero()[:, 0].cpu()
         if len(on): out.append((l, int(on[torch.randint(len(on), (1,), generator=gen)])))
     return out
 
@@ -457,7 +465,7 @@ def matched_pools(tcs:dict, c:Clean, # a clean run (`clean_run`)
     "Per (layer, feature) of `feats`: its layer and the `k_near` other active features of that layer closest to it in `write_size` (log scale)."
     out, ws, fs = [], {}, set(feats)
     for l, f in feats:
-        if l not in ws: ws[l] = write_size(tcs[l], _acts(tcs[l], c.m_in[l].to(tcs[l].W_dec.device))[pos])
+        if l not in ws: ws[l] = write_size(tcs[l], feature_acts(tcs[l], c.m_in[l].to(tcs[l].W_dec.device))[pos])
         w = ws[l]
         on = [x for x in (w > 0).nonzero()[:, 0].tolist() if (l, x) not in fs]
         d = torch.tensor([abs(math.log(w[x]) - math.log(w[f])) if w[f] > 0 else 0.0 for x in on])
@@ -487,17 +495,18 @@ def feature_means(lm, spec:Spec, tcs:dict,
     ids = torch.as_tensor(ids)
     if ids.ndim != 2 or ids.shape[1] < 1 + skip_first: raise UserError(f"ids must be [B, T] token ids with T > {int(skip_first)}, got shape {tuple(ids.shape)}")
     acts = read_acts(lm, spec, ids.to(lm.device), sorted(tcs), ['mlp_in'])
-    return {l: _acts(tcs[l], acts[(l, 'mlp_in')][:, int(skip_first):]).reshape(-1, tcs[l].n_features).mean(0).cpu() for l in sorted(tcs)}
+    return {l: feature_acts(tcs[l], acts[(l, 'mlp_in')][:, int(skip_first):]).reshape(-1, tcs[l].n_features).mean(0).cpu()
+            for l in sorted(tcs)}
 
 def choose_set(graphs:list, # chapter-06 `Graph`s (of train prompts)
                k:int=8, # features in the set
               ) -> list[tuple[int, int]]:
     "The `k` (layer, feature) pairs with the largest influence on the logits summed over `graphs` (and over positions)."
-    from mi_repro.attribution import _logit_w
+    from mi_repro.attribution import logit_weights
     if not graphs: raise UserError("choose_set: no graphs given")
     tot = {}
     for g in graphs:
-        infl = influence(g.adj, _logit_w(g))[:g.n_sel]
+        infl = influence(g.adj, logit_weights(g))[:g.n_sel]
         for (l, p, f), v in zip(g.active[g.selected].tolist(), infl.tolist()): tot[(l, f)] = tot.get((l, f), 0.0) + v
     return [lf for lf, _ in sorted(tot.items(), key=lambda kv: -kv[1])[:k]]
 
@@ -537,7 +546,7 @@ def set_vs_random(lm, spec:Spec, tcs:dict, tok,
         pos = list(range(1, T))
         sel, pools, chosen = [], {}, []
         for l, fs in sorted(by.items()):
-            on = (_acts(tcs[l], cl.m_in[l].to(tcs[l].W_dec.device))[1:] > 0).any(0).cpu()
+            on = (feature_acts(tcs[l], cl.m_in[l].to(tcs[l].W_dec.device))[1:] > 0).any(0).cpu()
             act = [f for f in fs if check_edit(Edit(l, f), spec, tcs, T) and on[f]]
             if act:
                 sel.append(Edit(l, act, pos, value=0.0))

@@ -15,7 +15,7 @@ from .core import UserError, cache_dir, pick_device, pick_dtype, read_json
 # %% auto #0
 __all__ = ['SMOL_GGUF', 'TINY', 'TINY_VERSION', 'QWEN3_4B_SHAPE', 'QWEN3_MID', 'SHAPE_MARK', 'QWEN3_4B', 'REGISTRY', 'Spec',
            'spec_from_config', 'tiny_qwen3', 'hf_cache', 'Entry', 'locate', 'run_name', 'check_model', 'model_table',
-           'doc_start', 'prompt_ids', 'Loaded', 'load_model']
+           'doc_start', 'prompt_ids', 'hf_model', 'Loaded', 'load_model']
 
 # %% ../nbs/00_models.ipynb #dfd2c169
 @dataclass
@@ -358,6 +358,13 @@ def prompt_ids(tok, # the model's tokenizer
     if len(ids) < 2: raise UserError("the prompt is only the document-start token: give some text after it")
     return torch.tensor(ids)
 
+# %% ../nbs/00_models.ipynb #a7db1115
+def hf_model(model, # an nnsight model (`load_model(...).model`) or a plain transformers model
+            ) -> torch.nn.Module:
+    "The plain transformers model inside an nnsight wrapper; `model` itself when it is not wrapped."
+    return getattr(model, '_module', model)
+
+
 # %% ../nbs/00_models.ipynb #952f6226
 class Loaded(NamedTuple):
     "What `load_model` returns: unpack as `lm, tok, spec = load_model(...)`."
@@ -368,7 +375,7 @@ class Loaded(NamedTuple):
     @property
     def hf(self) -> torch.nn.Module:
         "The plain transformers model inside the nnsight wrapper."
-        return self.model._module
+        return hf_model(self.model)
 
 def load_model(name_or_path:str|Path, # registry name, local directory or Hugging Face id in the local cache
                device:str|None=None, # 'auto' / None (cuda if available), 'cpu', 'cuda'

@@ -12,11 +12,11 @@ import pandas as pd
 import networkx as nx
 from .core import UserError
 from .models import Spec
-from .prompts import ANTONYMS, LANGS, load_prompts, last_logits, _split, first_token, answer_id
+from .prompts import ANTONYMS, LANGS, load_prompts, last_logits, split_for, first_token, answer_id
 from .features import find_dicts
 from .attribution import Replacement, attribute, prune
 from .models import prompt_ids
-from .interventions import ablate, intervene, clean_run, measure, _acts
+from .interventions import ablate, intervene, clean_run, measure, feature_acts
 from .stats import iou, ari
 
 # %% auto #0
@@ -51,7 +51,7 @@ def translation_prompts(split:str|None=None, # 'train', 'test' or None
             X, src, dsrc = LANG_NAMES[lang], (fr_w if lang == 'en' else en_w), (DEMO['fr'] if lang == 'en' else DEMO['en'])
             for t, p in enumerate([f'"{dsrc}" in {X} is "{DEMO[lang]}". "{src}" in {X} is "', f'The {X} word for "{src}" is "']):
                 rows.append(dict(prompt=p, correct_answer=w, incorrect_answer=src, behaviour='translation', language=lang,
-                                 split=_split(ci), template_idx=t, entity=concept[0][0], word=src, antonym=w,
+                                 split=split_for(ci), template_idx=t, entity=concept[0][0], word=src, antonym=w,
                                  concept_index=ci, concept=concept[0][0]))
     return [r for r in rows if split is None or r['split'] == split]
 
@@ -153,7 +153,8 @@ def membership(G:dict, # {(concept, lang): dict with 'feats'}
 def active_feats(lm, spec:Spec, tcs:dict, ids:torch.Tensor) -> dict:
     "{layer: set of features active at some position but the first} of a prompt."
     cl = clean_run(lm, spec, ids)
-    return {l: set((_acts(tc, cl.m_in[l][1:].to(tc.W_enc.device)) > 0).any(0).nonzero()[:, 0].tolist()) for l, tc in tcs.items()}
+    return {l: set((feature_acts(tc, cl.m_in[l][1:].to(tc.W_enc.device)) > 0).any(0).nonzero()[:, 0].tolist())
+            for l, tc in tcs.items()}
 
 @torch.no_grad()
 def margin_drops(lm, spec:Spec, tcs:dict, tr:dict, # from `trace`: ids, c_id, i_id
@@ -302,7 +303,7 @@ def last_acts(lm, spec:Spec, tcs:dict, ids:torch.Tensor, feats:dict, # {layer: [
              ) -> dict:
     "{layer: activations [n] of `feats` at the last position} of a prompt."
     cl = clean_run(lm, spec, ids)
-    return {l: _acts(tcs[l], cl.m_in[l][-1:].to(tcs[l].W_enc.device))[0, fs].cpu() for l, fs in feats.items()}
+    return {l: feature_acts(tcs[l], cl.m_in[l][-1:].to(tcs[l].W_enc.device))[0, fs].cpu() for l, fs in feats.items()}
 
 def pick_layers(which:str, # 'middle', 'shared' or layers, comma-separated (e.g. '10,12')
                 n_layers:int, # layers of the model

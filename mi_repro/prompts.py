@@ -14,9 +14,10 @@ from .models import prompt_ids
 # %% auto #0
 __all__ = ['COUNTRIES', 'FACTUAL_TEMPLATES', 'CITIES', 'TWO_HOP_TEMPLATES', 'NUMBERS', 'REASONING_TEMPLATES', 'VARIABLES',
            'CODE_TEMPLATES', 'NOUNS', 'GRAMMAR_TEMPLATES', 'LANGS', 'ANTONYMS', 'ANTONYM_TEMPLATES', 'BEHAVIOURS',
-           'THESIS_SETS', 'FIELDS', 'CHAT_USER', 'build_prompts', 'prompts_dir', 'write_prompts', 'stale_prompts',
-           'load_prompts', 'answer_id', 'first_token', 'single_token', 'has_chat', 'chat_text', 'last_logits', 'score',
-           'group_key', 'baseline_table', 'pick_templates', 'chosen', 'gate', 'gated_prompts']
+           'THESIS_SETS', 'FIELDS', 'CHAT_USER', 'split_for', 'build_prompts', 'prompts_dir', 'write_prompts',
+           'stale_prompts', 'load_prompts', 'answer_id', 'first_token', 'single_token', 'has_chat', 'chat_text',
+           'last_logits', 'score', 'group_key', 'baseline_table', 'pick_templates', 'chosen', 'gate', 'gated_prompts',
+           'behaviour_prompts']
 
 # %% ../nbs/02_prompts.ipynb #d189a8e1
 COUNTRIES = [  # country, capital, official language
@@ -170,17 +171,22 @@ ANTONYM_TEMPLATES = {  # template_idx aligned across languages; 3 is the thesis'
            'Lo contrario de « {w} » es «'],
 }
 
+# %% ../nbs/02_prompts.ipynb #69d0075c
+def split_for(i:int, # the entity's number in table order (for antonyms, the concept's)
+             ) -> str: # 'train' or 'test'
+    "The split of entity number `i`: every fourth entity (i mod 4 = 3) is held out for testing."
+    return 'test' if i % 4 == 3 else 'train'
+
+
 # %% ../nbs/02_prompts.ipynb #5fa97a65
 BEHAVIOURS = ['factual', 'two_hop', 'reasoning', 'code', 'grammar', 'antonyms']
 THESIS_SETS = ['multilingual_circuits_b1', 'antonym_operation', 'grammar_agreement']
 FIELDS = ['prompt', 'correct_answer', 'incorrect_answer', 'behaviour', 'language', 'split']  # every line needs these
 
-def _split(i:int) -> str: return 'test' if i % 4 == 3 else 'train'
-
 def _rows(behaviour, language, i, entity, items):
     "Prompt dicts for entity number `i`: `items` are (template_idx, prompt, correct, incorrect, task fields)."
     return [dict(prompt=p, correct_answer=c, incorrect_answer=w, behaviour=behaviour, language=language,
-                 split=_split(i), template_idx=t, entity=entity, **extra) for t, p, c, w, extra in items]
+                 split=split_for(i), template_idx=t, entity=entity, **extra) for t, p, c, w, extra in items]
 
 def _factual():
     rows = []
@@ -352,6 +358,8 @@ def single_token(tok, # a tokenizer
     return kept, dropped
 
 # %% ../nbs/02_prompts.ipynb #21fb7599
+from .models import hf_model
+
 CHAT_USER = 'Complete the text.'  # the user turn of the chat variant; the prompt starts the assistant's reply
 
 def has_chat(tok) -> bool:
@@ -390,8 +398,6 @@ def _last_logits(hf, ids:list[list[int]], pad_id:int, batch_size:int):
         out = hf(input_ids=x.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), logits_to_keep=1, use_cache=False)
         yield idx, out.logits[:, -1].float().cpu()
 
-def _hf(model): return getattr(model, '_module', model)  # the transformers model inside an nnsight wrapper
-
 def last_logits(model, # nnsight-wrapped or plain transformers model
                 tok, # its tokenizer
                 prompts:list[str|dict], # prompts (strings or prompt dicts)
@@ -402,7 +408,7 @@ def last_logits(model, # nnsight-wrapped or plain transformers model
     ps = [p if isinstance(p, dict) else dict(prompt=p) for p in prompts]
     _, ids = _texts(tok, ps, chat)
     out = [None] * len(ps)
-    for idx, z in _last_logits(_hf(model), ids, tok.pad_token_id, batch_size):
+    for idx, z in _last_logits(hf_model(model), ids, tok.pad_token_id, batch_size):
         for r, i in enumerate(idx): out[i] = z[r]
     return torch.stack(out)
 
@@ -424,7 +430,7 @@ def score(model, # nnsight-wrapped or plain transformers model
                         f"{bad[0]['prompt']!r} -> {bad[0]['correct_answer']!r} / {bad[0]['incorrect_answer']!r}; "
                         "filter them with `single_token(tok, prompts)` first")
     res = [None] * len(prompts)
-    for idx, z in _last_logits(_hf(model), ids, tok.pad_token_id, batch_size):
+    for idx, z in _last_logits(hf_model(model), ids, tok.pad_token_id, batch_size):
         lp = z.log_softmax(-1)
         for r, i in enumerate(idx):
             c, w = cw[i]
@@ -501,3 +507,15 @@ def gated_prompts(behaviour:str, # a behaviour (see `BEHAVIOURS`)
                         f"{metrics.get(f'prompts.{g}.top1')}); pass strict=False to use it anyway")
     ts = set(metrics[f'prompts.{g}.templates'])
     return single_token(tok, [p for p in load_prompts(behaviour, split, language) if p['template_idx'] in ts])[0]
+
+# %% ../nbs/02_prompts.ipynb #48f92a67
+def behaviour_prompts(behaviour:str, # a behaviour (see `BEHAVIOURS`)
+                      tok, # the model's tokenizer
+                      split:str|None, # 'train', 'test' or None
+                     ) -> list[dict]:
+    "English prompts of `behaviour` with single-token answers: chapter 02's chosen templates when its results are in the run."
+    try:
+        return gated_prompts(behaviour, tok, split=split, strict=False)
+    except UserError:
+        return single_token(tok, load_prompts(behaviour, split, 'en'))[0]
+

@@ -108,7 +108,7 @@ def capture(model:str, # registry name or model folder
     "`activations.capture` of `contexts` into the store `out`, its shards spread over the ranks: the `Store` on rank 0, None on the others."
     import fcntl
     from mi_repro.models import load_model
-    from mi_repro.activations import capture as capture1, _fill, Store
+    from mi_repro.activations import capture as capture1, capture_shards, Store
     rank, world = _dist()
     m, out, lock = load_model(model, device, dtype), Path(out), []
     if isinstance(contexts, dict):
@@ -122,9 +122,10 @@ def capture(model:str, # registry name or model folder
         man = _on0(prep, rank, world)
         have = {s['file'] for s in man['shards']}
         part = man if world == 1 else dict(man, shards=[])  # one rank: the manifest itself, written after each shard
-        _fill(m.model, m.spec, contexts, out, part, [k for k in range(rank, man['n_shards'], world) if f'shard_{k:05d}.safetensors' not in have],
-              man['layers'], man['sites'], pick_dtype(store_dtype), man['drop_first'], man['outlier_k'], batch_size,
-              progress and rank == 0, write=world == 1)
+        todo = [k for k in range(rank, man['n_shards'], world) if f'shard_{k:05d}.safetensors' not in have]
+        capture_shards(m.model, m.spec, contexts, out, part, todo,
+                       man['layers'], man['sites'], pick_dtype(store_dtype), man['drop_first'], man['outlier_k'],
+                       batch_size, progress and rank == 0, write=world == 1)
         new = _gather([dict(i=int(s['file'][6:11]), shard=s) for s in part['shards'] if s['file'] not in have], None, rank, world)
         if rank == 0 and world > 1:
             man['shards'] = sorted(man['shards'] + [r['shard'] for r in new], key=lambda s: s['file'])

@@ -10,8 +10,9 @@ import pandas as pd
 from .core import UserError
 from .models import Spec
 from .attribution import Graph, influence
-from .models import prompt_ids
-from .interventions import clean_run, intervene, swap_in, random_active, matched_pools, matched_active, _acts
+from .models import prompt_ids, hf_model
+from .interventions import (clean_run, intervene, swap_in, random_active, matched_pools, matched_active,
+                                    feature_acts)
 
 # %% auto #0
 __all__ = ['one_hop', 'cont_logprob', 'answer_scores', 'entity_pos', 'one_token', 'logit_dirs', 'word_acts', 'answer_influence',
@@ -73,14 +74,14 @@ def cont_logprob(hf, tok,
                  answer:str, # the continuation, with its leading space
                 ) -> tuple[float, bool, int]:
     "log p(answer | prompt) summed over the answer's tokens, whether greedy decoding produces it, and its number of tokens."
-    return _seq_scores(getattr(hf, '_module', hf), [_pair(tok, prompt, answer)], tok.pad_token_id or 0)[0][:3]
+    return _seq_scores(hf_model(hf), [_pair(tok, prompt, answer)], tok.pad_token_id or 0)[0][:3]
 
 def answer_scores(hf, tok,
                   rows:list[dict], # prompt dicts: prompt, correct_answer (incorrect_answer optional)
                   batch_size:int=32, # sequences per forward pass
                  ) -> pd.DataFrame:
     "One row per prompt: p(correct) and its log, greedy top-1, answer length in tokens, the margin log p(c) - log p(i) when an incorrect answer is given, and the greedy first token."
-    hf = getattr(hf, '_module', hf)
+    hf = hf_model(hf)
     if not rows: raise UserError("answer_scores: no prompts given")
     pc = [_pair(tok, p['prompt'], p['correct_answer']) for p in rows]
     has_i = [i for i, p in enumerate(rows) if p.get('incorrect_answer')]
@@ -132,7 +133,7 @@ def word_acts(lm, spec:Spec, tcs:dict, tok,
     bp = f"The capital of {word} is"
     c = clean_run(lm, spec, prompt_ids(tok, bp))
     q = entity_pos(tok, bp, word)[-1]
-    return {l: _acts(tc, c.m_in[l][q].to(tc.W_dec.device)[None])[0].cpu() for l, tc in tcs.items()}
+    return {l: feature_acts(tc, c.m_in[l][q].to(tc.W_dec.device)[None])[0].cpu() for l, tc in tcs.items()}
 
 def answer_influence(g:Graph, answer:int, # the answer's token id (a logit node of `g`)
                     ) -> torch.Tensor:
@@ -165,7 +166,7 @@ def bridge_scores(lm, spec:Spec, tcs:dict, tok, g:Graph,
     I = answer_influence(g, ans)
     nodes = g.active[g.selected]  # [n, 3] (layer, pos, feature)
     feats = [(l, f) for l, _, f in nodes.tolist()]
-    E = logit_dirs(lm._module, spec, tcs, feats).cpu()
+    E = logit_dirs(hf_model(lm), spec, tcs, feats).cpu()
     out_rank = (E > E[:, b:b + 1]).sum(1)
     out_z = (E[:, b] - E.mean(1)) / E.std(1).clamp(min=1e-12)
     cache = {} if cache is None else cache
