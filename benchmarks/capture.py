@@ -40,7 +40,7 @@ def main():
     ap.add_argument('--store-dtype', default='bf16')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from mi_repro.models import load_model
+    from mi_repro.models import load_model, hf_model
     from mi_repro.activations import capture
     from mi_repro.corpus import contexts
     lm, tok, spec = load_model(a.model, 'cpu')
@@ -52,7 +52,7 @@ def main():
         for k in range(a.batches + 1):
             ids = C[k*a.batch_size:(k+1)*a.batch_size]
             t0 = time.perf_counter()
-            with torch.no_grad(): lm._module(ids).logits
+            with torch.no_grad(): hf_model(lm)(ids).logits
             t1 = time.perf_counter()
             capture(lm, spec, C, tmp/'store', batch_size=a.batch_size, store_dtype=a.store_dtype, max_shards=1, progress=False)
             t2 = time.perf_counter()
