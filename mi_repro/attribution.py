@@ -17,7 +17,7 @@ from .dictionaries import Transcoder
 # %% auto #0
 __all__ = ['check_transcoders', 'Replacement', 'logits_check', 'logit_targets', 'Graph', 'graph_gib', 'attribute',
            'ablation_check', 'completeness_check', 'logit_weights', 'normalize', 'influence', 'prune', 'graph_scores',
-           'graph_json', 'write_graph', 'plot_graph']
+           'top_features', 'feature_key', 'graph_json', 'write_graph', 'plot_graph']
 
 # %% ../nbs/06_attribution.ipynb #4ae14856
 def check_transcoders(spec:Spec, # the model's spec
@@ -509,6 +509,23 @@ def graph_scores(g:Graph) -> dict:
     ti, ei = infl[e1:e1 + g.n_pos].sum(), infl[e0:e1].sum()
     out = infl + w
     return dict(replacement=float(ti / (ti + ei)), completeness=float(((1 - An[:, e0:e1].sum(1)) * out).sum() / out.sum()))
+
+# %% ../nbs/06_attribution.ipynb #fd9511b8
+def top_features(g:Graph, k:int=10, # how many feature nodes
+                ) -> list[tuple[int, int, int]]:
+    "(layer, pos, feature) of the `k` feature nodes with the most influence on the logits, the strongest first."
+    infl = influence(g.adj, logit_weights(g))[:g.n_sel]
+    return [tuple(g.active[g.selected[i]].tolist()) for i in infl.argsort(descending=True)[:k].tolist()]
+
+Graph.top_features = top_features
+
+def feature_key(node:dict, # a node of `graph_json`'s 'nodes'
+               ) -> tuple[int, int, int]:
+    "(layer, pos, feature) of a feature node of a graph JSON; `UserError` for an error, token or logit node."
+    if node.get('feature_type') != 'cross layer transcoder':
+        raise UserError(f"node {node.get('node_id')!r} is a {node.get('feature_type') or 'non-feature'} node, not a feature")
+    layer, feature, pos = (int(x) for x in node['node_id'].split('_'))
+    return layer, pos, feature
 
 # %% ../nbs/06_attribution.ipynb #17ecdc54
 def _cantor(x:int, y:int) -> int: return (x + y) * (x + y + 1) // 2 + y

@@ -14,7 +14,8 @@ from .core import UserError, atomic_write, read_json, pick_device, pick_dtype
 # %% auto #0
 __all__ = ['SEED_CHAPTERS', 'nbs_dir', 'list_chapters', 'find_chapter', 'pick_chapters', 'chapter_params', 'to_type',
            'parse_params', 'versions', 'machine', 'git_info', 'merge_chapters', 'kernel_name', 'run_chapter',
-           'ChapterFailed', 'run', 'compare', 'same_machine', 'aggregate_seeds', 'run_seeds', 'fmt_table', 'main']
+           'ChapterFailed', 'run', 'compare', 'same_machine', 'aggregate_seeds', 'run_seeds', 'fmt_table',
+           'describe_params', 'main']
 
 # %% ../nbs/runner.ipynb #48d7fc40
 _CHAPTER = re.compile(r'(\d\d)_(\w[\w.-]*)')
@@ -472,12 +473,25 @@ def fmt_table(rows:list[dict], # one dict per row; the keys of the first row are
     w = [max(len(r[i]) for r in cells) for i in range(len(cols))]
     return '\n'.join('  '.join(s.ljust(w[i]) for i, s in enumerate(r)).rstrip() for r in cells)
 
+# %% ../nbs/runner.ipynb #e5e0cd7c
+def describe_params(path:Path, # a chapter notebook
+                    name:str|None=None, # the heading (default: the notebook's name)
+                   ) -> str:
+    "A chapter's parameters as its parameters cell declares them: `name: type = default  # meaning`, one a line."
+    from papermill import inspect_notebook
+    ps = inspect_notebook(str(path))
+    lines = [f"  {k}: {v['inferred_type_name']} = {v['default']}" + (f"  # {v['help']}" if v.get('help') else '')
+             for k, v in ps.items()]
+    return '\n'.join([name or Path(path).stem] + (lines or ['  (no parameters)']))
+
 # %% ../nbs/runner.ipynb #b93fc902
 def _parser():
     p = argparse.ArgumentParser(prog='mi-repro', description='Run the chapters of the mi-repro reproduction.')
     sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
     r = sub.add_parser('run', help='run chapters for a model', description='Run chapter notebooks for a model '
-                       'with papermill; results go to OUT/<model>/ (executed notebooks, metrics.json, manifest.json).')
+                       'with papermill; results go to OUT/<model>/ (executed notebooks, metrics.json, manifest.json).',
+                       epilog="a chapter's parameters, their types, defaults and meaning: `mi-repro params CHAPTER` "
+                              "(or `papermill --help-notebook nbs/NN_name.ipynb`); set them with -p KEY VALUE")
     r.add_argument('chapters', nargs='*', metavar='CHAPTER', help="'01', '1', '01_forward' or 'forward' (default: all)")
     r.add_argument('--model', '-m', default='smollm2-135m', help='model name, local folder or HF id (see `mi-repro models`; default: %(default)s)')
     r.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('KEY', 'VALUE'),
@@ -488,6 +502,10 @@ def _parser():
     r.add_argument('--figures', help='figures folder (default: <repo>/figures)')
     r.add_argument('--nbs', help=argparse.SUPPRESS)
     r.add_argument('--log-output', action='store_true', help='print the cells\' output while chapters run')
+    pp = sub.add_parser('params', help="list a chapter's parameters", description='List the parameters of '
+                        'chapters (default: all): name, type, default and meaning, as `-p KEY VALUE` of `run` takes them.')
+    pp.add_argument('chapters', nargs='*', metavar='CHAPTER', help="'01', '1', '01_forward' or 'forward' (default: all)")
+    pp.add_argument('--nbs', help=argparse.SUPPRESS)
     sub.add_parser('models', help='list the models', description='List the known models and whether their weights are here.')
     c = sub.add_parser('compare', help='list the metrics that differ between two runs', description='List the metrics '
                        '(wall times, speeds and memory peaks left out) that differ between two runs; exit code 1 if any does.')
@@ -517,6 +535,10 @@ def main(argv:list[str]|None=None, # arguments; None: sys.argv[1:]
             if sm is not True: print("note: the runs come from " + ("different machines" if sm is False else "machines a manifest does not name")
                                       + ": floating-point round-off differs between CPUs and training amplifies it, so compare them as independent runs")
             return 1 if diff else 0
+        if args.cmd == 'params':
+            chs = list_chapters(nbs_dir(args.nbs))
+            print('\n\n'.join(describe_params(chs[c], c) for c in pick_chapters(args.chapters, chs)))
+            return 0
         if args.cmd == 'models':
             from mi_repro.models import model_table
             print(fmt_table(model_table()))

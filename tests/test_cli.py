@@ -159,3 +159,12 @@ def test_corrupt_files_one_line(nbs, tmp_path):
     assert r.returncode == 2 and 'is not valid JSON' in r.stderr and 'Traceback' not in r.stderr, r.stderr
     r = mi_repro('run', 'hello', '-p', 'seed', str(2**64), '--model', 'tiny-qwen3', '--nbs', nbs, '--out', tmp_path/'runs')
     one_line_error(r, 'does not fit in 64 bits')
+
+def test_params():
+    r = mi_repro('run', '--help')
+    assert r.returncode == 0 and 'mi-repro params CHAPTER' in ' '.join(r.stdout.split()), r.stdout
+    r = mi_repro('params', '06', script=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == '06_attribution' and any(l.strip().startswith('max_feature_nodes: int = ') for l in lines)
+    one_line_error(mi_repro('params', 'nope'), "unknown chapter 'nope'")
