@@ -72,6 +72,7 @@ class Replacement:
         self.T, self.L, self.d = T, L, spec.d_model
         x = embed(mod('embed').weight, self.ids[None], a.embed_scale)
         self.x0 = x[0].float()
+        first = [x[0, 0].float()]  # position 0's residual stream after the embedding, each attention and each MLP
         self.lay = []  # per layer: frozen scales, gains, pattern and the weights the linear map needs
         m_in, m_out = [], []
         for l in range(L):
@@ -84,14 +85,17 @@ class Replacement:
             r['bv'] = at.v_proj.bias.detach().float() if at.v_proj.bias is not None else None
             r['bo'] = at.o_proj.bias.detach().float() if at.o_proj.bias is not None else None
             x = x + o
+            first.append(x[0, 0].float())
             r['r2'], r['g2'] = rs(x), gain('mlp_norm', l)
             u = rms_norm(x, mod('mlp_norm', l).weight, a.eps, a.gain_offset)
             y, _ = mlp(u, mod('mlp', l), a.act)
             m_in.append(u[0].float()); m_out.append(y[0].float())
             if a.sandwich: r['rm'], r['gm'] = rs(y), gain('mlp_post_norm', l); y = rms_norm(y, mod('mlp_post_norm', l).weight, a.eps, a.gain_offset)
             x = x + y
+            first.append(x[0, 0].float())
             self.lay.append(r)
         self.rf, self.gf = rs(x), gain('final_norm')
+        self.first = torch.stack(first) if drop_first and drop_first_token else None  # [2L+1, d]: pinned in `forward`
         self.W_U = mod('unembed').weight.detach().float()
         self.logits = hf(self.ids[None]).logits[0].float()  # the model's own logits [T, V]
         # the transcoders, in raw units without copying their weights: pre = m_in . (sx W_enc_f) + (b_enc_f - W_enc_f . x_mean)
@@ -154,7 +158,8 @@ class Replacement:
         ce = torch.ones(B, L, T, device=dev) if ce is None else ce.float()
         cx = torch.ones(B, T, device=dev) if cx is None else cx.float().clone()
         if self.drop_first_token: cx[:, 0] = 1  # position 0's embedding is a constant, not a node
-        x = cx[..., None] * self.x0
+        pin = lambda x, k: x if self.first is None else torch.cat([self.first[k].expand(B, 1, -1), x[:, 1:]], 1)
+        x = pin(cx[..., None] * self.x0, 0)
         pres = []
         H, Hkv, dh = self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim
         for l, r in enumerate(self.lay):
@@ -164,7 +169,7 @@ class Replacement:
             o = (r['A'] @ v).transpose(1, 2).reshape(B, T, H * dh) @ r['Wo'].T
             if r['bo'] is not None: o = o + r['bo']
             if a.sandwich: o = o * (r['ra'][:, None] * r['ga'])
-            x = x + o
+            x = pin(x + o, 2 * l + 1)
             u = x * (r['r2'][:, None] * r['g2'])
             s, e = self.starts[l], self.starts[l + 1]
             p, f = self.active[s:e, 1], self.active[s:e, 2]
@@ -172,7 +177,7 @@ class Replacement:
             y = self.K[l] + ce[:, l, :, None] * self.err[l] + self.tcs[l].skip(u)
             y = y.index_add(1, p, cf[:, s:e, None] * self.dec[s:e])
             if a.sandwich: y = y * (r['rm'][:, None] * r['gm'])
-            x = x + y
+            x = pin(x + y, 2 * l + 2)
         xf = x * (self.rf[:, None] * self.gf)
         logits = (xf if all_logits else xf[:, -1]) @ self.W_U.T
         if a.final_softcap: logits = a.final_softcap * torch.tanh(logits / a.final_softcap)
