@@ -157,6 +157,8 @@ def clean_run(lm, spec:Spec,
         rs = lambda x: torch.rsqrt(x[0].float().pow(2).mean(-1) + a.eps)
         fr = {r: torch.stack([rs(x) for x in v]) for r, v in nin.items()}
         fr['final'] = rs(res['fin'])
+        for r, v in nin.items(): fr[f'first_{r}'] = torch.stack([x[0, 0].float() for x in v])  # position 0's norm inputs
+        fr['first_final'] = res['fin'][0, 0].float()
         fr['A'] = torch.stack([attention(u[l], spec.module(hf, 'attn', l), spec, a, l)[1][0].float() for l in range(spec.n_layers)])
     return Clean(ids.cpu(), logits[0].float(), torch.stack([x[0] for x in m_in]).float(), torch.stack([x[0] for x in m_out]).float(), fr)
 
@@ -221,10 +223,14 @@ def intervene(lm, spec:Spec, tcs:dict, # {layer: Transcoder}
         a = arch_of(hf.config)
         gain = {(r, l): a.gain_offset + spec.module(hf, r, l).weight.float() for r in _NORMS if getattr(spec, r) for l in range(L)}
         gf = a.gain_offset + spec.module(hf, 'final_norm').weight.float()
+    pin = fr is not None and not any((e[2] == 0).any() for row in chk for e in row)  # position 0 unedited: hold it
     def freeze_norm(r, l):
         n = spec.module(lm, r, l)
         x = n.input
-        n.output = (x.float() * fr[r][l][:, None].to(x.device) * gain[(r, l)]).to(x.dtype)
+        y = x.float() * fr[r][l][:, None].to(x.device) * gain[(r, l)]
+        if pin and r in ('attn_norm', 'mlp_norm'):  # every read of position 0's stream, as recorded (chapter 06)
+            y[:, 0] = fr[f'first_{r}'][l].to(x.device) * fr[r][l][0] * gain[(r, l)]
+        n.output = y.to(x.dtype)
     outs, res = [], {}
     with lm.trace(ids[None].expand(B, T).to(dev)):
         for l in range(L):
@@ -255,7 +261,9 @@ def intervene(lm, spec:Spec, tcs:dict, # {layer: Transcoder}
         if fr is not None:
             n = spec.module(lm, 'final_norm')
             x = n.input
-            n.output = (x.float() * fr['final'][:, None].to(x.device) * gf).to(x.dtype)
+            y = x.float() * fr['final'][:, None].to(x.device) * gf
+            if pin: y[:, 0] = fr['first_final'].to(x.device) * fr['final'][0] * gf
+            n.output = y.to(x.dtype)
         res['lg'] = lm.output.logits.save()
     lg = res['lg']
     lg = lg.float() if all_pos else lg[:, -1].float()
