@@ -16,8 +16,8 @@ from .dictionaries import Transcoder
 
 # %% auto #0
 __all__ = ['check_transcoders', 'Replacement', 'logits_check', 'logit_targets', 'Graph', 'graph_gib', 'attribute',
-           'ablation_check', 'completeness_check', 'logit_weights', 'normalize', 'influence', 'prune', 'graph_scores',
-           'top_features', 'feature_key', 'graph_json', 'write_graph', 'plot_graph']
+           'ablation_check', 'completeness_check', 'logit_weights', 'feature_influence', 'normalize', 'influence',
+           'prune', 'graph_scores', 'top_features', 'feature_key', 'graph_json', 'write_graph', 'plot_graph']
 
 # %% ../nbs/06_attribution.ipynb #4ae14856
 def check_transcoders(spec:Spec, # the model's spec
@@ -451,6 +451,11 @@ def logit_weights(g:Graph, # an attribution graph (`attribute`)
     w[-len(g.logit_ids):] = g.logit_probs.float()
     return w
 
+def feature_influence(g:Graph, # an attribution graph (`attribute`)
+                     ) -> torch.Tensor: # [n_sel] one value per feature node
+    "Each feature node's influence on the logits (`influence` of the graph under `logit_weights`)."
+    return influence(g.adj, logit_weights(g))[:g.n_sel]
+
 
 # %% ../nbs/06_attribution.ipynb #265f5921
 def normalize(A:torch.Tensor) -> torch.Tensor:
@@ -519,7 +524,7 @@ def graph_scores(g:Graph) -> dict:
 def top_features(g:Graph, k:int=10, # how many feature nodes
                 ) -> list[tuple[int, int, int]]:
     "(layer, pos, feature) of the `k` feature nodes with the most influence on the logits, the strongest first."
-    infl = influence(g.adj, logit_weights(g))[:g.n_sel]
+    infl = feature_influence(g)
     return [tuple(g.active[g.selected[i]].tolist()) for i in infl.argsort(descending=True)[:k].tolist()]
 
 Graph.top_features = top_features

@@ -11,7 +11,7 @@ from .core import UserError
 from .models import Spec
 from .forward import arch_of, attention
 from .dictionaries import Transcoder
-from .attribution import Graph, influence
+from .attribution import Graph, feature_influence
 from .prompts import answer_id
 from .stats import bootstrap_ci, spearman, sign_agree
 from .models import prompt_ids, hf_model
@@ -313,10 +313,9 @@ def graph_vs_reality(lm, spec:Spec, tcs:dict, g:Graph,
                      batch_size:int=32):
     "Zero-ablate each of the `n` most influential feature nodes of `g` on the real model in each mode; a table of predicted and measured changes of the target logit, and the agreement per mode."
     import pandas as pd
-    from mi_repro.attribution import logit_weights
     if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise UserError(f"n must be a positive int, not {n!r}")
     direct, total = graph_predictions(g, target)
-    infl = influence(g.adj, logit_weights(g))[:g.n_sel]
+    infl = feature_influence(g)
     top = infl.argsort(descending=True)[:n]
     nodes = g.active[g.selected[top]]  # [n, 3] (layer, pos, feature)
     df = pd.DataFrame(dict(layer=nodes[:, 0].numpy(), pos=nodes[:, 1].numpy(), feature=nodes[:, 2].numpy(),
@@ -510,11 +509,10 @@ def choose_set(graphs:list, # chapter-06 `Graph`s (of train prompts)
                k:int=8, # features in the set
               ) -> list[tuple[int, int]]:
     "The `k` (layer, feature) pairs with the largest influence on the logits summed over `graphs` (and over positions)."
-    from mi_repro.attribution import logit_weights
     if not graphs: raise UserError("choose_set: no graphs given")
     tot = {}
     for g in graphs:
-        infl = influence(g.adj, logit_weights(g))[:g.n_sel]
+        infl = feature_influence(g)
         for (l, p, f), v in zip(g.active[g.selected].tolist(), infl.tolist()): tot[(l, f)] = tot.get((l, f), 0.0) + v
     return [lf for lf, _ in sorted(tot.items(), key=lambda kv: -kv[1])[:k]]
 
