@@ -15,7 +15,7 @@ from .models import Spec
 
 # %% auto #0
 __all__ = ['SITES', 'STORE_VERSION', 'site_dim', 'check_sites', 'check_layers', 'read_acts', 'default_store', 'capture',
-           'capture_shards', 'Store']
+           'add_shards', 'capture_shards', 'Store']
 
 # %% ../nbs/03_activations.ipynb #4f382e91
 SITES = {'resid_pre': (None, 'input'), 'mlp_in': ('mlp', 'input'), 'mlp_hidden': ('mlp_hidden', 'input'),
@@ -159,6 +159,14 @@ def capture(lm, spec:Spec,
 
 
 # %% ../nbs/03_activations.ipynb #058e9574
+def add_shards(man:dict, # a store's manifest, updated in place
+               entries:list[dict], # shard entries (file, n_tokens, n_flagged, sha256, bytes) new to it
+              ):
+    "Record captured shards in a manifest: the entries in file order, the token and flag counts, completeness."
+    man['shards'] = sorted(man['shards'] + entries, key=lambda s: s['file'])
+    for k in ('n_tokens', 'n_flagged'): man[k] += sum(e[k] for e in entries)
+    man['complete'] = len(man['shards']) == man['n_shards']
+
 def capture_shards(lm, spec:Spec, # the model (`load_model`) and its `Spec`
                    contexts:torch.Tensor, # [n, ctx] token ids: shard k holds contexts k*batch_size on
                    path:Path, # the store folder
@@ -188,10 +196,7 @@ def capture_shards(lm, spec:Spec, # the model (`load_model`) and its `Spec`
         with atomic_path(path/name) as tmp: save_file(tensors, str(tmp))
         e = dict(file=name, n_tokens=int(flag.numel()), n_flagged=int(flag.sum()), sha256=_sha256(path/name),
                  bytes=(path/name).stat().st_size)
-        man['shards'] = sorted(man['shards'] + [e], key=lambda s: s['file'])
-        man['n_tokens'] += e['n_tokens']
-        man['n_flagged'] += e['n_flagged']
-        man['complete'] = len(man['shards']) == man['n_shards']
+        add_shards(man, [e])
         if write: atomic_write(path/'manifest.json', json.dumps(man, indent=1))
         bar.update(int(flag.numel()))
         bar.set_postfix(tok_s=f"{bar.n / (time.perf_counter() - t0):.0f}", refresh=False)

@@ -108,7 +108,7 @@ def capture(model:str, # registry name or model folder
     "`activations.capture` of `contexts` into the store `out`, its shards spread over the ranks: the `Store` on rank 0, None on the others."
     import fcntl
     from mi_repro.models import load_model
-    from mi_repro.activations import capture as capture1, capture_shards, Store
+    from mi_repro.activations import capture as capture1, capture_shards, add_shards, Store
     rank, world = _dist()
     m, out, lock = load_model(model, device, dtype), Path(out), []
     if isinstance(contexts, dict):
@@ -128,9 +128,7 @@ def capture(model:str, # registry name or model folder
                        batch_size, progress and rank == 0, write=world == 1)
         new = _gather([dict(i=int(s['file'][6:11]), shard=s) for s in part['shards'] if s['file'] not in have], None, rank, world)
         if rank == 0 and world > 1:
-            man['shards'] = sorted(man['shards'] + [r['shard'] for r in new], key=lambda s: s['file'])
-            for k in ('n_tokens', 'n_flagged'): man[k] += sum(r['shard'][k] for r in new)
-            man['complete'] = len(man['shards']) == man['n_shards']
+            add_shards(man, [r['shard'] for r in new])
             atomic_write(out/'manifest.json', json.dumps(man, indent=1))
     finally:
         for fh in lock: fh.close()
