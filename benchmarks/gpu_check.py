@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHORT = {'01_forward': {},
          '04_dictionaries': dict(n_tokens=8192, eval_tokens=2048, epochs=1.0, expansion=4, batch_size=1024),
          '06_attribution': dict(max_feature_nodes=1024, n_pages=5),
-         '07_interventions': dict(n_nodes=6, max_feature_nodes=256, set_size=4, n_train=2, n_test=4, n_draws=8)}
+         '07_interventions': dict(n_nodes=6, n_gvr=4, max_feature_nodes=256, set_size=4, n_train=2, n_test=4, n_draws=8)}
 
 def _stub_ipython():
     "A no-op IPython.display where IPython is not installed (the GPU image has none)."

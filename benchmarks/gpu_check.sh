@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_check.sh [OUTDIR]        (OUTDIR default: $OUT, else /tmp/gpu_check)
 # The carried folder ($WHL, default .whl; make it with `bash benchmarks/gpu_check.sh --pack` here) holds:
 #   *.whl       nnsight 0.8.1 and what the GPU image lacks (greenlet, pydantic(-core), ...), fastcore, this project
-#   cache.tgz   the mi-repro cache the chapters need offline: models/qwen3-4b-shape (config + tiny-qwen3's
+#   cache.txz   the mi-repro cache (xz: a third smaller than gzip) the chapters need offline: models/qwen3-4b-shape (config + tiny-qwen3's
 #               tokenizer; the weights are drawn on the GPU) and the text corpus
 #   src/        nbs/, benchmarks/ and data/ of this checkout (the chapters run from there; data/prompts is read beside the package)
 # Time limits: CHAPTERS_S (default 420) for the chapters, SCALE_S (default 150) for the benchmark; SCALE_F features
@@ -25,14 +25,14 @@ if [ "${1:-}" = "--pack" ]; then  # run here, in the repo root, with the project
     -d "$W" nnsight==0.8.1 fastcore greenlet pydantic pydantic-core annotated-types typing-inspection websocket-client zstandard || exit 1
   $PY -m pip wheel -q --no-deps --no-build-isolation -w "$W" . || exit 1
   $PY -c "from mi_repro.models import locate; locate('qwen3-4b-shape')" || exit 1
-  tar -czf "$W/cache.tgz" -C "$C" models/qwen3-4b-shape corpus || exit 1
+  rm -f "$W"/cache.t*z && tar -cJf "$W/cache.txz" -C "$C" models/qwen3-4b-shape corpus || exit 1
   rm -rf "$W/src" && mkdir -p "$W/src" && cp -r nbs benchmarks data "$W/src/" && rm -rf "$W/src/benchmarks/results" "$W"/src/benchmarks/.venv*
   du -sh "$W"; exit 0
 fi
 OUTD=${1:-${OUT:-/tmp/gpu_check}}; mkdir -p "$OUTD"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$W"/*.whl || exit 1
 export PYTHONPATH=/tmp/site MI_REPRO_CACHE=/tmp/mi_cache PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-mkdir -p "$MI_REPRO_CACHE" && tar -xzf "$W/cache.tgz" -C "$MI_REPRO_CACHE" || exit 1
+mkdir -p "$MI_REPRO_CACHE" && tar -xJf "$W/cache.txz" -C "$MI_REPRO_CACHE" || exit 1
 cp -r "$W/src/data" /tmp/site/  # the prompt sets: read from data/ beside the package, as in a source checkout
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers, nnsight, mi_repro; print('torch', torch.__version__, 'transformers', transformers.__version__, 'nnsight', nnsight.__version__)" || exit 1
