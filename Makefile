@@ -31,7 +31,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 apt_ensure = @[ "$$(dpkg-query -W -f='$${db:Status-Status}\n' $(1) 2>/dev/null | grep -cx installed)" = "$(words $(1))" ] \
 	|| { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1); }
 
-.PHONY: install corpus browser lint test reproduce seeds lab export
+.PHONY: install corpus browser lint test reproduce seeds ce lab export
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,12 @@ reproduce: install
 SEEDS ?= 0 1 2
 seeds: install
 	$(BIN)/mi-repro seeds --model $(MODEL) --seeds $(SEEDS)
+
+## make ce: chapter 04 again with CE/KL spliced in on CE_TOKENS held-out tokens (issue 16: >= 100k) -> runs/$(MODEL)/;
+## about 3.5 h on 2 CPUs for SmolLM2; resumable: an interrupted run goes on from its last batch (progress in the cache)
+CE_TOKENS ?= 102400
+ce: install
+	$(BIN)/mi-repro run 04 --model $(MODEL) -p ce_tokens $(CE_TOKENS)
 
 ## make lab: open the chapters in JupyterLab (kernel "Python (mi-repro)")
 lab: install

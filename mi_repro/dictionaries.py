@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_dictionaries.ipynb #f6f1fb06
 from __future__ import annotations
-import fcntl, functools, json, math, os, time
+import fcntl, functools, hashlib, json, math, os, time
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
@@ -13,9 +13,9 @@ from tqdm.auto import tqdm
 from .core import UserError, atomic_path, atomic_write, read_json, load_tensors
 
 # %% auto #0
-__all__ = ['ACTS', 'DICT_VERSION', 'COMPLETE', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'dict_tag', 'dicts_complete',
-           'fit', 'main', 'evaluate', 'spliced', 'write_ct_config', 'export_circuit_tracer', 'import_circuit_tracer',
-           'Rows', 'LazyTranscoder']
+__all__ = ['ACTS', 'DICT_VERSION', 'COMPLETE', 'SPLICE_VERSION', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'dict_tag',
+           'dicts_complete', 'fit', 'main', 'evaluate', 'dict_hash', 'spliced', 'write_ct_config',
+           'export_circuit_tracer', 'import_circuit_tracer', 'Rows', 'LazyTranscoder']
 
 # %% ../nbs/04_dictionaries.ipynb #581e0f53
 def _bag(vals, rows, cols, W, B):
@@ -569,17 +569,60 @@ def _splice(lm, spec, tcs, ids, p0, zero=False):
         out = lm.output.logits.save()
     return out
 
+
+# %% ../nbs/04_dictionaries.ipynb #5b8283d9
+SPLICE_VERSION = 1  # bump when what `spliced` sums changes: progress files of other versions are not resumed
+
+def dict_hash(tc:Transcoder) -> str:
+    "A short hash of a dictionary's configuration, weights and buffers: its identity (indexes, edits, resumed evaluations)."
+    h = hashlib.sha256(json.dumps(tc.cfg, sort_keys=True).encode())
+    for k, v in sorted(tc.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().to('cpu', torch.float32).contiguous().reshape(-1).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+def _splice_key(sets:dict, ids:torch.Tensor, first:bool) -> str:
+    "Fingerprint of a spliced evaluation: its token ids, each set's dictionaries, where splicing starts, the version."
+    hs, h = {}, hashlib.sha256(ids.to('cpu', torch.int64).contiguous().numpy().tobytes())
+    h.update(f'v{SPLICE_VERSION} first={first}'.encode())
+    for n, tcs in sets.items():
+        for l in sorted(tcs):
+            if id(tcs[l]) not in hs: hs[id(tcs[l])] = dict_hash(tcs[l])
+        h.update(f'{n}:{[(l, hs[id(tcs[l])]) for l in sorted(tcs)]}'.encode())
+    return h.hexdigest()[:16]
+
+
+# %% ../nbs/04_dictionaries.ipynb #1101eebf
+def _ce_summary(acc:dict, # {name: float64 [3] summed CE, KL and zero-ablation CE}
+                ce0:float, # summed clean CE
+                m:int, # predictions summed over
+               ) -> dict:
+    "Per set: mean CE, KL and zero-ablation CE, delta-CE = spliced - clean (nats/token) and CE recovered."
+    res, ce0 = {}, ce0 / m
+    for n, a in acc.items():
+        ce, kl, cez = (a / m).tolist()
+        res[n] = dict(ce=ce, ce_orig=ce0, ce_zero=cez, delta_ce=ce - ce0, kl=kl, n_tokens=m,
+                      ce_recovered=(cez - ce) / (cez - ce0) if cez != ce0 else float('nan'))
+    return res
+
 @torch.no_grad()
 def spliced(lm, spec, sets:dict, # {name: {layer: Transcoder}}: each set spliced in together, one set at a time
             ids:torch.Tensor, # [B, T] held-out token ids
             batch_size:int=8, # contexts per forward pass (one clean pass per batch, then 2 per set)
             first:bool=False, # also replace (and zero) position 0, which the dictionaries are not trained on
-           ) -> dict:
+            resume:str|Path|None=None, # folder of progress files: an interrupted evaluation goes on where it stopped
+            max_batches:int|None=None, # stop after this many new batches (tests, time limits): returns None
+            progress:bool=True, # a progress bar over contexts
+           ) -> dict|None:
     "Per set: CE, KL(clean || spliced), delta-CE = spliced - clean (nats/token), zero-ablation CE and CE recovered."
-    acc = {n: torch.zeros(3, dtype=torch.float64) for n in sets}
-    ce0 = 0.0; p0 = 0 if first else 1
-    for i in range(0, len(ids), batch_size):
-        b = ids[i:i+batch_size]
+    state = Path(resume)/f'spliced-{_splice_key(sets, ids, first)}.json' if resume else None
+    s = (read_json(state, None) if state else None) or dict(next=0, ce0=0.0, acc={str(n): [0.0] * 3 for n in sets})
+    acc = {n: torch.tensor(s['acc'][str(n)], dtype=torch.float64) for n in sets}
+    ce0, p0, start = s['ce0'], 0 if first else 1, s['next']
+    stop = len(ids) if max_batches is None else min(len(ids), start + max_batches * batch_size)
+    bar = tqdm(total=len(ids), initial=start, unit='ctx', desc=f'spliced CE/KL, {len(sets)} sets', disable=not progress)
+    for i in range(start, stop, batch_size):
+        b = ids[i:min(i + batch_size, stop)]
         with lm.trace(b):
             ref = lm.output.logits.save()
         ce0 += _sums(ref, ref, b)[0]
@@ -587,13 +630,10 @@ def spliced(lm, spec, sets:dict, # {name: {layer: Transcoder}}: each set spliced
             ce, kl = _sums(ref, _splice(lm, spec, tcs, b, p0), b)
             cez = _sums(ref, _splice(lm, spec, tcs, b, p0, zero=True), b)[0]
             acc[n] += torch.tensor([ce, kl, cez], dtype=torch.float64)
-    m = ids.shape[0] * (ids.shape[1] - 1); ce0 /= m
-    res = {}
-    for n, a in acc.items():
-        ce, kl, cez = (a / m).tolist()
-        res[n] = dict(ce=ce, ce_orig=ce0, ce_zero=cez, delta_ce=ce - ce0, kl=kl, n_tokens=m,
-                      ce_recovered=(cez - ce) / (cez - ce0) if cez != ce0 else float('nan'))
-    return res
+        bar.update(len(b))
+        if state: atomic_write(state, json.dumps(dict(next=i + len(b), ce0=ce0, acc={str(n): a.tolist() for n, a in acc.items()})))
+    bar.close()
+    return None if stop < len(ids) else _ce_summary(acc, ce0, ids.shape[0] * (ids.shape[1] - 1))
 
 
 # %% ../nbs/04_dictionaries.ipynb #ab5cb6b3

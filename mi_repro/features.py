@@ -11,15 +11,14 @@ from safetensors.torch import save_file, safe_open
 from tqdm.auto import tqdm
 from .core import UserError, atomic_path, atomic_write, read_json, cache_dir, load_tensors
 from .models import Spec, run_name, prompt_ids, hf_model
-from .dictionaries import Transcoder, load_dict, fit, dict_tag, dicts_complete, COMPLETE, DICT_VERSION
+from .dictionaries import Transcoder, load_dict, fit, dict_tag, dicts_complete, dict_hash, COMPLETE, DICT_VERSION
 from .activations import read_acts, capture, default_store
 
 # %% auto #0
 __all__ = ['WIN', 'BINS', 'INDEX_VERSION', 'CSS', 'find_dicts', 'load_dicts', 'train_dicts', 'default_dicts', 'chapter_dicts',
-           'chapter_setup', 'dict_hash', 'build_index', 'top_dot', 'unembed_dirs', 'logit_effects', 'input_tokens',
-           'FeatureIndex', 'find_index', 'auto_labels', 'write_labels', 'load_labels', 'features_at', 'search', 'shown',
-           'feature_html', 'show_feature', 'page_name', 'write_pages', 'behaviour_features', 'context_langs',
-           'lang_share']
+           'chapter_setup', 'build_index', 'top_dot', 'unembed_dirs', 'logit_effects', 'input_tokens', 'FeatureIndex',
+           'find_index', 'auto_labels', 'write_labels', 'load_labels', 'features_at', 'search', 'shown', 'feature_html',
+           'show_feature', 'page_name', 'write_pages', 'behaviour_features', 'context_langs', 'lang_share']
 
 # %% ../nbs/05_features.ipynb #941835e7
 def find_dicts(model:str, # model name
@@ -95,14 +94,6 @@ def chapter_setup(model:str, # registry name, local directory or Hugging Face id
         torch.manual_seed(seed)
     return (r, *chapter_dicts(r, model, dicts, dict_seed))
 
-
-# %% ../nbs/05_features.ipynb #1e627b1b
-def dict_hash(tc:Transcoder) -> str:
-    "A short hash of a dictionary's configuration, weights and buffers: its identity for an index."
-    h = hashlib.sha256(json.dumps(tc.cfg, sort_keys=True).encode())
-    for k, v in sorted(tc.state_dict().items()):
-        h.update(k.encode()); h.update(v.detach().to('cpu', torch.float32).contiguous().reshape(-1).numpy().tobytes())
-    return h.hexdigest()[:16]
 
 # %% ../nbs/05_features.ipynb #faa5ad72
 WIN = (12, 4)  # tokens kept before and after the peak of an example
