@@ -21,12 +21,16 @@ __all__ = ['WIN', 'BINS', 'INDEX_VERSION', 'CSS', 'find_dicts', 'load_dicts', 't
            'show_feature', 'page_name', 'write_pages', 'behaviour_features', 'context_langs', 'lang_share']
 
 # %% ../nbs/05_features.ipynb #941835e7
+def _rank(d:Path) -> tuple:
+    "Most layers first (not chapter 04's one-layer frontier runs), then seed 0 (chapter 04's default), then newest."
+    run = read_json(d/'run.json')
+    return len(run['layers']), run.get('seed', 0) == 0, (d/'run.json').stat().st_mtime
+
 def find_dicts(model:str, # model name
               ) -> Path:
-    "The complete chapter-04 run (current `DICT_VERSION`, all its layers saved) of `model` in the cache with the most layers, the newest of those."
+    "The complete chapter-04 run (current `DICT_VERSION`) of `model` in the cache with the most layers; of those, seed 0's, the newest."
     root = cache_dir('dictionaries', run_name(model))
-    runs = sorted((d for d in root.glob(f'v{DICT_VERSION}-*') if dicts_complete(d)),
-                  key=lambda d: (len(read_json(d/'run.json')['layers']), (d/'run.json').stat().st_mtime))  # not chapter 04's one-layer frontier runs
+    runs = sorted((d for d in root.glob(f'v{DICT_VERSION}-*') if dicts_complete(d)), key=_rank)
     if not runs: raise UserError(f"no complete dictionaries of version {DICT_VERSION} for {model} in {root}: "
                                  f"run chapter 04 first (`mi-repro run 04 --model {model}`) or pass dicts=<folder>")
     return runs[-1]
@@ -63,7 +67,7 @@ def train_dicts(lm, tok, spec:Spec, model:str,
 
 # %% ../nbs/05_features.ipynb #bdd1be81
 def default_dicts(lm, tok, spec:Spec, model:str,
-                  dict_seed:int=-1, # chapter 04's training seed; -1: 0 on tiny-qwen3, else the newest complete set
+                  dict_seed:int=-1, # chapter 04's training seed; -1: 0 on tiny-qwen3, else `find_dicts`'s pick
                  ) -> Path:
     "Folder of chapter 04's default dictionaries for chapters 05-10; `dict_seed` >= 0: that seed's (cached, else trained)."
     if model == 'tiny-qwen3': return train_dicts(lm, tok, spec, model, seed=max(dict_seed, 0), progress=False)
