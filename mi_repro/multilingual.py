@@ -31,8 +31,9 @@ def need_dicts(model:str, # model name
     "The chapter-04 transcoders of `model` in the cache, or a `UserError` naming the command that trains them."
     try: return find_dicts(model)
     except UserError: pass
-    raise UserError(f"no transcoders for {model} in the cache: the multilingual graphs need one at every layer. Train them with "
-                    f"`mi-repro run 03 04 --model {model}` (hours of CPU for a real model), or pass dicts=<folder>")
+    raise UserError(f"no transcoders for {model} in the cache: the multilingual graphs need one at every layer. "
+                    f"Train them with `mi-repro run 03 04 --model {model}` (hours of CPU for a real model), "
+                    f"or pass dicts=<folder>")
 
 # %% ../nbs/08_multilingual.ipynb #92e940ba
 LANG_NAMES = dict(en='English', fr='French', es='Spanish')
@@ -49,12 +50,13 @@ def translation_prompts(split:str|None=None, # 'train', 'test' or None
         en_w, fr_w = concept[0][0], concept[1][0]
         for lang, (w, a) in zip(LANGS, concept):
             if languages is not None and lang not in languages: continue
-            X, src, dsrc = LANG_NAMES[lang], (fr_w if lang == 'en' else en_w), (DEMO['fr'] if lang == 'en' else DEMO['en'])
+            X = LANG_NAMES[lang]
+            src, dsrc = (fr_w if lang == 'en' else en_w), (DEMO['fr'] if lang == 'en' else DEMO['en'])
             templates = [f'"{dsrc}" in {X} is "{DEMO[lang]}". "{src}" in {X} is "', f'The {X} word for "{src}" is "']
             for t, p in enumerate(templates):
-                rows.append(dict(prompt=p, correct_answer=w, incorrect_answer=src, behaviour='translation', language=lang,
-                                 split=split_for(ci), template_idx=t, entity=concept[0][0], word=src, antonym=w,
-                                 concept_index=ci, concept=concept[0][0]))
+                rows.append(dict(prompt=p, correct_answer=w, incorrect_answer=src, behaviour='translation',
+                                 language=lang, split=split_for(ci), template_idx=t, entity=concept[0][0], word=src,
+                                 antonym=w, concept_index=ci, concept=concept[0][0]))
     return [r for r in rows if split is None or r['split'] == split]
 
 # %% ../nbs/08_multilingual.ipynb #12b3ee9e
@@ -89,7 +91,8 @@ def first_scores(lm, tok, prompts:list[dict], # from `with_ids`
         c, i = p['c_id'], p['i_id']
         rows.append(dict(language=p['language'], template_idx=p['template_idx'], concept_index=p['concept_index'],
                          split=p['split'], whole=p['whole'], top1=bool(zz.argmax() == c), rank=int((zz > zz[c]).sum()),
-                         margin=float(zz[c] - zz[i]), p_correct=float(zz.softmax(-1)[c]), pred=tok.decode([int(zz.argmax())])))
+                         margin=float(zz[c] - zz[i]), p_correct=float(zz.softmax(-1)[c]),
+                         pred=tok.decode([int(zz.argmax())])))
     return pd.DataFrame(rows)
 
 # %% ../nbs/08_multilingual.ipynb #e4380c93
@@ -172,12 +175,14 @@ def active_feats(lm, spec:Spec, tcs:dict, ids:torch.Tensor) -> dict:
 def margin_drops(lm, spec:Spec, tcs:dict, tr:dict, # from `trace`: ids, c_id, i_id
                  feats:list, # [(layer, feature)]
                  batch_size:int=64) -> np.ndarray:
-    "Change of the margin (correct minus incorrect logit) when each feature is zero-ablated alone at every position but the first (free mode)."
+    ("Change of the margin (correct minus incorrect logit) when each feature is zero-ablated alone at every position "
+     "but the first (free mode).")
     if not feats: return np.zeros(0)
     ids, T = tr['ids'], len(tr['ids'])
     cl = clean_run(lm, spec, ids)
     rows = [[ablate(l, f, list(range(1, T)))] for l, f in feats]
-    lg = torch.cat([intervene(lm, spec, tcs, ids, rows[i:i + batch_size], clean=cl) for i in range(0, len(rows), batch_size)])
+    lg = torch.cat([intervene(lm, spec, tcs, ids, rows[i:i + batch_size], clean=cl)
+                    for i in range(0, len(rows), batch_size)])
     m = measure(lg, cl.logits[-1], tr['c_id'], tr['i_id'])
     return m.margin.values - float(cl.logits[-1, tr['c_id']] - cl.logits[-1, tr['i_id']])
 
@@ -207,12 +212,14 @@ def partition(H:nx.Graph, seed:int=0) -> list[set]:
 def labels_of(comms:list, nodes:list) -> np.ndarray:
     "A community label per node of `nodes`."
     lab = {v: i for i, s in enumerate(comms) for v in s}
-    if missing := [v for v in nodes if v not in lab]: raise UserError(f"labels_of: node {missing[0]} is in no community")
+    if missing := [v for v in nodes if v not in lab]:
+        raise UserError(f"labels_of: node {missing[0]} is in no community")
     return np.array([lab[v] for v in nodes])
 
 # %% ../nbs/08_multilingual.ipynb #f3ec97c8
 def stability(H:nx.Graph, seeds:list) -> dict:
-    "Louvain on each seed: mean and min adjusted Rand index over pairs of seeds, and the number of communities per seed."
+    ("Louvain on each seed: mean and min adjusted Rand index over pairs of seeds, and the number of communities "
+     "per seed.")
     nodes = sorted(H.nodes)
     labs = [labels_of(partition(H, s), nodes) for s in seeds]
     aris = [ari(x, y) for x, y in itertools.combinations(labs, 2)]
@@ -293,6 +300,8 @@ def feature_vector(tc, # a `Transcoder`
 def _inject_deltas(spec:Spec, rows:list, # per batch row, {layer: vector [d_model]}
                    T:int, pos:int) -> dict:
     "{layer: [B, T, d] what to add to its MLP output}: each row's vectors at position `pos`, checked."
+    if isinstance(pos, bool) or not isinstance(pos, int) or not -T <= pos < T:
+        raise UserError(f"position {pos!r} is out of range for a prompt of {T} tokens")
     if not isinstance(rows, (list, tuple)) or not all(isinstance(x, dict) for x in rows):
         raise UserError("rows must be a list of {layer: vector} dicts")
     rows = list(rows) or [{}]
@@ -302,7 +311,8 @@ def _inject_deltas(spec:Spec, rows:list, # per batch row, {layer: vector [d_mode
         for l, v in row.items():
             l = spec.check_layer(l)
             v = torch.as_tensor(v, dtype=torch.float32)
-            if v.shape != (d,): raise UserError(f"the vector for layer {l} has shape {tuple(v.shape)}; {spec.name} needs ({d},)")
+            if v.shape != (d,):
+                raise UserError(f"the vector for layer {l} has shape {tuple(v.shape)}; {spec.name} needs ({d},)")
             D.setdefault(l, torch.zeros(B, T, d))[b, pos % T] += v
     return D
 
@@ -319,8 +329,6 @@ def inject(lm, spec:Spec,
     ids = torch.as_tensor(ids).reshape(-1)
     T = len(ids)
     if not T: raise UserError("the prompt has no tokens")
-    if isinstance(pos, bool) or not isinstance(pos, int) or not -T <= pos < T:
-        raise UserError(f"position {pos!r} is out of range for a prompt of {T} tokens")
     D = _inject_deltas(spec, rows, T, pos)
     B, dev = len(rows) or 1, lm.device
     outs, res = [], {}
@@ -346,12 +354,14 @@ def pick_layers(which:str, # 'middle', 'shared' or layers, comma-separated (e.g.
                 n_layers:int, # layers of the model
                 shared:list, # the layers that hold shared features
                ) -> list[int]:
-    "The layers to inject at: the shared features' layers in the middle third [n/3, 2n/3), all of them, or the ones named."
+    ("The layers to inject at: the shared features' layers in the middle third [n/3, 2n/3), all of them, or the "
+     "ones named.")
     if which == 'shared': return sorted(shared)
     if which == 'middle': return [l for l in sorted(shared) if n_layers // 3 <= l < 2 * n_layers // 3]
     try: ls = [int(x) for x in which.split(',') if x.strip()]
     except ValueError:
-        raise UserError(f"inject_layers must be 'middle', 'shared' or layers separated by commas, not {which!r}") from None
+        raise UserError(f"inject_layers must be 'middle', 'shared' or layers separated by commas, "
+                        f"not {which!r}") from None
     if not ls or any(not 0 <= l < n_layers for l in ls):
         raise UserError(f"inject_layers {which!r}: name layers between 0 and {n_layers - 1}")
     return sorted(set(ls))
