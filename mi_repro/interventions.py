@@ -17,59 +17,37 @@ from .stats import bootstrap_ci, spearman, sign_agree
 from .models import prompt_ids, hf_model
 
 # %% auto #0
-__all__ = ['MODES', 'SITES', 'Edit', 'check_edit', 'tag', 'ablate', 'steer', 'by_layer', 'supernode', 'Clean', 'clean_run',
-           'feature_acts', 'intervene', 'measure', 'graph_predictions', 'graph_vs_reality', 'patch', 'plot_patching',
+__all__ = ['MODES', 'SITES', 'Edit', 'tag', 'check_edit', 'ablate', 'steer', 'by_layer', 'supernode', 'Clean', 'clean_run',
+           'feature_acts', 'intervene', 'measure', 'graph_predictions', 'graph_vs_reality', 'plot_patching', 'patch',
            'generate', 'swap_in', 'random_active', 'write_size', 'matched_pools', 'matched_active', 'feature_means',
            'choose_set', 'margin_set', 'set_vs_random', 'control_summary']
 
 # %% ../nbs/07_interventions.ipynb #197c1e37
 @dataclass
 class Edit:
-    "New activations a' for features of one layer at some positions: a' = value if given, else scale * a; then a' += add."
+    ("New activations a' for features of one layer at some positions: a' = value if given, else scale * a; "
+     "then a' += add.")
     layer: int
     features: list|int  # feature indices of that layer's transcoder
     pos: list|int|None = None  # positions (negative counts from the end); None: every position
-    value: float|torch.Tensor|None = None  # a number, [n_features] or [n_pos, n_features]; None: scale the current activation
+    # value: a number, [n_features] or [n_pos, n_features]; None: scale the current activation
+    value: float|torch.Tensor|None = None
     scale: float = 1.0
     add: float|torch.Tensor = 0.0  # a number, [n_features] or [n_pos, n_features]
-    dict_id: str|None = None  # `dict_hash` of the dictionary the features were found in: checked when given (`tag`)
+    # dict_id: `dict_hash` of the dictionary the features were found in: checked when given (`tag`)
+    dict_id: str|None = None
 
+# %% ../nbs/07_interventions.ipynb #be8e5b9d
 def _ints(v, what:str) -> list[int]:
-    v = [v] if isinstance(v, int) else list(torch.as_tensor(v).reshape(-1).tolist()) if torch.is_tensor(v) else list(v)
+    "`v` (an int, a list or a tensor) as a list of ints; an error naming `what` when empty or not ints."
+    if isinstance(v, int): v = [v]
+    else: v = list(torch.as_tensor(v).reshape(-1).tolist()) if torch.is_tensor(v) else list(v)
     if not v: raise UserError(f"no {what} given")
-    if any(isinstance(x, bool) or not isinstance(x, int) for x in v): raise UserError(f"{what} must be ints, got {v[:4]!r}")
+    if any(isinstance(x, bool) or not isinstance(x, int) for x in v):
+        raise UserError(f"{what} must be ints, got {v[:4]!r}")
     return v
 
-def check_edit(e:Edit, spec:Spec, tcs:dict, # {layer: Transcoder}
-               T:int, # prompt length in tokens
-              ) -> tuple:
-    "Validate `e` against the model, the transcoders and a prompt of `T` tokens: (layer, features [n], positions [P], value or None, scale, add)."
-    if not isinstance(e, Edit): raise UserError(f"expected an Edit, got {type(e).__name__}")
-    l = spec.check_layer(e.layer)
-    if l not in tcs: raise UserError(f"no transcoder for layer {l}: these dictionaries cover layers {sorted(tcs)}")
-    tc = tcs[l]
-    if not isinstance(tc, Transcoder) or (tc.cfg['d_in'], tc.cfg['d_out']) != (spec.d_model, spec.d_model):
-        raise UserError(f"the dictionary of layer {l} is not a {spec.d_model} -> {spec.d_model} transcoder of {spec.name}: it belongs to another model or site")
-    if e.dict_id is not None and e.dict_id != _hash(tc):
-        raise UserError(f"the features of this edit come from another dictionary of layer {l} (dict_hash {e.dict_id}, these transcoders have {_hash(tc)}): "
-                        f"find the features again with the transcoders in use")
-    f = _ints(e.features, 'features')
-    bad = [x for x in f if not 0 <= x < tc.n_features]
-    if bad: raise UserError(f"feature {bad[0]} is out of range: the transcoder of layer {l} has {tc.n_features} features (0-{tc.n_features - 1})")
-    p = list(range(T)) if e.pos is None else _ints(e.pos, 'positions')
-    bad = [x for x in p if not -T <= x < T]
-    if bad: raise UserError(f"position {bad[0]} is out of range for a prompt of {T} tokens")
-    p = [x % T for x in p]
-    dev = tc.W_dec.device
-    def shaped(v, name):
-        if v is None: return None
-        v = torch.as_tensor(v, dtype=torch.float32, device=dev)
-        if v.ndim == 0: return v.expand(len(p), len(f))
-        if v.shape == (len(f),): return v[None].expand(len(p), len(f))
-        if v.shape == (len(p), len(f)): return v
-        raise UserError(f"{name} has shape {tuple(v.shape)}; give a number, one per feature ({len(f)}) or one per position and feature ({len(p)}, {len(f)})")
-    return l, torch.tensor(f, device=dev), torch.tensor(p, device=dev), shaped(e.value, 'value'), float(e.scale), shaped(e.add, 'add')
-
+# %% ../nbs/07_interventions.ipynb #f7bf9862
 _HASHES = {}
 def _hash(tc:Transcoder) -> str:
     "`dict_hash` of a transcoder, cached per object and version of its weights."
@@ -79,14 +57,64 @@ def _hash(tc:Transcoder) -> str:
     return _HASHES[key]
 
 def tag(edits:list, tcs:dict) -> list:
-    "The edits marked with the identity of the dictionaries they refer to, so that using them with other transcoders fails clearly."
+    ("The edits marked with the identity of the dictionaries they refer to, so that using them with other "
+     "transcoders fails clearly.")
     from dataclasses import replace
     miss = [e.layer for e in edits if e.layer not in tcs]
     if miss: raise UserError(f"no transcoder for layer {miss[0]}: these dictionaries cover layers {sorted(tcs)}")
     return [replace(e, dict_id=_hash(tcs[e.layer])) for e in edits]
 
+# %% ../nbs/07_interventions.ipynb #2d5e77b2
+def _edit_dict(e:Edit, spec:Spec, tcs:dict) -> tuple[int, Transcoder]:
+    "The layer of `e`, checked, and its transcoder: a transcoder of this model, and the one `e` was tagged with."
+    if not isinstance(e, Edit): raise UserError(f"expected an Edit, got {type(e).__name__}")
+    l = spec.check_layer(e.layer)
+    if l not in tcs: raise UserError(f"no transcoder for layer {l}: these dictionaries cover layers {sorted(tcs)}")
+    tc = tcs[l]
+    if not isinstance(tc, Transcoder) or (tc.cfg['d_in'], tc.cfg['d_out']) != (spec.d_model, spec.d_model):
+        raise UserError(f"the dictionary of layer {l} is not a {spec.d_model} -> {spec.d_model} transcoder "
+                        f"of {spec.name}: it belongs to another model or site")
+    if e.dict_id is not None and e.dict_id != _hash(tc):
+        raise UserError(f"the features of this edit come from another dictionary of layer {l} "
+                        f"(dict_hash {e.dict_id}, these transcoders have {_hash(tc)}): "
+                        f"find the features again with the transcoders in use")
+    return l, tc
+
+def _shaped(v, name:str, P:int, n:int, dev) -> torch.Tensor|None:
+    "`v` (None, a number, [n] or [P, n]) as a [P, n] fp32 tensor on `dev` for `n` features at `P` positions."
+    if v is None: return None
+    v = torch.as_tensor(v, dtype=torch.float32, device=dev)
+    if v.ndim == 0: return v.expand(P, n)
+    if v.shape == (n,): return v[None].expand(P, n)
+    if v.shape == (P, n): return v
+    raise UserError(f"{name} has shape {tuple(v.shape)}; give a number, one per feature ({n}) "
+                    f"or one per position and feature ({P}, {n})")
+
+# %% ../nbs/07_interventions.ipynb #485b3b40
+def check_edit(e:Edit, spec:Spec, tcs:dict, # {layer: Transcoder}
+               T:int, # prompt length in tokens
+              ) -> tuple:
+    ("Validate `e` against the model, the transcoders and a prompt of `T` tokens: "
+     "(layer, features [n], positions [P], value or None, scale, add).")
+    l, tc = _edit_dict(e, spec, tcs)
+    f = _ints(e.features, 'features')
+    bad = [x for x in f if not 0 <= x < tc.n_features]
+    if bad:
+        raise UserError(f"feature {bad[0]} is out of range: the transcoder of layer {l} has {tc.n_features} "
+                        f"features (0-{tc.n_features - 1})")
+    p = list(range(T)) if e.pos is None else _ints(e.pos, 'positions')
+    bad = [x for x in p if not -T <= x < T]
+    if bad: raise UserError(f"position {bad[0]} is out of range for a prompt of {T} tokens")
+    p = [x % T for x in p]
+    dev = tc.W_dec.device
+    P, n = len(p), len(f)
+    f_t, p_t = torch.tensor(f, device=dev), torch.tensor(p, device=dev)
+    return l, f_t, p_t, _shaped(e.value, 'value', P, n, dev), float(e.scale), _shaped(e.add, 'add', P, n, dev)
+
+# %% ../nbs/07_interventions.ipynb #0496fd08
 def ablate(layer:int, features:list|int, pos:list|int|None=None,
-           means:torch.Tensor|None=None, # [n_features] mean activations of that layer (`feature_means`): mean-ablation; None: zero-ablation
+           # [n_features] mean activations of that layer (`feature_means`): mean-ablation; None: zero-ablation
+           means:torch.Tensor|None=None,
           ) -> Edit:
     "Zero- (or mean-) ablation of `features` of `layer` at `pos`."
     f = _ints(features, 'features')
@@ -99,12 +127,14 @@ def steer(layer:int, features:list|int, pos:list|int|None=None,
     "Steering: a' = scale * a + add for `features` of `layer` at `pos`."
     return Edit(layer, features, pos, scale=scale, add=add)
 
+# %% ../nbs/07_interventions.ipynb #37b2e57d
 def by_layer(feats:list, # [(layer, feature)] pairs
             ) -> dict:
     "{layer: [features]} of (layer, feature) pairs, in their order."
     by = {}
     for lf in feats:
-        if not (isinstance(lf, (tuple, list)) and len(lf) == 2): raise UserError(f"expected (layer, feature) pairs, got {lf!r}")
+        if not (isinstance(lf, (tuple, list)) and len(lf) == 2):
+            raise UserError(f"expected (layer, feature) pairs, got {lf!r}")
         by.setdefault(lf[0], []).append(lf[1])
     return by
 
@@ -127,40 +157,60 @@ class Clean:
 
 _NORMS = ('attn_norm', 'attn_post_norm', 'mlp_norm', 'mlp_post_norm')
 
+# %% ../nbs/07_interventions.ipynb #468735e6
+def _record_clean(lm, spec:Spec, ids:torch.Tensor, freeze:bool) -> tuple:
+    ("One trace of `ids`: MLP inputs and outputs per layer, and (freeze) each norm's inputs {role: [per layer]}, "
+     "the attention norm's outputs and the final norm's input (`res['fin']`); the logits in `res['logits']`.")
+    norms = [r for r in _NORMS if getattr(spec, r)] if freeze else []
+    m_in, m_out, nin, u, res = [], [], {r: [] for r in norms}, [], {}  # filled inside the trace (made outside it)
+    with lm.trace(ids[None].to(lm.device)):
+        # forward order: attention norm, (post-attention norm), MLP norm, MLP, (post-MLP norm)
+        for l in range(spec.n_layers):
+            if freeze:
+                n = spec.module(lm, 'attn_norm', l)
+                nin['attn_norm'].append(n.input.save())
+                u.append(n.output.save())
+                if spec.attn_post_norm: nin['attn_post_norm'].append(spec.module(lm, 'attn_post_norm', l).input.save())
+                nin['mlp_norm'].append(spec.module(lm, 'mlp_norm', l).input.save())
+            m = spec.module(lm, 'mlp', l)
+            m_in.append(m.input.save())
+            m_out.append(m.output.save())
+            if freeze and spec.mlp_post_norm:
+                nin['mlp_post_norm'].append(spec.module(lm, 'mlp_post_norm', l).input.save())
+        if freeze: res['fin'] = spec.module(lm, 'final_norm').input.save()
+        res['logits'] = lm.output.logits.save()
+    return m_in, m_out, nin, u, res
+
+# %% ../nbs/07_interventions.ipynb #2bb998a4
+def _frozen(spec:Spec, a, hf, nin:dict, u:list, fin:torch.Tensor) -> dict:
+    ("What a frozen run holds fixed, from `_record_clean`'s norm inputs `nin`, attention-norm outputs `u` and final "
+     "norm input `fin` (`a`: the architecture): 1/rms per norm [L, T] and 'final', position 0's inputs, 'A'.")
+    rs = lambda x: torch.rsqrt(x[0].float().pow(2).mean(-1) + a.eps)
+    fr = {r: torch.stack([rs(x) for x in v]) for r, v in nin.items()}
+    fr['final'] = rs(fin)
+    for r, v in nin.items(): fr[f'first_{r}'] = torch.stack([x[0, 0].float() for x in v])  # position 0's norm inputs
+    fr['first_final'] = fin[0, 0].float()
+    fr['A'] = torch.stack([attention(u[l], spec.module(hf, 'attn', l), spec, a, l)[1][0].float()
+                           for l in range(spec.n_layers)])
+    return fr
+
+# %% ../nbs/07_interventions.ipynb #7f0f1cdc
 @torch.no_grad()
 def clean_run(lm, spec:Spec,
               ids:torch.Tensor, # [T] token ids (`prompt_ids`)
               freeze:bool=False, # also record norm scales and attention patterns
              ) -> Clean:
-    "Record the clean run of `ids`: logits, MLP inputs and outputs, and (freeze) the norm scales and attention patterns."
+    ("Record the clean run of `ids`: logits, MLP inputs and outputs, and (freeze) the norm scales and "
+     "attention patterns.")
     ids = torch.as_tensor(ids).reshape(-1)
     if not len(ids): raise UserError("the prompt has no tokens")
     hf = hf_model(lm)
     a = arch_of(hf.config)
-    norms = [r for r in _NORMS if getattr(spec, r)] if freeze else []
-    m_in, m_out, nin, u, res = [], [], {r: [] for r in norms}, [], {}  # filled inside the trace (containers made outside it)
-    with lm.trace(ids[None].to(lm.device)):
-        for l in range(spec.n_layers):  # forward order: attention norm, (post-attention norm), MLP norm, MLP, (post-MLP norm)
-            if freeze:
-                n = spec.module(lm, 'attn_norm', l)
-                nin['attn_norm'].append(n.input.save()); u.append(n.output.save())
-                if spec.attn_post_norm: nin['attn_post_norm'].append(spec.module(lm, 'attn_post_norm', l).input.save())
-                nin['mlp_norm'].append(spec.module(lm, 'mlp_norm', l).input.save())
-            m = spec.module(lm, 'mlp', l)
-            m_in.append(m.input.save()); m_out.append(m.output.save())
-            if freeze and spec.mlp_post_norm: nin['mlp_post_norm'].append(spec.module(lm, 'mlp_post_norm', l).input.save())
-        if freeze: res['fin'] = spec.module(lm, 'final_norm').input.save()
-        res['logits'] = lm.output.logits.save()
+    m_in, m_out, nin, u, res = _record_clean(lm, spec, ids, freeze)
     logits = res['logits']
-    fr = None
-    if freeze:
-        rs = lambda x: torch.rsqrt(x[0].float().pow(2).mean(-1) + a.eps)
-        fr = {r: torch.stack([rs(x) for x in v]) for r, v in nin.items()}
-        fr['final'] = rs(res['fin'])
-        for r, v in nin.items(): fr[f'first_{r}'] = torch.stack([x[0, 0].float() for x in v])  # position 0's norm inputs
-        fr['first_final'] = res['fin'][0, 0].float()
-        fr['A'] = torch.stack([attention(u[l], spec.module(hf, 'attn', l), spec, a, l)[1][0].float() for l in range(spec.n_layers)])
-    return Clean(ids.cpu(), logits[0].float(), torch.stack([x[0] for x in m_in]).float(), torch.stack([x[0] for x in m_out]).float(), fr)
+    fr = _frozen(spec, a, hf, nin, u, res['fin']) if freeze else None
+    m_in, m_out = torch.stack([x[0] for x in m_in]).float(), torch.stack([x[0] for x in m_out]).float()
+    return Clean(ids.cpu(), logits[0].float(), m_in, m_out, fr)
 
 # %% ../nbs/07_interventions.ipynb #cdccbf0e
 def feature_acts(tc:Transcoder, # the transcoder of one layer
@@ -174,11 +224,13 @@ def feature_acts(tc:Transcoder, # the transcoder of one layer
 def _delta(tc:Transcoder, z:torch.Tensor, # [B, T, F] current activations
            rows:list, # per batch row: the checked edits of this layer
           ) -> torch.Tensor:
-    "The change of the MLP output [B, T, d] that sets the edited activations to their new values; a row's edits apply in order, each to the activations the ones before it left."
+    ("The change of the MLP output [B, T, d] that sets the edited activations to their new values; a row's edits "
+     "apply in order, each to the activations the ones before it left.")
     B, T = z.shape[:2]
     out = torch.zeros(B, T, tc.W_dec.shape[1], device=z.device)
     for b, es in enumerate(rows):
-        zb = z[b].clone() if len(es) > 1 else z[b]  # [T, F]: updated after each edit, so two edits of one feature do not both count
+        # [T, F]: updated after each edit, so two edits of one feature do not both count
+        zb = z[b].clone() if len(es) > 1 else z[b]
         for _, f, p, value, scale, add in es:
             a = zb[p][:, f]  # [P, n]
             new = (value if value is not None else scale * a) + (add if add is not None else 0)
@@ -186,6 +238,7 @@ def _delta(tc:Transcoder, z:torch.Tensor, # [B, T, F] current activations
             if len(es) > 1: zb[p[:, None], f[None]] = new.to(zb.dtype)
     return out
 
+# %% ../nbs/07_interventions.ipynb #7ee2d4eb
 def _frozen_attn(A:torch.Tensor, v:torch.Tensor, spec:Spec) -> torch.Tensor:
     "Heads' outputs [B, T, H*dh] with the frozen pattern A [H, T, T] applied to value vectors v [B, T, Hkv*dh]."
     B, T, _ = v.shape
@@ -195,17 +248,9 @@ def _frozen_attn(A:torch.Tensor, v:torch.Tensor, spec:Spec) -> torch.Tensor:
 
 MODES = ('free', 'constrained')
 
-@torch.no_grad()
-def intervene(lm, spec:Spec, tcs:dict, # {layer: Transcoder}
-              ids:torch.Tensor, # [T] token ids (`prompt_ids`)
-              rows:list, # per batch row, a list of `Edit`s (a flat list of edits: one row)
-              mode:str='free', # 'free' (downstream recomputed) or 'constrained' (every MLP output held at its clean value, plus the edits)
-              freeze:bool=False, # hold attention patterns and norm scales at their clean values too
-              clean:Clean|None=None, # the clean run (`clean_run`); recorded when needed and not given
-              all_pos:bool=False, # logits at every position [B, T, V] (else the last, [B, V])
-              save_mlp:bool=False, # also return the MLP outputs after the edits, [L, B, T, d]
-             ):
-    "Logits of the model on `ids` with each row's feature edits, in free or constrained mode, optionally with attention and norms frozen."
+# %% ../nbs/07_interventions.ipynb #b403022d
+def _prepare(lm, spec:Spec, tcs:dict, ids, rows:list, mode:str, freeze:bool, clean:Clean|None) -> tuple:
+    "`intervene`'s inputs checked: token ids [T], the checked edits per row, and the clean run (recorded if needed)."
     if mode not in MODES: raise UserError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     ids = torch.as_tensor(ids).reshape(-1)
     T = len(ids)
@@ -213,59 +258,104 @@ def intervene(lm, spec:Spec, tcs:dict, # {layer: Transcoder}
     if rows and all(isinstance(e, Edit) for e in rows): rows = [rows]
     if not rows: rows = [[]]
     chk = [[check_edit(e, spec, tcs, T) for e in row] for row in rows]
-    B, L = len(chk), spec.n_layers
-    if (mode == 'constrained' or freeze) and (clean is None or (freeze and clean.frozen is None)): clean = clean_run(lm, spec, ids, freeze)
-    if clean is not None and not torch.equal(clean.ids, ids.cpu()): raise UserError("`clean` was recorded on another prompt")
-    dev = lm.device
-    fr = clean.frozen if freeze else None
-    if fr is not None:
-        hf = hf_model(lm)
-        a = arch_of(hf.config)
-        gain = {(r, l): a.gain_offset + spec.module(hf, r, l).weight.float() for r in _NORMS if getattr(spec, r) for l in range(L)}
-        gf = a.gain_offset + spec.module(hf, 'final_norm').weight.float()
-    pin = fr is not None and not any((e[2] == 0).any() for row in chk for e in row)  # position 0 unedited: hold it
-    def freeze_norm(r, l):
-        n = spec.module(lm, r, l)
-        x = n.input
-        y = x.float() * fr[r][l][:, None].to(x.device) * gain[(r, l)]
-        if pin and r in ('attn_norm', 'mlp_norm'):  # every read of position 0's stream, as recorded (chapter 06)
-            y[:, 0] = fr[f'first_{r}'][l].to(x.device) * fr[r][l][0] * gain[(r, l)]
-        n.output = y.to(x.dtype)
+    if (mode == 'constrained' or freeze) and (clean is None or (freeze and clean.frozen is None)):
+        clean = clean_run(lm, spec, ids, freeze)
+    if clean is not None and not torch.equal(clean.ids, ids.cpu()):
+        raise UserError("`clean` was recorded on another prompt")
+    return ids, chk, clean
+
+# %% ../nbs/07_interventions.ipynb #be436780
+def _gains(lm, spec:Spec) -> dict:
+    "The norms' gains in fp32, with the architecture's offset: {(role, layer): [d]} and 'final'."
+    hf = hf_model(lm)
+    a = arch_of(hf.config)
+    L = spec.n_layers
+    gain = {(r, l): a.gain_offset + spec.module(hf, r, l).weight.float() for r in _NORMS if getattr(spec, r)
+            for l in range(L)}
+    gain['final'] = a.gain_offset + spec.module(hf, 'final_norm').weight.float()
+    return gain
+
+def _freeze_norm(lm, spec:Spec, fz:tuple, # (`Clean.frozen`, `_gains`, pin: hold position 0 as recorded)
+                 r:str, l:int|None=None, # the norm's role and layer; None: the final norm
+                ):
+    "Inside a trace: the norm's output from its input and the clean run's scales (and position 0's clean input)."
+    fr, gain, pin = fz
+    if l is None: n, s, g, first = spec.module(lm, 'final_norm'), fr['final'], gain['final'], fr['first_final']
+    else: n, s, g, first = spec.module(lm, r, l), fr[r][l], gain[(r, l)], fr[f'first_{r}'][l]
+    pin = pin and (l is None or r in ('attn_norm', 'mlp_norm'))  # every read of position 0's stream (chapter 06)
+    x = n.input
+    y = x.float() * s[:, None].to(x.device) * g
+    if pin: y[:, 0] = first.to(x.device) * s[0] * g
+    n.output = y.to(x.dtype)
+
+# %% ../nbs/07_interventions.ipynb #3cc9403e
+def _freeze_attn(lm, spec:Spec, fz:tuple, # (`Clean.frozen`, `_gains`, pin)
+                 l:int, dev):
+    "Inside a trace: layer `l`'s norms up to the MLP's, and its attention pattern, held at their clean values."
+    _freeze_norm(lm, spec, fz, 'attn_norm', l)
+    at = spec.module(lm, 'attn', l)
+    at.o_proj.input = _frozen_attn(fz[0]['A'][l].to(dev), at.v_proj.output, spec)
+    if spec.attn_post_norm: _freeze_norm(lm, spec, fz, 'attn_post_norm', l)
+    _freeze_norm(lm, spec, fz, 'mlp_norm', l)
+
+# %% ../nbs/07_interventions.ipynb #17dc0ccb
+def _edit_mlp(m, l:int, tcs:dict, es:list, # per row: the checked edits of layer `l`
+              mode:str, clean:Clean|None, dev, B:int):
+    "Inside a trace: the output of MLP module `m` of layer `l` with the edits `es` in `mode`, for a batch of `B`."
+    if mode == 'constrained' and l in tcs:
+        tc = tcs[l]
+        x = m.input
+        base = (clean.m_out[l] - tc.skip(clean.m_in[l])).to(x) + tc.skip(x).to(x)
+        if any(es):
+            z = feature_acts(tc, clean.m_in[l].to(dev))[None].expand(B, -1, -1)
+            base = base + _delta(tc, z, es).to(x)
+        m.output = base
+    elif mode == 'constrained':
+        m.output = clean.m_out[l].to(dev, m.output.dtype).expand(B, -1, -1).clone()
+    elif any(es):
+        tc = tcs[l]
+        x = m.input
+        m.output = m.output + _delta(tc, feature_acts(tc, x), es).to(x)
+
+# %% ../nbs/07_interventions.ipynb #ee827a43
+def _edited_run(lm, spec:Spec, tcs:dict, ids:torch.Tensor, chk:list, mode:str, clean:Clean|None,
+                fz:tuple|None, # (`Clean.frozen`, `_gains`, pin), or None: nothing frozen
+                save_mlp:bool) -> tuple:
+    "One batched trace of `ids` with the checked edits `chk` of each row: the logits [B, T, V] and MLP outputs."
+    B, T, dev = len(chk), len(ids), lm.device
     outs, res = [], {}
     with lm.trace(ids[None].expand(B, T).to(dev)):
-        for l in range(L):
-            if fr is not None:
-                freeze_norm('attn_norm', l)
-                at = spec.module(lm, 'attn', l)
-                at.o_proj.input = _frozen_attn(fr['A'][l].to(dev), at.v_proj.output, spec)
-                if spec.attn_post_norm: freeze_norm('attn_post_norm', l)
-                freeze_norm('mlp_norm', l)
+        for l in range(spec.n_layers):
+            if fz is not None: _freeze_attn(lm, spec, fz, l, dev)
             m = spec.module(lm, 'mlp', l)
-            es = [[e for e in row if e[0] == l] for row in chk]
-            if mode == 'constrained' and l in tcs:
-                tc = tcs[l]
-                x = m.input
-                base = (clean.m_out[l] - tc.skip(clean.m_in[l])).to(x) + tc.skip(x).to(x)
-                if any(es):
-                    z = feature_acts(tc, clean.m_in[l].to(dev))[None].expand(B, -1, -1)
-                    base = base + _delta(tc, z, es).to(x)
-                m.output = base
-            elif mode == 'constrained':
-                m.output = clean.m_out[l].to(dev, m.output.dtype).expand(B, -1, -1).clone()
-            elif any(es):
-                tc = tcs[l]
-                x = m.input
-                m.output = m.output + _delta(tc, feature_acts(tc, x), es).to(x)
+            _edit_mlp(m, l, tcs, [[e for e in row if e[0] == l] for row in chk], mode, clean, dev, B)
             if save_mlp: outs.append(m.output.save())
-            if fr is not None and spec.mlp_post_norm: freeze_norm('mlp_post_norm', l)
-        if fr is not None:
-            n = spec.module(lm, 'final_norm')
-            x = n.input
-            y = x.float() * fr['final'][:, None].to(x.device) * gf
-            if pin: y[:, 0] = fr['first_final'].to(x.device) * fr['final'][0] * gf
-            n.output = y.to(x.dtype)
+            if fz is not None and spec.mlp_post_norm: _freeze_norm(lm, spec, fz, 'mlp_post_norm', l)
+        if fz is not None: _freeze_norm(lm, spec, fz, 'final')
         res['lg'] = lm.output.logits.save()
-    lg = res['lg']
+    return res['lg'], outs
+
+# %% ../nbs/07_interventions.ipynb #bd7f08e0
+@torch.no_grad()
+def intervene(lm, spec:Spec, tcs:dict, # {layer: Transcoder}
+              ids:torch.Tensor, # [T] token ids (`prompt_ids`)
+              rows:list, # per batch row, a list of `Edit`s (a flat list of edits: one row)
+              # 'free' (downstream recomputed) or 'constrained' (every MLP output at its clean value, plus the edits)
+              mode:str='free',
+              freeze:bool=False, # hold attention patterns and norm scales at their clean values too
+              clean:Clean|None=None, # the clean run (`clean_run`); recorded when needed and not given
+              all_pos:bool=False, # logits at every position [B, T, V] (else the last, [B, V])
+              save_mlp:bool=False, # also return the MLP outputs after the edits, [L, B, T, d]
+             ):
+    ("Logits of the model on `ids` with each row's feature edits, in free or constrained mode, optionally with "
+     "attention and norms frozen.")
+    ids, chk, clean = _prepare(lm, spec, tcs, ids, rows, mode, freeze, clean)
+    fr = clean.frozen if freeze else None
+    fz = None
+    if fr is not None:
+        pin = not any((e[2] == 0).any() for row in chk for e in row)  # position 0 unedited: hold it
+        fz = (fr, _gains(lm, spec), pin)
+    lg, outs = _edited_run(lm, spec, tcs, ids, chk, mode, clean, fz, save_mlp)
     lg = lg.float() if all_pos else lg[:, -1].float()
     return (lg, torch.stack(outs)) if save_mlp else lg
 
@@ -282,7 +372,8 @@ def measure(logits:torch.Tensor, # [B, V] or [V] last-position logits of the int
     c0 = torch.as_tensor(clean_logits).float().reshape(-1).cpu()
     V = lg.shape[1]
     for name, t in (('correct', correct), ('incorrect', incorrect)):
-        if t is not None and not 0 <= int(t) < V: raise UserError(f"{name} answer id {t} is out of range for a vocabulary of {V}")
+        if t is not None and not 0 <= int(t) < V:
+            raise UserError(f"{name} answer id {t} is out of range for a vocabulary of {V}")
     lp, lp0 = F.log_softmax(lg, -1), F.log_softmax(c0, -1)
     out = dict(logit_c=lg[:, correct], p_c=lp[:, correct].exp(), logit_c_dm=lg[:, correct] - lg.mean(1))
     if incorrect is not None:
@@ -296,8 +387,10 @@ def measure(logits:torch.Tensor, # [B, V] or [V] last-position logits of the int
 # %% ../nbs/07_interventions.ipynb #6de06b0e
 def graph_predictions(g:Graph, target:int=0, # index of the logit node
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Predicted change of the target logit (minus the mean logit) when each feature node is removed: direct (-edge) and total (all paths through feature nodes) [n_sel]."
-    if not 0 <= target < len(g.logit_ids): raise UserError(f"target {target} is out of range: the graph has {len(g.logit_ids)} logit nodes")
+    ("Predicted change of the target logit (minus the mean logit) when each feature node is removed: "
+     "direct (-edge) and total (all paths through feature nodes) [n_sel].")
+    if not 0 <= target < len(g.logit_ids):
+        raise UserError(f"target {target} is out of range: the graph has {len(g.logit_ids)} logit nodes")
     n = g.n_sel
     A = g.adj.double()
     At = A[g.logit_index(target), :n]
@@ -306,14 +399,10 @@ def graph_predictions(g:Graph, target:int=0, # index of the logit node
     tot = -At @ torch.linalg.solve(torch.eye(n, dtype=torch.float64) - M, torch.eye(n, dtype=torch.float64))
     return (-At).float(), tot.float()
 
-def graph_vs_reality(lm, spec:Spec, tcs:dict, g:Graph,
-                     n:int=24, # the feature nodes of largest influence on the logits
-                     target:int=0, # the logit node
-                     modes:tuple=(('constrained', True), ('constrained', False), ('free', False)), # (mode, freeze) pairs
-                     batch_size:int=32):
-    "Zero-ablate each of the `n` most influential feature nodes of `g` on the real model in each mode; a table of predicted and measured changes of the target logit, and the agreement per mode."
+# %% ../nbs/07_interventions.ipynb #244b88a0
+def _gvr_nodes(g:Graph, n:int, target:int) -> tuple:
+    "The `n` feature nodes of `g` of largest influence [n, 3] (layer, pos, feature), and a table of their predictions."
     import pandas as pd
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise UserError(f"n must be a positive int, not {n!r}")
     direct, total = graph_predictions(g, target)
     infl = feature_influence(g)
     top = infl.argsort(descending=True)[:n]
@@ -321,6 +410,27 @@ def graph_vs_reality(lm, spec:Spec, tcs:dict, g:Graph,
     df = pd.DataFrame(dict(layer=nodes[:, 0].numpy(), pos=nodes[:, 1].numpy(), feature=nodes[:, 2].numpy(),
                            act=g.acts[g.selected[top]].numpy(), influence=infl[top].numpy(),
                            direct=direct[top].numpy(), total=total[top].numpy()))
+    return nodes, df
+
+# %% ../nbs/07_interventions.ipynb #020d2e00
+def _agreement(got, pred) -> dict:
+    "Spearman, sign agreement, largest and relative absolute errors of measured `got` against predicted `pred`."
+    err = (torch.tensor(got) - torch.tensor(pred)).abs()
+    rel = float(err.sum() / torch.tensor(pred).abs().sum().clamp(min=1e-12))
+    return dict(spearman=spearman(got, pred), sign_agree=sign_agree(got, pred), max_abs_err=float(err.max()),
+                rel_err=rel)
+
+# %% ../nbs/07_interventions.ipynb #fa4199f9
+def graph_vs_reality(lm, spec:Spec, tcs:dict, g:Graph,
+                     n:int=24, # the feature nodes of largest influence on the logits
+                     target:int=0, # the logit node
+                     # (mode, freeze) pairs
+                     modes:tuple=(('constrained', True), ('constrained', False), ('free', False)),
+                     batch_size:int=32):
+    ("Zero-ablate each of the `n` most influential feature nodes of `g` on the real model in each mode; a table of "
+     "predicted and measured changes of the target logit, and the agreement per mode.")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise UserError(f"n must be a positive int, not {n!r}")
+    nodes, df = _gvr_nodes(g, n, target)
     t = int(g.logit_ids[target])
     cl = clean_run(lm, spec, g.ids, freeze=any(fz for _, fz in modes))
     dm = lambda lg: (lg[:, t] - lg.mean(1)).cpu()
@@ -329,13 +439,11 @@ def graph_vs_reality(lm, spec:Spec, tcs:dict, g:Graph,
         col = mode + ('_frozen' if fz else '')
         base = dm(intervene(lm, spec, tcs, g.ids, [], mode, fz, clean=cl))
         rows = [[ablate(int(l), int(f), int(p))] for l, p, f in nodes.tolist()]
-        got = torch.cat([dm(intervene(lm, spec, tcs, g.ids, rows[i:i + batch_size], mode, fz, clean=cl)) for i in range(0, len(rows), batch_size)])
+        got = torch.cat([dm(intervene(lm, spec, tcs, g.ids, rows[i:i + batch_size], mode, fz, clean=cl))
+                         for i in range(0, len(rows), batch_size)])
         df[col] = (got - base).numpy()
         pred = df['total' if mode == 'free' else 'direct'].values
-        err = (torch.tensor(df[col].values) - torch.tensor(pred)).abs()
-        summ[col] = dict(spearman=spearman(df[col].values, pred), sign_agree=sign_agree(df[col].values, pred),
-                         max_abs_err=float(err.max()), rel_err=float(err.sum() / torch.tensor(pred).abs().sum().clamp(min=1e-12)),
-                         vs='total' if mode == 'free' else 'direct')
+        summ[col] = dict(**_agreement(df[col].values, pred), vs='total' if mode == 'free' else 'direct')
     return df, summ
 
 # %% ../nbs/07_interventions.ipynb #ecb794ad
@@ -348,48 +456,49 @@ def _site(lm, spec, site, l):
     if site == 'mlp': return spec.module(lm, 'mlp', l).output
     return spec.module(lm, 'attn', l).o_proj.input
 
-@torch.no_grad()
-def patch(lm, spec:Spec,
-          clean_ids:torch.Tensor, corrupt_ids:torch.Tensor, # [T] token ids of the two prompts, equal lengths
-          correct:int, incorrect:int, # answer token ids: the metric is their logit difference at the last position
-          site:str='resid', # resid, attn, mlp or head
-          batch_size:int=64, # patched copies per trace
-         ) -> dict:
-    "Patch each (layer, position) (or (layer, head)) of `site` from the clean run into the corrupted one: the margin [L, T or H], the clean and corrupted margins, and the restored fraction."
+# %% ../nbs/07_interventions.ipynb #2d59f61e
+def _patch_ids(lm, clean_ids, corrupt_ids, correct:int, incorrect:int, site:str) -> tuple:
+    "`patch`'s inputs checked: the clean and corrupted token ids [T]."
     if site not in SITES: raise UserError(f"site must be one of {', '.join(SITES)}, not {site!r}")
     c, x = torch.as_tensor(clean_ids).reshape(-1), torch.as_tensor(corrupt_ids).reshape(-1)
     if not len(c) or not len(x): raise UserError("a prompt has no tokens")
-    if len(c) != len(x): raise UserError(f"patching needs prompts of equal length in tokens: clean has {len(c)}, corrupted {len(x)}")
-    L, T, dh = spec.n_layers, len(c), spec.head_dim
+    if len(c) != len(x):
+        raise UserError(f"patching needs prompts of equal length in tokens: clean has {len(c)}, corrupted {len(x)}")
     V = hf_model(lm).config.vocab_size
     for t in (correct, incorrect):
         if not 0 <= int(t) < V: raise UserError(f"answer id {t} is out of range for a vocabulary of {V}")
+    return c, x
+
+# %% ../nbs/07_interventions.ipynb #05d26eda
+def _site_acts(lm, spec:Spec, c:torch.Tensor, x:torch.Tensor, site:str) -> tuple:
+    "The clean run's `site` at every layer [T, ...] and both runs' last-position logits [2, V], in one trace."
     acts, res = [], {}
     with lm.trace(torch.stack([c, x]).to(lm.device)):
-        for l in range(L): acts.append(_site(lm, spec, site, l)[0].save())
+        for l in range(spec.n_layers): acts.append(_site(lm, spec, site, l)[0].save())
         res['lg'] = lm.output.logits[:, -1].save()
-    mc, mx = [float(res['lg'][i, correct] - res['lg'][i, incorrect]) for i in (0, 1)]
-    W = spec.n_heads if site == 'head' else T
-    cells = [(l, w) for l in range(L) for w in range(W)]
-    out = torch.zeros(L, W)
-    for i in range(0, len(cells), batch_size):
-        ch = cells[i:i + batch_size]
-        B = len(ch)
-        with lm.trace(x[None].expand(B, T).to(lm.device)):
-            for l in range(L):
-                rows = [b for b, (ll, _) in enumerate(ch) if ll == l]
-                if not rows: continue
-                h = _site(lm, spec, site, l)
-                w = torch.tensor([ch[b][1] for b in rows])
-                rb = torch.tensor(rows)
-                if site == 'head':
-                    for b, hh in zip(rows, w.tolist()): h[b, :, hh * dh:(hh + 1) * dh] = acts[l][:, hh * dh:(hh + 1) * dh]
-                else: h[rb, w] = acts[l][w].to(h.dtype)
-            res['p'] = lm.output.logits[:, -1].save()
-        p = res['p'].float()
-        for b, (l, w) in enumerate(ch): out[l, w] = float(p[b, correct] - p[b, incorrect])
-    return dict(margin=out, clean=mc, corrupted=mx, restored=(out - mx) / (mc - mx) if mc != mx else out * float('nan'), site=site)
+    return acts, res['lg']
 
+# %% ../nbs/07_interventions.ipynb #f297ce4c
+def _patched(lm, spec:Spec, site:str, x:torch.Tensor, acts:list,
+             cells:list, # [(layer, position or head)]: one patched copy each
+            ) -> torch.Tensor:
+    "Last-position logits [len(cells), V] of the corrupted run `x` with each cell patched from the clean `acts`."
+    B, T, dh = len(cells), len(x), spec.head_dim
+    res = {}
+    with lm.trace(x[None].expand(B, T).to(lm.device)):
+        for l in range(spec.n_layers):
+            rows = [b for b, (ll, _) in enumerate(cells) if ll == l]
+            if not rows: continue
+            h = _site(lm, spec, site, l)
+            w = torch.tensor([cells[b][1] for b in rows])
+            rb = torch.tensor(rows)
+            if site == 'head':
+                for b, hh in zip(rows, w.tolist()): h[b, :, hh * dh:(hh + 1) * dh] = acts[l][:, hh * dh:(hh + 1) * dh]
+            else: h[rb, w] = acts[l][w].to(h.dtype)
+        res['p'] = lm.output.logits[:, -1].save()
+    return res['p']
+
+# %% ../nbs/07_interventions.ipynb #709a8353
 def plot_patching(results:list, # dicts from `patch`
                   tokens:list|None=None, # token texts of the corrupted prompt (x axis of position sites)
                  ):
@@ -398,11 +507,37 @@ def plot_patching(results:list, # dicts from `patch`
     fig, axs = plt.subplots(1, len(results), figsize=(3.6 * len(results), 3.6), squeeze=False)
     for ax, r in zip(axs[0], results):
         im = ax.imshow(r['restored'].numpy(), aspect='auto', cmap='RdBu_r', vmin=-1, vmax=1, origin='lower')
-        ax.set_title(f"{r['site']}: restored fraction", fontsize=9); ax.set_ylabel('layer')
+        ax.set_title(f"{r['site']}: restored fraction", fontsize=9)
+        ax.set_ylabel('layer')
         if r['site'] == 'head': ax.set_xlabel('head')
-        elif tokens is not None: ax.set_xticks(range(len(tokens)), [t.replace('\n', '⏎') for t in tokens], rotation=60, fontsize=7)
+        elif tokens is not None:
+            ax.set_xticks(range(len(tokens)), [t.replace('\n', '⏎') for t in tokens], rotation=60, fontsize=7)
     fig.colorbar(im, ax=axs[0].tolist(), shrink=0.8)
     return fig
+
+# %% ../nbs/07_interventions.ipynb #2ec33f68
+@torch.no_grad()
+def patch(lm, spec:Spec,
+          clean_ids:torch.Tensor, corrupt_ids:torch.Tensor, # [T] token ids of the two prompts, equal lengths
+          correct:int, incorrect:int, # answer token ids: the metric is their logit difference at the last position
+          site:str='resid', # resid, attn, mlp or head
+          batch_size:int=64, # patched copies per trace
+         ) -> dict:
+    ("Patch each (layer, position) (or (layer, head)) of `site` from the clean run into the corrupted one: "
+     "the margin [L, T or H], the clean and corrupted margins, and the restored fraction.")
+    c, x = _patch_ids(lm, clean_ids, corrupt_ids, correct, incorrect, site)
+    L, T = spec.n_layers, len(c)
+    acts, lg = _site_acts(lm, spec, c, x, site)
+    mc, mx = [float(lg[i, correct] - lg[i, incorrect]) for i in (0, 1)]
+    W = spec.n_heads if site == 'head' else T
+    cells = [(l, w) for l in range(L) for w in range(W)]
+    out = torch.zeros(L, W)
+    for i in range(0, len(cells), batch_size):
+        ch = cells[i:i + batch_size]
+        p = _patched(lm, spec, site, x, acts, ch).float()
+        for b, (l, w) in enumerate(ch): out[l, w] = float(p[b, correct] - p[b, incorrect])
+    restored = (out - mx) / (mc - mx) if mc != mx else out * float('nan')
+    return dict(margin=out, clean=mc, corrupted=mx, restored=restored, site=site)
 
 # %% ../nbs/07_interventions.ipynb #e6ce879c
 @torch.no_grad()
@@ -413,7 +548,8 @@ def generate(lm, spec:Spec, tcs:dict, tok,
             ) -> str:
     "Greedy continuation of `prompt` with `edits` applied at every step: the generated text."
     ids = prompt_ids(tok, prompt)
-    if isinstance(n_new, bool) or not isinstance(n_new, int) or n_new < 1: raise UserError(f"n_new must be a positive int, not {n_new!r}")
+    if isinstance(n_new, bool) or not isinstance(n_new, int) or n_new < 1:
+        raise UserError(f"n_new must be a positive int, not {n_new!r}")
     n0 = len(ids)
     eos = tok.eos_token_id
     for _ in range(n_new):
@@ -422,43 +558,58 @@ def generate(lm, spec:Spec, tcs:dict, tok,
         if nxt == eos: break
     return tok.decode(ids[n0:].tolist())
 
+# %% ../nbs/07_interventions.ipynb #0bffe65b
+def _swap_sets(spec:Spec, tcs:dict, feats:list, remove:list,
+               T:int, # length of the clean prompt
+              ) -> tuple[dict, dict]:
+    "{layer: [features]} of the sets S (`feats`) and R (`remove`), each checked against the transcoders."
+    S, R = {}, {}
+    for pairs, d in ((feats, S), (remove, R)):
+        for l, fs in by_layer(pairs).items():
+            check_edit(Edit(l, fs), spec, tcs, T)
+            d.setdefault(spec.check_layer(l), []).extend(fs)
+    return S, R
+
+# %% ../nbs/07_interventions.ipynb #9eba034b
 def swap_in(lm, spec:Spec, tcs:dict,
             clean_ids:torch.Tensor, # [T'] the prompt the values come from
             feats:list, # [(layer, feature)]: the set S
             clean_pos:list|int, # positions in the clean prompt
             pos:list|int, # matching positions in the corrupted prompt
             remove:list=(), # [(layer, feature)]: the set R, zero-ablated at `pos` in the corrupted run
-            scale:float=1.0, # S is set to this multiple of its clean activations (the Biology paper injects at several times the natural value)
+            scale:float=1.0, # S is set to this multiple of its clean activations (Biology paper: several times that)
            ) -> list[Edit]:
-    "Edits that set the features S to `scale` times their activations on the clean prompt (at `clean_pos`) at `pos` of another run, and zero R there."
+    ("Edits that set the features S to `scale` times their activations on the clean prompt (at `clean_pos`) "
+     "at `pos` of another run, and zero R there.")
     cp, pp = _ints(clean_pos, 'clean positions'), _ints(pos, 'positions')
     if len(cp) != len(pp): raise UserError(f"clean_pos and pos must pair up: {len(cp)} and {len(pp)} positions")
     c = clean_run(lm, spec, clean_ids)
     Tc = len(c.ids)
     bad = [p for p in cp if not -Tc <= p < Tc]
     if bad: raise UserError(f"clean position {bad[0]} is out of range for a clean prompt of {Tc} tokens")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)): raise UserError(f"scale must be a number, not {scale!r}")
-    S, R = {}, {}
-    for pairs, d in ((feats, S), (remove, R)):
-        for l, fs in by_layer(pairs).items():
-            check_edit(Edit(l, fs), spec, tcs, Tc); d.setdefault(spec.check_layer(l), []).extend(fs)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise UserError(f"scale must be a number, not {scale!r}")
+    S, R = _swap_sets(spec, tcs, feats, remove, Tc)
     edits = [Edit(l, fs, pp, value=0.0) for l, fs in sorted(R.items())]
     for l, fs in sorted(S.items()):
         z = feature_acts(tcs[l], c.m_in[l].to(tcs[l].W_dec.device))[cp][:, fs]
         edits.append(Edit(l, fs, pp, value=z * float(scale)))
     return edits  # removals first, so a feature in both S and R ends at its clean value (times `scale`)
 
+# %% ../nbs/07_interventions.ipynb #8daa7ec9
 def random_active(tcs:dict, c:Clean, # a clean run (`clean_run`)
                   feats:list, # [(layer, feature)]: the set to match
                   pos:list, # positions
                   gen:torch.Generator) -> list[tuple[int, int]]:
-    "A control for `feats`: per (layer, feature), a random feature of the same layer active at `pos` in the run `c` (none where no feature is)."
+    ("A control for `feats`: per (layer, feature), a random feature of the same layer active at `pos` in the run `c` "
+     "(none where no feature is).")
     out = []
     for l, _ in feats:
         on = (feature_acts(tcs[l], c.m_in[l].to(tcs[l].W_dec.device))[pos] > 0).any(0).nonzero()[:, 0].cpu()
         if len(on): out.append((l, int(on[torch.randint(len(on), (1,), generator=gen)])))
     return out
 
+# %% ../nbs/07_interventions.ipynb #735a1be4
 def write_size(tc:Transcoder, z:torch.Tensor, # [P, F] activations of the features at the positions edited
               ) -> torch.Tensor:
     "Per feature [F], the norm of what it writes to the MLP output over those positions: ||z_f|| ||W_dec,f / y_scale||."
@@ -469,7 +620,8 @@ def matched_pools(tcs:dict, c:Clean, # a clean run (`clean_run`)
                   pos:list, # positions
                   k_near:int=5, # candidates per feature: the active features closest to it in write size
                  ) -> list[tuple[int, list[int]]]:
-    "Per (layer, feature) of `feats`: its layer and the `k_near` other active features of that layer closest to it in `write_size` (log scale)."
+    ("Per (layer, feature) of `feats`: its layer and the `k_near` other active features of that layer closest to it "
+     "in `write_size` (log scale).")
     out, ws, fs = [], {}, set(feats)
     for l, f in feats:
         if l not in ws: ws[l] = write_size(tcs[l], feature_acts(tcs[l], c.m_in[l].to(tcs[l].W_dec.device))[pos])
@@ -479,17 +631,18 @@ def matched_pools(tcs:dict, c:Clean, # a clean run (`clean_run`)
         out.append((l, [on[i] for i in d.argsort(stable=True)[:k_near].tolist()]))
     return out
 
+# %% ../nbs/07_interventions.ipynb #050d6173
 def matched_active(tcs:dict, c:Clean, feats:list, pos:list, gen:torch.Generator,
                    k_near:int=5, # drawn among this many features closest in write size
                    pools:list|None=None, # `matched_pools(...)`, computed once for many draws
                   ) -> list[tuple[int, int]]:
-    "A control matched in layer and in the size of what it writes: per (layer, feature), a random active feature of that layer among the `k_near` closest to it in `write_size`."
+    ("A control matched in layer and in the size of what it writes: per (layer, feature), a random active feature "
+     "of that layer among the `k_near` closest to it in `write_size`.")
     out = []
     for l, near in pools if pools is not None else matched_pools(tcs, c, feats, pos, k_near):
         free = [x for x in near if (l, x) not in out]
         if free: out.append((l, free[int(torch.randint(len(free), (1,), generator=gen))]))
     return out
-
 
 # %% ../nbs/07_interventions.ipynb #69d3bbb9
 @torch.no_grad()
@@ -500,11 +653,14 @@ def feature_means(lm, spec:Spec, tcs:dict,
     "Mean activation of every feature over the tokens of `ids` (zeros included): {layer: [F]}, for mean-ablation."
     from mi_repro.activations import read_acts
     ids = torch.as_tensor(ids)
-    if ids.ndim != 2 or ids.shape[1] < 1 + skip_first: raise UserError(f"ids must be [B, T] token ids with T > {int(skip_first)}, got shape {tuple(ids.shape)}")
+    if ids.ndim != 2 or ids.shape[1] < 1 + skip_first:
+        raise UserError(f"ids must be [B, T] token ids with T > {int(skip_first)}, got shape {tuple(ids.shape)}")
     acts = read_acts(lm, spec, ids.to(lm.device), sorted(tcs), ['mlp_in'])
-    return {l: feature_acts(tcs[l], acts[(l, 'mlp_in')][:, int(skip_first):]).reshape(-1, tcs[l].n_features).mean(0).cpu()
+    s = int(skip_first)
+    return {l: feature_acts(tcs[l], acts[(l, 'mlp_in')][:, s:]).reshape(-1, tcs[l].n_features).mean(0).cpu()
             for l in sorted(tcs)}
 
+# %% ../nbs/07_interventions.ipynb #9c5cddd5
 def choose_set(graphs:list, # chapter-06 `Graph`s (of train prompts)
                k:int=8, # features in the set
               ) -> list[tuple[int, int]]:
@@ -516,75 +672,116 @@ def choose_set(graphs:list, # chapter-06 `Graph`s (of train prompts)
         for (l, p, f), v in zip(g.active[g.selected].tolist(), infl.tolist()): tot[(l, f)] = tot.get((l, f), 0.0) + v
     return [lf for lf, _ in sorted(tot.items(), key=lambda kv: -kv[1])[:k]]
 
+# %% ../nbs/07_interventions.ipynb #8a8283a6
 def margin_set(graphs:list, # chapter-06 `Graph`s of train prompts, each with both answers as logit nodes
                answers:list, # per graph, (correct, incorrect) token ids
                k:int=8, # features in the set
               ) -> list[tuple[int, int]]:
-    "The `k` (layer, feature) pairs that most raise the margin (correct minus incorrect logit) summed over `graphs`: signed, all paths (`graph_predictions`)."
-    if not graphs or len(graphs) != len(answers): raise UserError("margin_set: give one (correct, incorrect) pair per graph")
+    ("The `k` (layer, feature) pairs that most raise the margin (correct minus incorrect logit) summed over `graphs`: "
+     "signed, all paths (`graph_predictions`).")
+    if not graphs or len(graphs) != len(answers):
+        raise UserError("margin_set: give one (correct, incorrect) pair per graph")
     tot = {}
     for g, (c, i) in zip(graphs, answers):
         ids = g.logit_ids.tolist()
-        if c not in ids or i not in ids: raise UserError("margin_set: build the graphs with both answers as logit targets (target_tokens)")
-        contrib = graph_predictions(g, ids.index(i))[1] - graph_predictions(g, ids.index(c))[1]  # removal lowers c, raises i
+        if c not in ids or i not in ids:
+            raise UserError("margin_set: build the graphs with both answers as logit targets (target_tokens)")
+        # removal lowers c, raises i
+        contrib = graph_predictions(g, ids.index(i))[1] - graph_predictions(g, ids.index(c))[1]
         for (l, p, f), v in zip(g.active[g.selected].tolist(), contrib.tolist()): tot[(l, f)] = tot.get((l, f), 0.0) + v
     return [lf for lf, v in sorted(tot.items(), key=lambda kv: -kv[1])[:k] if v > 0]
 
+# %% ../nbs/07_interventions.ipynb #35ae9618
+def _active_set(spec:Spec, tcs:dict, by:dict, # the set, {layer: {features}}
+                cl:Clean, T:int) -> tuple:
+    ("The set's features active after position 0 in the clean run `cl`: their zero-ablation at positions 1..T-1, "
+     "the (layer, feature) pairs, and per layer the pool of the other active features and how many to draw.")
+    pos = list(range(1, T))
+    sel, pools, chosen = [], {}, []
+    for l, fs in sorted(by.items()):
+        on = (feature_acts(tcs[l], cl.m_in[l].to(tcs[l].W_dec.device))[1:] > 0).any(0).cpu()
+        act = [f for f in fs if check_edit(Edit(l, f), spec, tcs, T) and on[f]]
+        if act:
+            sel.append(Edit(l, act, pos, value=0.0))
+            chosen += [(l, f) for f in act]
+            pools[l] = (torch.tensor([f for f in on.nonzero()[:, 0].tolist() if f not in fs]), len(act))
+    return sel, chosen, pools
+
+# %% ../nbs/07_interventions.ipynb #fe564636
+def _control_draws(tcs:dict, cl:Clean, chosen:list, pools:dict, # from `_active_set`
+                   pos:list, n_draws:int, g:torch.Generator) -> list:
+    "`n_draws` random sets of as many active features of the same layers, then `n_draws` matched in write size."
+    draws = []
+    for _ in range(n_draws):
+        draws.append([Edit(l, pool[torch.randperm(len(pool), generator=g)[:k]].tolist(), pos, value=0.0)
+                      for l, (pool, k) in pools.items() if len(pool)])
+    mp = matched_pools(tcs, cl, chosen, pos)
+    for _ in range(n_draws):
+        matched = by_layer(matched_active(tcs, cl, chosen, pos, g, pools=mp))
+        draws.append([Edit(l, fs, pos, value=0.0) for l, fs in matched.items()])
+    return draws
+
+# %% ../nbs/07_interventions.ipynb #c85569d4
+def _control_row(prompt:str, sel:list, # the set's edits (`_active_set`)
+                 d:torch.Tensor, # margin changes: the set, then the random draws, then the matched draws
+                 n_draws:int) -> dict:
+    "One prompt's row of `set_vs_random`."
+    rd, md = d[1:n_draws + 1], d[n_draws + 1:]
+    return dict(prompt=prompt, n_active=sum(len(e.features) for e in sel), set=float(d[0]),
+                random_mean=float(rd.mean()), random_sd=float(rd.std()),
+                frac_random_larger=float((rd.abs() >= d[0].abs()).float().mean()),
+                matched_mean=float(md.mean()), matched_sd=float(md.std()),
+                frac_matched_larger=float((md.abs() >= d[0].abs()).float().mean()))
+
+_NO_SET = dict(n_active=0, set=0.0, random_mean=0.0, random_sd=0.0, frac_random_larger=float('nan'),
+               matched_mean=0.0, matched_sd=0.0, frac_matched_larger=float('nan'))  # no feature of the set active
+
+# %% ../nbs/07_interventions.ipynb #499d1e01
+def _prompt_controls(lm, spec:Spec, tcs:dict, tok, p:dict, by:dict, n_draws:int, g:torch.Generator) -> dict|None:
+    "The row of `set_vs_random` of prompt `p` (None when an answer is not a single token)."
+    c, i = answer_id(tok, p['prompt'], p['correct_answer']), answer_id(tok, p['prompt'], p['incorrect_answer'])
+    if c is None or i is None: return None
+    ids = prompt_ids(tok, p['prompt'])
+    T = len(ids)
+    cl = clean_run(lm, spec, ids)
+    sel, chosen, pools = _active_set(spec, tcs, by, cl, T)
+    if not sel: return dict(prompt=p['prompt'], **_NO_SET)
+    draws = _control_draws(tcs, cl, chosen, pools, list(range(1, T)), n_draws, g)
+    lg = intervene(lm, spec, tcs, ids, [[], sel] + draws, clean=cl)
+    mg = (lg[:, c] - lg[:, i]).cpu()
+    return _control_row(p['prompt'], sel, mg[1:] - mg[0], n_draws)
+
+# %% ../nbs/07_interventions.ipynb #daef240d
 @torch.no_grad()
 def set_vs_random(lm, spec:Spec, tcs:dict, tok,
                   prompts:list, # prompt dicts (chapter 02): prompt, correct_answer, incorrect_answer
                   feats:list, # [(layer, feature)]: the set
                   n_draws:int=64, seed:int=0):
-    "Per prompt: margin change when the set is zero-ablated (positions 1..T-1), and when random active features are: as many of the same layers (`random`), and matched to each also in write size (`matched`, `matched_active`), over `n_draws` draws each."
+    ("Per prompt: margin change when the set is zero-ablated (positions 1..T-1), and when random active features are: "
+     "as many of the same layers (`random`), and matched to each also in write size (`matched`, `matched_active`), "
+     "over `n_draws` draws each.")
     import pandas as pd
     if not feats: raise UserError("set_vs_random: the feature set is empty")
-    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1: raise UserError(f"n_draws must be a positive int, not {n_draws!r}")
+    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
+        raise UserError(f"n_draws must be a positive int, not {n_draws!r}")
     by = {}
     for l, f in feats: by.setdefault(spec.check_layer(l), set()).add(f)
     g = torch.Generator().manual_seed(seed)
-    out = []
-    for p in prompts:
-        c, i = answer_id(tok, p['prompt'], p['correct_answer']), answer_id(tok, p['prompt'], p['incorrect_answer'])
-        if c is None or i is None: continue
-        ids = prompt_ids(tok, p['prompt'])
-        T = len(ids)
-        cl = clean_run(lm, spec, ids)
-        pos = list(range(1, T))
-        sel, pools, chosen = [], {}, []
-        for l, fs in sorted(by.items()):
-            on = (feature_acts(tcs[l], cl.m_in[l].to(tcs[l].W_dec.device))[1:] > 0).any(0).cpu()
-            act = [f for f in fs if check_edit(Edit(l, f), spec, tcs, T) and on[f]]
-            if act:
-                sel.append(Edit(l, act, pos, value=0.0))
-                chosen += [(l, f) for f in act]
-                pools[l] = (torch.tensor([f for f in on.nonzero()[:, 0].tolist() if f not in fs]), len(act))
-        if not sel:
-            out.append(dict(prompt=p['prompt'], n_active=0, set=0.0, random_mean=0.0, random_sd=0.0, frac_random_larger=float('nan'),
-                            matched_mean=0.0, matched_sd=0.0, frac_matched_larger=float('nan')))
-            continue
-        draws = []
-        for _ in range(n_draws):
-            draws.append([Edit(l, pool[torch.randperm(len(pool), generator=g)[:k]].tolist(), pos, value=0.0) for l, (pool, k) in pools.items() if len(pool)])
-        mp = matched_pools(tcs, cl, chosen, pos)
-        for _ in range(n_draws):
-            draws.append([Edit(l, fs, pos, value=0.0) for l, fs in by_layer(matched_active(tcs, cl, chosen, pos, g, pools=mp)).items()])
-        lg = intervene(lm, spec, tcs, ids, [[], sel] + draws, clean=cl)
-        mg = (lg[:, c] - lg[:, i]).cpu()
-        d = mg[1:] - mg[0]
-        rd, md = d[1:n_draws + 1], d[n_draws + 1:]
-        out.append(dict(prompt=p['prompt'], n_active=sum(len(e.features) for e in sel), set=float(d[0]), random_mean=float(rd.mean()),
-                        random_sd=float(rd.std()), frac_random_larger=float((rd.abs() >= d[0].abs()).float().mean()),
-                        matched_mean=float(md.mean()), matched_sd=float(md.std()), frac_matched_larger=float((md.abs() >= d[0].abs()).float().mean())))
+    rows = [_prompt_controls(lm, spec, tcs, tok, p, by, n_draws, g) for p in prompts]
+    out = [r for r in rows if r is not None]
     if not out: raise UserError("set_vs_random: no prompt has single-token answers for this tokenizer")
     return pd.DataFrame(out)
 
+# %% ../nbs/07_interventions.ipynb #05bded80
 def control_summary(df, # from `set_vs_random`
                     seed:int=0) -> dict:
-    "Mean margin change of the set, of the random and of the matched sets, and the set's differences from each, each with a BCa 95 % CI over prompts (the unit)."
+    ("Mean margin change of the set, of the random and of the matched sets, and the set's differences from each, "
+     "each with a BCa 95 % CI over prompts (the unit).")
     d = df[df.n_active > 0]
     if not len(d): return dict(n_prompts=0)
     s, r = bootstrap_ci(d['set'], seed=seed), bootstrap_ci(d['random_mean'], seed=seed)
     diff = bootstrap_ci(d['set'] - d['random_mean'], seed=seed)
     m, dm = bootstrap_ci(d['matched_mean'], seed=seed), bootstrap_ci(d['set'] - d['matched_mean'], seed=seed)
-    return dict(n_prompts=len(d), unit='prompt', set=s, random=r, set_minus_random=diff, frac_random_larger=float(d.frac_random_larger.mean()),
-                matched=m, set_minus_matched=dm, frac_matched_larger=float(d.frac_matched_larger.mean()), n_active=float(d.n_active.mean()))
+    return dict(n_prompts=len(d), unit='prompt', set=s, random=r, set_minus_random=diff,
+                frac_random_larger=float(d.frac_random_larger.mean()), matched=m, set_minus_matched=dm,
+                frac_matched_larger=float(d.frac_matched_larger.mean()), n_active=float(d.n_active.mean()))

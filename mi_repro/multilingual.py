@@ -31,8 +31,9 @@ def need_dicts(model:str, # model name
     "The chapter-04 transcoders of `model` in the cache, or a `UserError` naming the command that trains them."
     try: return find_dicts(model)
     except UserError: pass
-    raise UserError(f"no transcoders for {model} in the cache: the multilingual graphs need one at every layer. Train them with "
-                    f"`mi-repro run 03 04 --model {model}` (hours of CPU for a real model), or pass dicts=<folder>")
+    raise UserError(f"no transcoders for {model} in the cache: the multilingual graphs need one at every layer. "
+                    f"Train them with `mi-repro run 03 04 --model {model}` (hours of CPU for a real model), "
+                    f"or pass dicts=<folder>")
 
 # %% ../nbs/08_multilingual.ipynb #92e940ba
 LANG_NAMES = dict(en='English', fr='French', es='Spanish')
@@ -42,28 +43,34 @@ TASKS = ('antonyms', 'translation')
 def translation_prompts(split:str|None=None, # 'train', 'test' or None
                         languages:list|None=None, # e.g. ['en', 'fr']; None: all of `LANGS`
                        ) -> list[dict]:
-    "Word-translation prompts aligned with the antonym concepts: each concept's word into each language (into English from French), two templates."
+    ("Word-translation prompts aligned with the antonym concepts: each concept's word into each language (into "
+     "English from French), two templates.")
     rows = []
     for ci, concept in enumerate(ANTONYMS):
         en_w, fr_w = concept[0][0], concept[1][0]
         for lang, (w, a) in zip(LANGS, concept):
             if languages is not None and lang not in languages: continue
-            X, src, dsrc = LANG_NAMES[lang], (fr_w if lang == 'en' else en_w), (DEMO['fr'] if lang == 'en' else DEMO['en'])
-            for t, p in enumerate([f'"{dsrc}" in {X} is "{DEMO[lang]}". "{src}" in {X} is "', f'The {X} word for "{src}" is "']):
-                rows.append(dict(prompt=p, correct_answer=w, incorrect_answer=src, behaviour='translation', language=lang,
-                                 split=split_for(ci), template_idx=t, entity=concept[0][0], word=src, antonym=w,
-                                 concept_index=ci, concept=concept[0][0]))
+            X = LANG_NAMES[lang]
+            src, dsrc = (fr_w if lang == 'en' else en_w), (DEMO['fr'] if lang == 'en' else DEMO['en'])
+            templates = [f'"{dsrc}" in {X} is "{DEMO[lang]}". "{src}" in {X} is "', f'The {X} word for "{src}" is "']
+            for t, p in enumerate(templates):
+                rows.append(dict(prompt=p, correct_answer=w, incorrect_answer=src, behaviour='translation',
+                                 language=lang, split=split_for(ci), template_idx=t, entity=concept[0][0], word=src,
+                                 antonym=w, concept_index=ci, concept=concept[0][0]))
     return [r for r in rows if split is None or r['split'] == split]
 
+# %% ../nbs/08_multilingual.ipynb #12b3ee9e
 def task_prompts(task:str, # 'antonyms' or 'translation'
                  split:str|None=None, languages:list|None=None) -> list[dict]:
     "The prompts of `task` (chapter 02's antonyms or `translation_prompts`) of a split and languages."
-    if task == 'antonyms': return [p for p in load_prompts('antonyms', split) if languages is None or p['language'] in languages]
+    if task == 'antonyms':
+        return [p for p in load_prompts('antonyms', split) if languages is None or p['language'] in languages]
     if task == 'translation': return translation_prompts(split, languages)
     raise UserError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
 
 def with_ids(tok, prompts:list[dict]) -> tuple[list[dict], int]:
-    "The prompts whose correct and incorrect answers have different first tokens, with `c_id`, `i_id` and `whole` (the answer is one token) added; and how many were dropped."
+    ("The prompts whose correct and incorrect answers have different first tokens, with `c_id`, `i_id` and `whole` "
+     "(the answer is one token) added; and how many were dropped.")
     out = []
     for p in prompts:
         c, i = first_token(tok, p['prompt'], p['correct_answer']), first_token(tok, p['prompt'], p['incorrect_answer'])
@@ -82,47 +89,55 @@ def first_scores(lm, tok, prompts:list[dict], # from `with_ids`
     rows = []
     for p, zz in zip(prompts, z):
         c, i = p['c_id'], p['i_id']
-        rows.append(dict(language=p['language'], template_idx=p['template_idx'], concept_index=p['concept_index'], split=p['split'],
-                         whole=p['whole'], top1=bool(zz.argmax() == c), rank=int((zz > zz[c]).sum()), margin=float(zz[c] - zz[i]),
-                         p_correct=float(zz.softmax(-1)[c]), pred=tok.decode([int(zz.argmax())])))
+        rows.append(dict(language=p['language'], template_idx=p['template_idx'], concept_index=p['concept_index'],
+                         split=p['split'], whole=p['whole'], top1=bool(zz.argmax() == c), rank=int((zz > zz[c]).sum()),
+                         margin=float(zz[c] - zz[i]), p_correct=float(zz.softmax(-1)[c]),
+                         pred=tok.decode([int(zz.argmax())])))
     return pd.DataFrame(rows)
 
+# %% ../nbs/08_multilingual.ipynb #e4380c93
 def pick_templates(df:'pd.DataFrame', # `first_scores` rows (design split)
                   ) -> dict:
     "Per language, the template with the highest top-1 (the lowest index on ties)."
     s = df.groupby(['language', 'template_idx']).top1.mean().reset_index()
-    return {l: int(g.sort_values(['top1', 'template_idx'], ascending=[False, True]).template_idx.iloc[0]) for l, g in s.groupby('language')}
+    return {l: int(g.sort_values(['top1', 'template_idx'], ascending=[False, True]).template_idx.iloc[0])
+            for l, g in s.groupby('language')}
 
 def lang_gate(df:'pd.DataFrame', # `first_scores` rows: held-out concepts, chosen templates
               min_top1:float=0.5, min_n:int=8) -> 'pd.DataFrame':
     "Per language: n, first-token top-1, share of whole-token answers, mean margin, and whether it passes."
-    t = df.groupby('language').agg(n=('top1', 'size'), top1=('top1', 'mean'), whole=('whole', 'mean'), margin=('margin', 'mean'))
+    t = df.groupby('language').agg(n=('top1', 'size'), top1=('top1', 'mean'), whole=('whole', 'mean'),
+                                   margin=('margin', 'mean'))
     t['passes'] = (t.top1 >= min_top1) & (t.n >= min_n)
     return t
 
 # %% ../nbs/08_multilingual.ipynb #28f86b90
 def graph_features(g, # a chapter-06 `Graph`
                    node_threshold:float=0.8, edge_threshold:float=0.98) -> tuple[set, dict, dict]:
-    "The pruned graph's feature nodes {(layer, feature)}, its feature-to-feature edges {((l, f), (l', f')): summed weight} (positions merged), and each node's rank {(l, f): cumulative influence share} (smaller: more influential; its best position)."
+    ("The pruned graph's feature nodes {(layer, feature)}, its feature-to-feature edges {((l, f), (l', f')): summed "
+     "weight} (positions merged), and each node's rank {(l, f): cumulative influence share} (smaller: more "
+     "influential; its best position).")
     node, edge, cum = prune(g, node_threshold, edge_threshold)
-    F_ = g.n_sel
-    lpf = g.active[g.selected]  # (layer, pos, feature)
-    key = lambda i: (int(lpf[i, 0]), int(lpf[i, 2]))
+    n = g.n_sel
+    nodes = g.active[g.selected]  # (layer, pos, feature)
+    key = lambda i: (int(nodes[i, 0]), int(nodes[i, 2]))
     rank = {}
-    for i in node[:F_].nonzero()[:, 0].tolist(): rank[key(i)] = min(rank.get(key(i), 1.0), float(cum[i]))
+    for i in node[:n].nonzero()[:, 0].tolist(): rank[key(i)] = min(rank.get(key(i), 1.0), float(cum[i]))
     feats = set(rank)
     edges = {}
-    dst, src = edge[:F_, :F_].nonzero(as_tuple=True)
+    dst, src = edge[:n, :n].nonzero(as_tuple=True)
     for d, s, w in zip(dst.tolist(), src.tolist(), g.adj[dst, src].tolist()):
         e = (key(s), key(d))
         edges[e] = edges.get(e, 0.0) + w
     return feats, edges, rank
 
+# %% ../nbs/08_multilingual.ipynb #2bca2e62
 def trace(hf, spec:Spec, tcs:dict, tok, p:dict, # a prompt from `with_ids`
           max_feature_nodes:int=256, node_threshold:float=0.8, edge_threshold:float=0.98) -> dict:
     "The graph of one prompt, reduced by `graph_features`: {feats, edges, rank, ids, c_id, i_id, n_sel, p_correct}."
     ids = prompt_ids(tok, p['prompt'])
-    g = attribute(Replacement(hf, spec, tcs, ids), tok, p['prompt'], max_feature_nodes=max_feature_nodes, target_tokens=[p['c_id']], progress=False)
+    g = attribute(Replacement(hf, spec, tcs, ids), tok, p['prompt'], max_feature_nodes=max_feature_nodes,
+                  target_tokens=[p['c_id']], progress=False)
     feats, edges, rank = graph_features(g, node_threshold, edge_threshold)
     return dict(feats=feats, edges=edges, rank=rank, ids=ids, c_id=p['c_id'], i_id=p['i_id'], n_sel=g.n_sel,
                 p_correct=float(g.logit_probs[g.logit_ids.tolist().index(p['c_id'])]))
@@ -160,12 +175,14 @@ def active_feats(lm, spec:Spec, tcs:dict, ids:torch.Tensor) -> dict:
 def margin_drops(lm, spec:Spec, tcs:dict, tr:dict, # from `trace`: ids, c_id, i_id
                  feats:list, # [(layer, feature)]
                  batch_size:int=64) -> np.ndarray:
-    "Change of the margin (correct minus incorrect logit) when each feature is zero-ablated alone at every position but the first (free mode)."
+    ("Change of the margin (correct minus incorrect logit) when each feature is zero-ablated alone at every position "
+     "but the first (free mode).")
     if not feats: return np.zeros(0)
     ids, T = tr['ids'], len(tr['ids'])
     cl = clean_run(lm, spec, ids)
     rows = [[ablate(l, f, list(range(1, T)))] for l, f in feats]
-    lg = torch.cat([intervene(lm, spec, tcs, ids, rows[i:i + batch_size], clean=cl) for i in range(0, len(rows), batch_size)])
+    lg = torch.cat([intervene(lm, spec, tcs, ids, rows[i:i + batch_size], clean=cl)
+                    for i in range(0, len(rows), batch_size)])
     m = measure(lg, cl.logits[-1], tr['c_id'], tr['i_id'])
     return m.margin.values - float(cl.logits[-1, tr['c_id']] - cl.logits[-1, tr['i_id']])
 
@@ -174,7 +191,8 @@ def margin_drops(lm, spec:Spec, tcs:dict, tr:dict, # from `trace`: ids, c_id, i_
 # %% ../nbs/08_multilingual.ipynb #0e4d3329
 def combined_graph(G:dict, # {(concept, lang): dict with 'feats' and 'edges'}
                    langs:list) -> nx.Graph:
-    "Undirected graph on (layer, feature): edge weight = summed |weight| over all graphs; node attributes `count_<lang>` (graphs of that language holding it) and `concepts` ({concept: graphs})."
+    ("Undirected graph on (layer, feature): edge weight = summed |weight| over all graphs; node attributes "
+     "`count_<lang>` (graphs of that language holding it) and `concepts` ({concept: graphs}).")
     H = nx.Graph()
     for (c, l), t in G.items():
         for lf in t['feats']:
@@ -185,6 +203,7 @@ def combined_graph(G:dict, # {(concept, lang): dict with 'feats' and 'edges'}
             H.add_edge(a, b, weight=H.get_edge_data(a, b, {}).get('weight', 0.0) + abs(w))
     return H
 
+# %% ../nbs/08_multilingual.ipynb #61d286bd
 def partition(H:nx.Graph, seed:int=0) -> list[set]:
     "Louvain communities of `H` (weights, resolution 1), largest first."
     if H.number_of_nodes() == 0: raise UserError("the combined graph has no nodes: no pruned graph kept a feature")
@@ -193,19 +212,24 @@ def partition(H:nx.Graph, seed:int=0) -> list[set]:
 def labels_of(comms:list, nodes:list) -> np.ndarray:
     "A community label per node of `nodes`."
     lab = {v: i for i, s in enumerate(comms) for v in s}
-    if missing := [v for v in nodes if v not in lab]: raise UserError(f"labels_of: node {missing[0]} is in no community")
+    if missing := [v for v in nodes if v not in lab]:
+        raise UserError(f"labels_of: node {missing[0]} is in no community")
     return np.array([lab[v] for v in nodes])
 
+# %% ../nbs/08_multilingual.ipynb #f3ec97c8
 def stability(H:nx.Graph, seeds:list) -> dict:
-    "Louvain on each seed: mean and min adjusted Rand index over pairs of seeds, and the number of communities per seed."
+    ("Louvain on each seed: mean and min adjusted Rand index over pairs of seeds, and the number of communities "
+     "per seed.")
     nodes = sorted(H.nodes)
     labs = [labels_of(partition(H, s), nodes) for s in seeds]
     aris = [ari(x, y) for x, y in itertools.combinations(labs, 2)]
     return dict(mean_ari=float(np.mean(aris)) if aris else 1.0, min_ari=float(np.min(aris)) if aris else 1.0,
                 n_communities=[int(x.max() + 1) for x in labs])
 
+# %% ../nbs/08_multilingual.ipynb #b6cb17ac
 def makeup(H:nx.Graph, comms:list, langs:list) -> 'pd.DataFrame':
-    "Per community: nodes, layer range and median, each language's share of the graph memberships, the share of nodes in graphs of >= 2 languages, and the largest single concept's share."
+    ("Per community: nodes, layer range and median, each language's share of the graph memberships, the share of "
+     "nodes in graphs of >= 2 languages, and the largest single concept's share.")
     import pandas as pd
     rows = []
     for i, s in enumerate(comms):
@@ -214,11 +238,13 @@ def makeup(H:nx.Graph, comms:list, langs:list) -> 'pd.DataFrame':
         cc = {}
         for v in s:
             for c, n in H.nodes[v].get('concepts', {}).items(): cc[c] = cc.get(c, 0) + n
-        rows.append(dict(community=i, nodes=len(s), layer_min=min(lay), layer_median=float(np.median(lay)), layer_max=max(lay),
-                         **{f'share_{l}': float(cnt[:, j].sum() / cnt.sum()) for j, l in enumerate(langs)},
-                         multi=float(((cnt > 0).sum(1) >= 2).mean()), top_concept=float(max(cc.values()) / sum(cc.values())) if cc else float('nan')))
+        shares = {f'share_{l}': float(cnt[:, j].sum() / cnt.sum()) for j, l in enumerate(langs)}
+        top = float(max(cc.values()) / sum(cc.values())) if cc else float('nan')
+        rows.append(dict(community=i, nodes=len(s), layer_min=min(lay), layer_median=float(np.median(lay)),
+                         layer_max=max(lay), **shares, multi=float(((cnt > 0).sum(1) >= 2).mean()), top_concept=top))
     return pd.DataFrame(rows)
 
+# %% ../nbs/08_multilingual.ipynb #8ed27400
 def makeup_by_layer(H:nx.Graph, comms:list, langs:list,
                     n_layers:int, # layers of the model
                     n_bands:int=3, # the layers cut into this many equal bands (early, middle, late)
@@ -232,11 +258,14 @@ def makeup_by_layer(H:nx.Graph, comms:list, langs:list,
             vs = [v for v in s if lo <= v[0] < hi]
             if not vs: continue
             cnt = np.array([[H.nodes[v][f'count_{l}'] for l in langs] for v in vs], float).sum(0)
-            rows.append(dict(community=i, layers=f'{lo}-{hi - 1}', nodes=len(vs), **{f'share_{l}': float(cnt[j] / cnt.sum()) for j, l in enumerate(langs)}))
+            shares = {f'share_{l}': float(cnt[j] / cnt.sum()) for j, l in enumerate(langs)}
+            rows.append(dict(community=i, layers=f'{lo}-{hi - 1}', nodes=len(vs), **shares))
     return pd.DataFrame(rows)
 
+# %% ../nbs/08_multilingual.ipynb #847196a6
 def segregation(H:nx.Graph, comms:list, langs:list, min_size:int=5, n_perm:int=2000, seed:int=0) -> dict:
-    "Largest single-language share among communities of >= `min_size` nodes, against the same with the nodes' language counts shuffled within each layer."
+    ("Largest single-language share among communities of >= `min_size` nodes, against the same with the nodes' "
+     "language counts shuffled within each layer.")
     nodes = sorted(H.nodes)
     cnt = np.array([[H.nodes[v][f'count_{l}'] for l in langs] for v in nodes], float)
     lab = labels_of(comms, nodes)
@@ -253,7 +282,8 @@ def segregation(H:nx.Graph, comms:list, langs:list, min_size:int=5, n_perm:int=2
         for gi in groups: perm[gi] = rng.permutation(gi)
         null.append(stat(cnt[perm]))
     null = np.array(null)
-    return dict(obs=float(obs), null=float(null.mean()), p=float((1 + (null >= obs - 1e-12).sum()) / (1 + n_perm)), n_big=len(big))
+    p = float((1 + (null >= obs - 1e-12).sum()) / (1 + n_perm))
+    return dict(obs=float(obs), null=float(null.mean()), p=p, n_big=len(big))
 
 # %% ../nbs/08_multilingual.ipynb #8475e8e6
 def feature_vector(tc, # a `Transcoder`
@@ -266,6 +296,27 @@ def feature_vector(tc, # a `Transcoder`
     if len(c) != len(feats): raise UserError(f"feature_vector: {len(feats)} features but {len(c)} coefficients")
     return (c.to(tc.W_dec.device) @ tc.W_dec[list(feats)].detach().float() / tc.y_scale.float()).cpu()
 
+# %% ../nbs/08_multilingual.ipynb #da5bca7a
+def _inject_deltas(spec:Spec, rows:list, # per batch row, {layer: vector [d_model]}
+                   T:int, pos:int) -> dict:
+    "{layer: [B, T, d] what to add to its MLP output}: each row's vectors at position `pos`, checked."
+    if isinstance(pos, bool) or not isinstance(pos, int) or not -T <= pos < T:
+        raise UserError(f"position {pos!r} is out of range for a prompt of {T} tokens")
+    if not isinstance(rows, (list, tuple)) or not all(isinstance(x, dict) for x in rows):
+        raise UserError("rows must be a list of {layer: vector} dicts")
+    rows = list(rows) or [{}]
+    B, d = len(rows), spec.d_model
+    D = {}
+    for b, row in enumerate(rows):
+        for l, v in row.items():
+            l = spec.check_layer(l)
+            v = torch.as_tensor(v, dtype=torch.float32)
+            if v.shape != (d,):
+                raise UserError(f"the vector for layer {l} has shape {tuple(v.shape)}; {spec.name} needs ({d},)")
+            D.setdefault(l, torch.zeros(B, T, d))[b, pos % T] += v
+    return D
+
+# %% ../nbs/08_multilingual.ipynb #7e420a51
 @torch.no_grad()
 def inject(lm, spec:Spec,
            ids:torch.Tensor, # [T] token ids
@@ -273,21 +324,13 @@ def inject(lm, spec:Spec,
            pos:int=-1, # the position they are added at
            save_mlp:bool=False, # also return the MLP outputs [L, B, T, d]
           ):
-    "Last-position logits [B, V] of `ids` with each row's vectors added to the MLP outputs at `pos` (free mode: everything downstream recomputes)."
+    ("Last-position logits [B, V] of `ids` with each row's vectors added to the MLP outputs at `pos` (free mode: "
+     "everything downstream recomputes).")
     ids = torch.as_tensor(ids).reshape(-1)
-    T, d = len(ids), spec.d_model
+    T = len(ids)
     if not T: raise UserError("the prompt has no tokens")
-    if isinstance(pos, bool) or not isinstance(pos, int) or not -T <= pos < T: raise UserError(f"position {pos!r} is out of range for a prompt of {T} tokens")
-    if not isinstance(rows, (list, tuple)) or not all(isinstance(x, dict) for x in rows): raise UserError("rows must be a list of {layer: vector} dicts")
-    rows = list(rows) or [{}]
-    B, dev = len(rows), lm.device
-    D = {}
-    for b, row in enumerate(rows):
-        for l, v in row.items():
-            l = spec.check_layer(l)
-            v = torch.as_tensor(v, dtype=torch.float32)
-            if v.shape != (d,): raise UserError(f"the vector for layer {l} has shape {tuple(v.shape)}; {spec.name} needs ({d},)")
-            D.setdefault(l, torch.zeros(B, T, d))[b, pos % T] += v
+    D = _inject_deltas(spec, rows, T, pos)
+    B, dev = len(rows) or 1, lm.device
     outs, res = [], {}
     with lm.trace(ids[None].expand(B, T).to(dev)):
         for l in range(spec.n_layers):
@@ -298,6 +341,7 @@ def inject(lm, spec:Spec,
     lg = res['lg'].float()
     return (lg, torch.stack(outs)) if save_mlp else lg
 
+# %% ../nbs/08_multilingual.ipynb #142f67e8
 @torch.no_grad()
 def last_acts(lm, spec:Spec, tcs:dict, ids:torch.Tensor, feats:dict, # {layer: [features]}
              ) -> dict:
@@ -305,18 +349,24 @@ def last_acts(lm, spec:Spec, tcs:dict, ids:torch.Tensor, feats:dict, # {layer: [
     cl = clean_run(lm, spec, ids)
     return {l: feature_acts(tcs[l], cl.m_in[l][-1:].to(tcs[l].W_enc.device))[0, fs].cpu() for l, fs in feats.items()}
 
+# %% ../nbs/08_multilingual.ipynb #233a66cc
 def pick_layers(which:str, # 'middle', 'shared' or layers, comma-separated (e.g. '10,12')
                 n_layers:int, # layers of the model
                 shared:list, # the layers that hold shared features
                ) -> list[int]:
-    "The layers to inject at: the shared features' layers in the middle third [n/3, 2n/3), all of them, or the ones named."
+    ("The layers to inject at: the shared features' layers in the middle third [n/3, 2n/3), all of them, or the "
+     "ones named.")
     if which == 'shared': return sorted(shared)
     if which == 'middle': return [l for l in sorted(shared) if n_layers // 3 <= l < 2 * n_layers // 3]
     try: ls = [int(x) for x in which.split(',') if x.strip()]
-    except ValueError: raise UserError(f"inject_layers must be 'middle', 'shared' or layers separated by commas, not {which!r}") from None
-    if not ls or any(not 0 <= l < n_layers for l in ls): raise UserError(f"inject_layers {which!r}: name layers between 0 and {n_layers - 1}")
+    except ValueError:
+        raise UserError(f"inject_layers must be 'middle', 'shared' or layers separated by commas, "
+                        f"not {which!r}") from None
+    if not ls or any(not 0 <= l < n_layers for l in ls):
+        raise UserError(f"inject_layers {which!r}: name layers between 0 and {n_layers - 1}")
     return sorted(set(ls))
 
+# %% ../nbs/08_multilingual.ipynb #657be5a0
 def random_like(vecs:dict, # {layer: vector}
                 gen:torch.Generator) -> dict:
     "A random direction per layer with the norm of the given vector."

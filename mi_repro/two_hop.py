@@ -15,26 +15,32 @@ from .interventions import (clean_run, intervene, swap_in, random_active, matche
                                     feature_acts)
 
 # %% auto #0
-__all__ = ['one_hop', 'cont_logprob', 'answer_scores', 'entity_pos', 'one_token', 'logit_dirs', 'word_acts', 'answer_influence',
+__all__ = ['one_hop', 'cont_logprob', 'answer_scores', 'entity_pos', 'one_token', 'answer_influence', 'logit_dirs', 'word_acts',
            'bridge_scores', 'bridge_set', 'swap_pair', 'equal_pairs', 'bridge_swap']
 
 # %% ../nbs/10_two_hop.ipynb #25f30e02
 def one_hop(rows:list[dict], # two-hop prompt dicts (chapter 02): entity, kind, bridge, correct_answer
            ) -> list[dict]:
-    "The two single hops of each entity, once per entity: hop 'A' ('{entity} is in the {kind} of' -> ' {bridge}') and hop 'B' ('The capital of {bridge} is' -> the answer)."
+    ("The two single hops of each entity, once per entity: hop 'A' ('{entity} is in the {kind} of' -> ' {bridge}') "
+     "and hop 'B' ('The capital of {bridge} is' -> the answer).")
     out, seen = [], set()
     for p in rows:
         miss = [k for k in ('entity', 'kind', 'bridge', 'correct_answer') if not p.get(k)]
-        if miss: raise UserError(f"one_hop: a two-hop prompt needs {', '.join(miss)}; load them with load_prompts('two_hop')")
+        if miss:
+            raise UserError(f"one_hop: a two-hop prompt needs {', '.join(miss)}; "
+                            f"load them with load_prompts('two_hop')")
         if p['entity'] in seen: continue
         seen.add(p['entity'])
         base = dict(entity=p['entity'], kind=p['kind'], bridge=p['bridge'])
-        out.append(dict(base, hop='A', prompt=f"{p['entity']} is in the {p['kind']} of", correct_answer=' ' + p['bridge']))
+        hop_a = f"{p['entity']} is in the {p['kind']} of"
+        out.append(dict(base, hop='A', prompt=hop_a, correct_answer=' ' + p['bridge']))
         out.append(dict(base, hop='B', prompt=f"The capital of {p['bridge']} is", correct_answer=p['correct_answer']))
     return out
 
+# %% ../nbs/10_two_hop.ipynb #e82d63d7
 def _ids(tok, prompt:str) -> list[int]:
-    if not isinstance(prompt, str) or not prompt.strip(): raise UserError("a prompt is empty: give its text, e.g. 'Dallas is in the state of'")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise UserError("a prompt is empty: give its text, e.g. 'Dallas is in the state of'")
     return prompt_ids(tok, prompt).tolist()
 
 def _pair(tok, prompt, answer):
@@ -46,51 +52,76 @@ def _pair(tok, prompt, answer):
     if len(full) == len(x): raise UserError(f"the answer {answer!r} has no tokens")
     return x, full[len(x):]
 
+# %% ../nbs/10_two_hop.ipynb #aa6c3d9b
+def _padded(pairs:list, # [(prompt ids, answer ids)]
+            ch:list, # the indices of the pairs in this batch
+            pad:int) -> tuple:
+    "Right-padded token ids [B, T], their attention mask, and the positions whose logits predict an answer token."
+    T = max(len(pairs[i][0]) + len(pairs[i][1]) for i in ch)
+    ids = torch.full((len(ch), T), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    keep = torch.zeros_like(ids, dtype=torch.bool)
+    for r, i in enumerate(ch):
+        x, a = pairs[i]
+        ids[r, :len(x) + len(a)] = torch.tensor(x + a)
+        mask[r, :len(x) + len(a)] = 1
+        keep[r, len(x) - 1:len(x) + len(a) - 1] = True
+    return ids, mask, keep
+
+# %% ../nbs/10_two_hop.ipynb #b961faa9
 @torch.no_grad()
 def _seq_scores(hf, pairs:list, # [(prompt ids, answer ids)]
                 pad:int, batch_size:int=32) -> list[tuple[float, bool, int, int]]:
-    "Per pair: log p(answer | prompt), whether greedy decoding gives the answer, its length, and the greedy first token; right-padded batches."
+    ("Per pair: log p(answer | prompt), whether greedy decoding gives the answer, its length, and the greedy first "
+     "token; right-padded batches.")
     dev, out = next(hf.parameters()).device, [None] * len(pairs)
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))  # similar lengths together: less padding
+    # similar lengths together: less padding
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     for s in range(0, len(order), batch_size):
         ch = order[s:s + batch_size]
-        T = max(len(pairs[i][0]) + len(pairs[i][1]) for i in ch)
-        ids = torch.full((len(ch), T), pad, dtype=torch.long); mask = torch.zeros_like(ids); keep = torch.zeros_like(ids, dtype=torch.bool)
-        for r, i in enumerate(ch):
-            x, a = pairs[i]
-            ids[r, :len(x) + len(a)] = torch.tensor(x + a); mask[r, :len(x) + len(a)] = 1; keep[r, len(x) - 1:len(x) + len(a) - 1] = True
+        ids, mask, keep = _padded(pairs, ch, pad)
         # logits only where an answer token is predicted (the unembedding of every position would dominate the time)
-        lg = hf(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False, logits_to_keep=keep.to(dev)).logits.float().reshape(-1, hf.config.vocab_size)
+        lg = hf(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False, logits_to_keep=keep.to(dev)).logits
+        lg = lg.float().reshape(-1, hf.config.vocab_size)
         o = 0
         for i in ch:
             a = pairs[i][1]
-            lp = F.log_softmax(lg[o:o + len(a)], -1); o += len(a)
+            lp = F.log_softmax(lg[o:o + len(a)], -1)
+            o += len(a)
             tgt = torch.tensor(a, device=dev)
-            out[i] = (float(lp[torch.arange(len(a)), tgt].sum()), bool((lp.argmax(-1) == tgt).all()), len(a), int(lp[0].argmax()))
+            lp_a, greedy = float(lp[torch.arange(len(a)), tgt].sum()), bool((lp.argmax(-1) == tgt).all())
+            out[i] = (lp_a, greedy, len(a), int(lp[0].argmax()))
     return out
 
+# %% ../nbs/10_two_hop.ipynb #7fa7b4fe
 def cont_logprob(hf, tok,
                  prompt:str, # the text the answer follows
                  answer:str, # the continuation, with its leading space
                 ) -> tuple[float, bool, int]:
-    "log p(answer | prompt) summed over the answer's tokens, whether greedy decoding produces it, and its number of tokens."
+    ("log p(answer | prompt) summed over the answer's tokens, whether greedy decoding produces it, and its number "
+     "of tokens.")
     return _seq_scores(hf_model(hf), [_pair(tok, prompt, answer)], tok.pad_token_id or 0)[0][:3]
+
+# %% ../nbs/10_two_hop.ipynb #72fc9550
+_KEEP = ('entity', 'bridge', 'kind', 'hop', 'template_idx', 'split', 'prompt', 'correct_answer')  # columns kept
 
 def answer_scores(hf, tok,
                   rows:list[dict], # prompt dicts: prompt, correct_answer (incorrect_answer optional)
                   batch_size:int=32, # sequences per forward pass
                  ) -> pd.DataFrame:
-    "One row per prompt: p(correct) and its log, greedy top-1, answer length in tokens, the margin log p(c) - log p(i) when an incorrect answer is given, and the greedy first token."
+    ("One row per prompt: p(correct) and its log, greedy top-1, answer length in tokens, the margin "
+     "log p(c) - log p(i) when an incorrect answer is given, and the greedy first token.")
     hf = hf_model(hf)
     if not rows: raise UserError("answer_scores: no prompts given")
     pc = [_pair(tok, p['prompt'], p['correct_answer']) for p in rows]
     has_i = [i for i, p in enumerate(rows) if p.get('incorrect_answer')]
-    res = _seq_scores(hf, pc + [_pair(tok, rows[i]['prompt'], rows[i]['incorrect_answer']) for i in has_i], tok.pad_token_id or 0, batch_size)
+    pi = [_pair(tok, rows[i]['prompt'], rows[i]['incorrect_answer']) for i in has_i]
+    res = _seq_scores(hf, pc + pi, tok.pad_token_id or 0, batch_size)
     li = dict(zip(has_i, (r[0] for r in res[len(rows):])))
     out = []
     for i, (p, (lc, top, n, first)) in enumerate(zip(rows, res)):
-        out.append({**{k: v for k, v in p.items() if k in ('entity', 'bridge', 'kind', 'hop', 'template_idx', 'split', 'prompt', 'correct_answer')},
-                    'p_correct': math.exp(lc), 'logp_correct': lc, 'top1': top, 'n_tok': n, 'margin': lc - li.get(i, float('nan')),
+        out.append({**{k: v for k, v in p.items() if k in _KEEP}, 'p_correct': math.exp(lc), 'logp_correct': lc,
+                    'top1': top, 'n_tok': n, 'margin': lc - li.get(i, float('nan')),
                     'first': tok.decode([first]), 'first_id': first})
     return pd.DataFrame(out)
 
@@ -99,24 +130,41 @@ def entity_pos(tok, prompt:str, # the prompt's text
                entity:str, # a substring of it (e.g. 'Dallas')
               ) -> list[int]:
     "The positions of `entity`'s tokens in `prompt_ids(tok, prompt)` (offsets of a fast tokenizer)."
-    if not isinstance(entity, str) or not entity or entity not in prompt: raise UserError(f"entity {entity!r} does not occur in the prompt {prompt!r}")
+    if not isinstance(entity, str) or not entity or entity not in prompt:
+        raise UserError(f"entity {entity!r} does not occur in the prompt {prompt!r}")
     ids = prompt_ids(tok, prompt)
     enc = tok(prompt, add_special_tokens=False, return_offsets_mapping=True)
     shift = len(ids) - len(enc.input_ids)
-    s = prompt.index(entity); e = s + len(entity)
+    s = prompt.index(entity)
+    e = s + len(entity)
     return [shift + i for i, (a, b) in enumerate(enc['offset_mapping']) if a < e and b > s]
 
 def one_token(tok, text:str, what:str='token') -> int:
     "The id of `text` when it is exactly one token, else a clear error."
     t = tok(text, add_special_tokens=False).input_ids
-    if len(t) != 1: raise UserError(f"the {what} {text!r} is {len(t)} tokens for this tokenizer, not one: choose one that is a single token (with its leading space)")
+    if len(t) != 1:
+        raise UserError(f"the {what} {text!r} is {len(t)} tokens for this tokenizer, not one: "
+                        f"choose one that is a single token (with its leading space)")
     return t[0]
 
+# %% ../nbs/10_two_hop.ipynb #eec1faad
+def answer_influence(g:Graph, answer:int, # the answer's token id (a logit node of `g`)
+                    ) -> torch.Tensor:
+    "Influence [n_sel] of every feature node on the answer's logit node alone (weight 1 there, 0 on the other logits)."
+    ids = g.logit_ids.tolist()
+    if answer not in ids:
+        raise UserError(f"token {answer} is not a logit node of this graph: pass it to `attribute` as a target token")
+    w = torch.zeros(len(g.adj))
+    w[g.logit_index(ids.index(answer))] = 1.0
+    return influence(g.adj, w)[:g.n_sel]
+
+# %% ../nbs/10_two_hop.ipynb #9283003e
 @torch.no_grad()
 def logit_dirs(hf, spec:Spec, tcs:dict, # {layer: Transcoder}
                feats:list, # [(layer, feature)]
               ) -> torch.Tensor:
-    "Direct logit effect per unit activation [n, V] of each feature: W_U (gamma * W_dec,f / y_scale), gamma the final norm's gain (and the post-MLP norm's on Gemma)."
+    ("Direct logit effect per unit activation [n, V] of each feature: W_U (gamma * W_dec,f / y_scale), gamma the "
+     "final norm's gain (and the post-MLP norm's on Gemma).")
     from mi_repro.features import unembed_dirs
     W_U = spec.module(hf, 'unembed').weight.float()
     D = torch.zeros(len(feats), W_U.shape[1], device=W_U.device)
@@ -125,75 +173,102 @@ def logit_dirs(hf, spec:Spec, tcs:dict, # {layer: Transcoder}
         D[i] = unembed_dirs(hf, spec, tcs[l], l, [feats[j][1] for j in i]).to(W_U.device)
     return D @ W_U.T
 
+# %% ../nbs/10_two_hop.ipynb #60cb5d03
 @torch.no_grad()
 def word_acts(lm, spec:Spec, tcs:dict, tok,
               word:str, # a bridge word, e.g. 'Texas'
              ) -> dict:
-    "Feature activations {layer: [F]} at the last token of `word` in 'The capital of {word} is' (hop B's prompt): what reads the word itself."
+    ("Feature activations {layer: [F]} at the last token of `word` in 'The capital of {word} is' (hop B's prompt): "
+     "what reads the word itself.")
     bp = f"The capital of {word} is"
     c = clean_run(lm, spec, prompt_ids(tok, bp))
     q = entity_pos(tok, bp, word)[-1]
     return {l: feature_acts(tc, c.m_in[l][q].to(tc.W_dec.device)[None])[0].cpu() for l, tc in tcs.items()}
 
-def answer_influence(g:Graph, answer:int, # the answer's token id (a logit node of `g`)
-                    ) -> torch.Tensor:
-    "Influence [n_sel] of every feature node on the answer's logit node alone (weight 1 there, 0 on the other logits)."
-    ids = g.logit_ids.tolist()
-    if answer not in ids: raise UserError(f"token {answer} is not a logit node of this graph: pass it to `attribute` as a target token")
-    w = torch.zeros(len(g.adj)); w[g.logit_index(ids.index(answer))] = 1.0
-    return influence(g.adj, w)[:g.n_sel]
-
-@torch.no_grad()
-def bridge_scores(lm, spec:Spec, tcs:dict, tok, g:Graph,
-                  entity:str, # the entity as written in the prompt (e.g. 'Dallas')
-                  bridge:str, # the bridge word (e.g. 'Texas'); ' ' + bridge must be one token
-                  answer:str, # the correct answer (e.g. ' Austin'), a logit node of `g`
-                  top_n:int=10, # says the bridge: the bridge token among the top_n promoted tokens
-                  min_rel:float=0.5, # reads the bridge: activation on the bridge word >= min_rel * activation in the graph
-                  n_show:int=5, # promoted tokens listed per feature
-                  others:list=(), # other bridges of the same kind (e.g. other states): reading the bridge must be specific to it
-                  min_ratio:float=2.0, # reads the bridge: its activation on the bridge word >= min_ratio * its mean activation on the others' words
-                  cache:dict|None=None, # {word: activations} from `word_acts`, filled as needed
-                 ) -> pd.DataFrame:
-    "Every feature node of `g` with its influence on the answer (and rank), the bridge token's rank and z-score in its logit effects, its activation on the bridge word, and whether it is a bridge candidate; most influential first."
+# %% ../nbs/10_two_hop.ipynb #569e917a
+def _bridge_ids(tok, g:Graph, entity:str, bridge:str, answer:str, top_n:int, n_show:int) -> tuple[int, int, list[int]]:
+    "`bridge_scores`' inputs checked: the bridge's and the answer's token ids, the entity's positions in `g`'s prompt."
     if not g.prompt: raise UserError("the graph has no prompt text: build it with attribute(..., prompt=text)")
     for name, v in (('top_n', top_n), ('n_show', n_show)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise UserError(f"{name} must be a positive int, not {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"{name} must be a positive int, not {v!r}")
     b = one_token(tok, ' ' + bridge.strip(), 'bridge')
     ans = one_token(tok, answer, 'answer')
     epos = entity_pos(tok, g.prompt, entity)
-    if prompt_ids(tok, g.prompt).tolist() != g.ids.tolist(): raise UserError("the graph's prompt text does not give its token ids")
-    I = answer_influence(g, ans)
-    nodes = g.active[g.selected]  # [n, 3] (layer, pos, feature)
-    feats = [(l, f) for l, _, f in nodes.tolist()]
-    E = logit_dirs(hf_model(lm), spec, tcs, feats).cpu()
-    out_rank = (E > E[:, b:b + 1]).sum(1)
-    out_z = (E[:, b] - E.mean(1)) / E.std(1).clamp(min=1e-12)
-    cache = {} if cache is None else cache
+    if prompt_ids(tok, g.prompt).tolist() != g.ids.tolist():
+        raise UserError("the graph's prompt text does not give its token ids")
+    return b, ans, epos
+
+# %% ../nbs/10_two_hop.ipynb #7188a3c6
+def _word_rel(lm, spec:Spec, tcs:dict, tok, feats:list, # [(layer, feature)]
+              bridge:str, others:list, cache:dict) -> tuple[torch.Tensor, torch.Tensor]:
+    ("Activations [n] of `feats` on the bridge word, and their mean over the other bridges' words (zeros when none); "
+     "the words' activations are read from `cache` and added to it.")
     def at(word):
         if word not in cache: cache[word] = word_acts(lm, spec, tcs, tok, word)
         return torch.tensor([float(cache[word][l][f]) for l, f in feats])
     a_b = at(bridge.strip())
     others = [o.strip() for o in others if o.strip() != bridge.strip()]
     a_o = torch.stack([at(o) for o in others]).mean(0) if others else torch.zeros_like(a_b)
-    act = g.acts[g.selected]
+    return a_b, a_o
+
+# %% ../nbs/10_two_hop.ipynb #222989b5
+def _node_table(g:Graph, I:torch.Tensor, # influence on the answer [n_sel]
+                E:torch.Tensor, # logit effects [n_sel, V]
+                b:int, a_b:torch.Tensor) -> pd.DataFrame:
+    ("Per feature node of `g`: position, token, activation, influence, the bridge token `b`'s rank and z-score in "
+     "its logit effects, and its activation on the bridge word.")
+    nodes, act = g.active[g.selected], g.acts[g.selected]  # [n, 3] (layer, pos, feature)
+    out_rank = (E > E[:, b:b + 1]).sum(1)
+    out_z = (E[:, b] - E.mean(1)) / E.std(1).clamp(min=1e-12)
     df = pd.DataFrame(dict(layer=nodes[:, 0].numpy(), pos=nodes[:, 1].numpy(), feature=nodes[:, 2].numpy(),
                            token=[g.tokens[p] for p in nodes[:, 1].tolist()], act=act.numpy(), infl=I.numpy(),
-                           out_rank=out_rank.numpy(), out_z=out_z.numpy(), bridge_act=a_b.numpy(), bridge_rel=(a_b / act).numpy()))
+                           out_rank=out_rank.numpy(), out_z=out_z.numpy(), bridge_act=a_b.numpy(),
+                           bridge_rel=(a_b / act).numpy()))
     df['infl_rank'] = (I[None] > I[:, None]).sum(1).numpy()
+    return df
+
+def _flag(df:pd.DataFrame, a_o:torch.Tensor, act:torch.Tensor, epos:list, top_n:int, min_rel:float, min_ratio:float):
+    "Adds to `_node_table`'s `df` whether each node says the bridge, reads it, and is a bridge candidate."
     df['says'] = df.out_rank < top_n
     df['other_rel'] = (a_o / act).numpy()
     df['reads'] = (df.bridge_rel >= min_rel) & (df.bridge_rel >= min_ratio * df.other_rel)
     df['candidate'] = (df.pos >= min(epos)) & (df.infl > 0) & (df.says | df.reads)
+
+# %% ../nbs/10_two_hop.ipynb #799ca2d0
+@torch.no_grad()
+def bridge_scores(lm, spec:Spec, tcs:dict, tok, g:Graph,
+                  entity:str, # the entity as written in the prompt (e.g. 'Dallas')
+                  bridge:str, # the bridge word (e.g. 'Texas'); ' ' + bridge must be one token
+                  answer:str, # the correct answer (e.g. ' Austin'), a logit node of `g`
+                  top_n:int=10, # says the bridge: the bridge token among the top_n promoted tokens
+                  min_rel:float=0.5, # reads the bridge: activation on the bridge word >= min_rel * that in the graph
+                  n_show:int=5, # promoted tokens listed per feature
+                  others:list=(), # other bridges of the same kind (e.g. other states): reading must be specific
+                  min_ratio:float=2.0, # reads the bridge: activation on it >= min_ratio * its mean on the others'
+                  cache:dict|None=None, # {word: activations} from `word_acts`, filled as needed
+                 ) -> pd.DataFrame:
+    ("Every feature node of `g` with its influence on the answer (and rank), the bridge token's rank and z-score in "
+     "its logit effects, its activation on the bridge word, and whether it is a bridge candidate; most influential "
+     "first.")
+    b, ans, epos = _bridge_ids(tok, g, entity, bridge, answer, top_n, n_show)
+    I = answer_influence(g, ans)
+    feats = [(l, f) for l, _, f in g.active[g.selected].tolist()]
+    E = logit_dirs(hf_model(lm), spec, tcs, feats).cpu()
+    a_b, a_o = _word_rel(lm, spec, tcs, tok, feats, bridge, others, {} if cache is None else cache)
+    df = _node_table(g, I, E, b, a_b)
+    _flag(df, a_o, g.acts[g.selected], epos, top_n, min_rel, min_ratio)
     df['promotes'] = [[tok.decode([t]) for t in row] for row in E.topk(n_show, 1).indices.tolist()]
     return df.sort_values('infl', ascending=False, kind='stable').reset_index(drop=True)
 
+# %% ../nbs/10_two_hop.ipynb #43f286b3
 def bridge_set(df:pd.DataFrame, # from `bridge_scores`
                k:int, # features taken
                pos:list|None=None, # only nodes at these positions (None: any)
                candidates:bool=True, # only bridge candidates (False: any feature node, as chapter 07 chooses)
               ) -> list[tuple[int, int]]:
-    "The (layer, feature) pairs of the `k` bridge candidates (or feature nodes) most influential on the answer (at `pos`)."
+    ("The (layer, feature) pairs of the `k` bridge candidates (or feature nodes) most influential on the answer "
+     "(at `pos`).")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1: raise UserError(f"k must be a positive int, not {k!r}")
     d = df[(df.candidate if candidates else True) & (df.pos.isin(pos) if pos is not None else True)]
     return list(dict.fromkeys((int(l), int(f)) for l, f in zip(d.layer, d.feature)))[:k]
@@ -201,24 +276,31 @@ def bridge_set(df:pd.DataFrame, # from `bridge_scores`
 # %% ../nbs/10_two_hop.ipynb #ce9ddccf
 def _row(rows, entity, template):
     r = [p for p in rows if p['entity'] == entity and p['template_idx'] == template]
-    if not r: raise UserError(f"no two-hop prompt for entity {entity!r} with template {template}: entities are {sorted({p['entity'] for p in rows})}")
+    if not r:
+        raise UserError(f"no two-hop prompt for entity {entity!r} with template {template}: "
+                        f"entities are {sorted({p['entity'] for p in rows})}")
     return r[0]
 
 def swap_pair(tok, rows:list[dict], # two-hop prompt dicts
               target:str, source:str, # entities: the source's bridge features go into the target's prompt
               template:int=1, # the template both prompts use
              ) -> dict:
-    "The target and source prompts of one template with their ids and differing positions; a clear error unless they have equal lengths and different bridges."
+    ("The target and source prompts of one template with their ids and differing positions; a clear error unless "
+     "they have equal lengths and different bridges.")
     t, s = _row(rows, target, template), _row(rows, source, template)
-    if t['bridge'] == s['bridge']: raise UserError(f"{target} and {source} share the bridge {t['bridge']}: a swap needs two different bridges")
+    if t['bridge'] == s['bridge']:
+        raise UserError(f"{target} and {source} share the bridge {t['bridge']}: a swap needs two different bridges")
     xt, xs = prompt_ids(tok, t['prompt']), prompt_ids(tok, s['prompt'])
     if len(xt) != len(xs):
-        raise UserError(f"{t['prompt']!r} is {len(xt)} tokens and {s['prompt']!r} {len(xs)} for this tokenizer: a positional swap needs equal lengths; "
+        raise UserError(f"{t['prompt']!r} is {len(xt)} tokens and {s['prompt']!r} {len(xs)} for this tokenizer: "
+                        f"a positional swap needs equal lengths; "
                         f"pick another pair (`equal_pairs` lists them) or another template")
     return dict(target=t, source=s, ids_t=xt, ids_s=xs, pos=(xt != xs).nonzero()[:, 0].tolist())
 
+# %% ../nbs/10_two_hop.ipynb #54b812a7
 def equal_pairs(tok, rows:list[dict], template:int=1) -> list[tuple[str, str]]:
-    "Every (target, source) pair of entities of one template with the same kind, different bridges and prompts of equal length in tokens."
+    ("Every (target, source) pair of entities of one template with the same kind, different bridges and prompts of "
+     "equal length in tokens.")
     ps = [p for p in rows if p['template_idx'] == template]
     if not ps: raise UserError(f"no two-hop prompts with template {template}")
     n = {p['entity']: len(prompt_ids(tok, p['prompt'])) for p in ps}
@@ -226,6 +308,44 @@ def equal_pairs(tok, rows:list[dict], template:int=1) -> list[tuple[str, str]]:
             if a['kind'] == b['kind'] and a['bridge'] != b['bridge'] and n[a['entity']] == n[b['entity']]]
 
 # %% ../nbs/10_two_hop.ipynb #0e7e55c6
+def _swap_edits(lm, spec:Spec, tcs:dict, pair:dict, S:list, R:list, scales:list, n_random:int,
+                gen:torch.Generator) -> list:
+    ("The rows of edits `bridge_swap` runs: none, the swap at each scale, then `n_random` random swaps per scale, "
+     "then `n_random` matched swaps per scale.")
+    xt, xs, pos = pair['ids_t'], pair['ids_s'], pair['pos']
+    ct, cs = clean_run(lm, spec, xt), clean_run(lm, spec, xs)
+    rows_ = [[]] + [swap_in(lm, spec, tcs, xs, S, pos, pos, remove=R, scale=float(a)) for a in scales]
+    rnd = [swap_in(lm, spec, tcs, xs, random_active(tcs, cs, S, pos, gen), pos, pos,
+                   remove=random_active(tcs, ct, R, pos, gen), scale=float(a))
+           for a in scales for _ in range(n_random)]
+    ms, mr = matched_pools(tcs, cs, S, pos), matched_pools(tcs, ct, R, pos)
+    mtc = [swap_in(lm, spec, tcs, xs, matched_active(tcs, cs, S, pos, gen, pools=ms), pos, pos,
+                   remove=matched_active(tcs, ct, R, pos, gen, pools=mr), scale=float(a))
+           for a in scales for _ in range(n_random)]
+    return rows_ + rnd + mtc
+
+# %% ../nbs/10_two_hop.ipynb #85fc949a
+def _swap_row(tok, lg:torch.Tensor, p:torch.Tensor, # logits and probabilities of `_swap_edits`' rows
+              i:int, a:float, # the scale and its index
+              at:int, as_:int, # the target's and the source's answers
+              n:int, n_random:int, # the number of scales, and of draws per scale
+             ) -> dict:
+    "The row of `bridge_swap` of the `i`-th scale `a`."
+    r = p[1 + n + i * n_random: 1 + n + (i + 1) * n_random]
+    rl = lg[1 + n + i * n_random: 1 + n + (i + 1) * n_random]
+    o = 1 + n * (1 + n_random) + i * n_random
+    ml = lg[o:o + n_random]
+    nan = float('nan')
+    return dict(scale=float(a), p_target_before=float(p[0, at]), p_source_before=float(p[0, as_]),
+                top_before=tok.decode([int(lg[0].argmax())]),
+                p_target=float(p[1 + i, at]), p_source=float(p[1 + i, as_]), top=tok.decode([int(lg[1 + i].argmax())]),
+                works=bool(int(lg[1 + i].argmax()) == as_), p_target_random=float(r[:, at].mean()) if n_random else nan,
+                p_source_random=float(r[:, as_].mean()) if n_random else nan,
+                random_works=float((rl.argmax(1) == as_).float().mean()) if n_random else nan,
+                p_source_matched=float(ml.softmax(-1)[:, as_].mean()) if n_random else nan,
+                matched_works=float((ml.argmax(1) == as_).float().mean()) if n_random else nan)
+
+# %% ../nbs/10_two_hop.ipynb #5be3a781
 @torch.no_grad()
 def bridge_swap(lm, spec:Spec, tcs:dict, tok,
                 pair:dict, # from `swap_pair`
@@ -233,32 +353,14 @@ def bridge_swap(lm, spec:Spec, tcs:dict, tok,
                 scales:list=(1, 2, 4, 8), # multiples of the source's activations
                 n_random:int=8, # random-feature draws per scale
                 seed:int=0) -> pd.DataFrame:
-    "One row per scale: p(target answer), p(source answer), top-1 after the swap; the same for random features of the same layers and positions, and for random features matched also in write size (`matched_active`): mean p, share of draws whose top-1 is the source answer."
+    ("One row per scale: p(target answer), p(source answer), top-1 after the swap; the same for random features of "
+     "the same layers and positions, and for random features matched also in write size (`matched_active`): mean p, "
+     "share of draws whose top-1 is the source answer.")
     if not S: raise UserError("bridge_swap: the source has no bridge features to swap in (S is empty)")
-    if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 0: raise UserError(f"n_random must be an int >= 0, not {n_random!r}")
+    if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 0:
+        raise UserError(f"n_random must be an int >= 0, not {n_random!r}")
     at, as_ = (one_token(tok, pair[k]['correct_answer'], 'answer') for k in ('target', 'source'))
-    xt, xs, pos = pair['ids_t'], pair['ids_s'], pair['pos']
-    ct, cs = clean_run(lm, spec, xt), clean_run(lm, spec, xs)
     gen = torch.Generator().manual_seed(seed)
-    rows_ = [[]] + [swap_in(lm, spec, tcs, xs, S, pos, pos, remove=R, scale=float(a)) for a in scales]
-    rnd = [swap_in(lm, spec, tcs, xs, random_active(tcs, cs, S, pos, gen), pos, pos, remove=random_active(tcs, ct, R, pos, gen), scale=float(a))
-           for a in scales for _ in range(n_random)]
-    ms, mr = matched_pools(tcs, cs, S, pos), matched_pools(tcs, ct, R, pos)
-    mtc = [swap_in(lm, spec, tcs, xs, matched_active(tcs, cs, S, pos, gen, pools=ms), pos, pos,
-                   remove=matched_active(tcs, ct, R, pos, gen, pools=mr), scale=float(a)) for a in scales for _ in range(n_random)]
-    lg = intervene(lm, spec, tcs, xt, rows_ + rnd + mtc).cpu()
+    lg = intervene(lm, spec, tcs, pair['ids_t'], _swap_edits(lm, spec, tcs, pair, S, R, scales, n_random, gen)).cpu()
     p = lg.softmax(-1)
-    out = []
-    for i, a in enumerate(scales):
-        r = p[1 + len(scales) + i * n_random: 1 + len(scales) + (i + 1) * n_random]
-        rl = lg[1 + len(scales) + i * n_random: 1 + len(scales) + (i + 1) * n_random]
-        o = 1 + len(scales) * (1 + n_random) + i * n_random
-        ml = lg[o:o + n_random]
-        out.append(dict(scale=float(a), p_target_before=float(p[0, at]), p_source_before=float(p[0, as_]), top_before=tok.decode([int(lg[0].argmax())]),
-                        p_target=float(p[1 + i, at]), p_source=float(p[1 + i, as_]), top=tok.decode([int(lg[1 + i].argmax())]),
-                        works=bool(int(lg[1 + i].argmax()) == as_), p_target_random=float(r[:, at].mean()) if n_random else float('nan'),
-                        p_source_random=float(r[:, as_].mean()) if n_random else float('nan'),
-                        random_works=float((rl.argmax(1) == as_).float().mean()) if n_random else float('nan'),
-                        p_source_matched=float(ml.softmax(-1)[:, as_].mean()) if n_random else float('nan'),
-                        matched_works=float((ml.argmax(1) == as_).float().mean()) if n_random else float('nan')))
-    return pd.DataFrame(out)
+    return pd.DataFrame([_swap_row(tok, lg, p, i, a, at, as_, len(scales), n_random) for i, a in enumerate(scales)])
