@@ -25,19 +25,24 @@ def check_transcoders(spec:Spec, # the model's spec
                       tcs:dict, # {layer: Transcoder}
                      ) -> None:
     "Fail clearly unless `tcs` holds one MLP transcoder (d_model -> d_model) for every layer of the model."
-    if not isinstance(tcs, dict) or not tcs: raise UserError("no transcoders given: pass {layer: Transcoder} for every layer (chapter 04's `load_dicts`)")
+    if not isinstance(tcs, dict) or not tcs:
+        raise UserError("no transcoders given: pass {layer: Transcoder} for every layer (chapter 04's `load_dicts`)")
     bad = [l for l in tcs if isinstance(l, bool) or not isinstance(l, int) or not 0 <= l < spec.n_layers]
-    if bad: raise UserError(f"transcoder keys must be layers 0-{spec.n_layers - 1} of {spec.name}, got {bad[:3]}: these dictionaries belong to another model")
+    if bad: raise UserError(f"transcoder keys must be layers 0-{spec.n_layers - 1} of {spec.name}, got {bad[:3]}: "
+                            "these dictionaries belong to another model")
     miss = [l for l in range(spec.n_layers) if l not in tcs]
-    if miss: raise UserError(f"the replacement model needs a transcoder at every layer: {spec.name} has {spec.n_layers} layers and "
-                             f"none was given for layer(s) {miss[:6]}; train or load all of them (chapter 04: `train_dicts`, `load_dicts`)")
+    if miss: raise UserError(f"the replacement model needs a transcoder at every layer: {spec.name} has {spec.n_layers} "
+                             f"layers and none was given for layer(s) {miss[:6]}; train or load all of them "
+                             "(chapter 04: `train_dicts`, `load_dicts`)")
     for l, tc in tcs.items():
         if not isinstance(tc, Transcoder): raise UserError(f"layer {l}: expected a Transcoder, got {type(tc).__name__}")
         d_in, d_out = tc.cfg['d_in'], tc.cfg['d_out']
         if (d_in, d_out) != (spec.d_model, spec.d_model):
-            raise UserError(f"the transcoder of layer {l} maps {d_in} -> {d_out}, but {spec.name} has d_model {spec.d_model}: "
-                            f"it belongs to another model (or is an SAE on the MLP hidden layer); load the transcoders trained on {spec.name}")
+            raise UserError(f"the transcoder of layer {l} maps {d_in} -> {d_out}, but {spec.name} has d_model "
+                            f"{spec.d_model}: it belongs to another model (or is an SAE on the MLP hidden layer); "
+                            f"load the transcoders trained on {spec.name}")
 
+# %% ../nbs/06_attribution.ipynb #7ab6ed21
 def _avail_gib() -> float:
     "Memory this process can still take, in GiB (MemAvailable of /proc/meminfo; 1e9 where it cannot be read)."
     try: return int(re.search(r'MemAvailable:\s+(\d+)', Path('/proc/meminfo').read_text())[1]) / 2**20
@@ -46,9 +51,9 @@ def _avail_gib() -> float:
 def _check_mem(need:float, max_gib:float|None, what:str):
     "Refuse work that would not fit, saying how much it needs and what to change."
     have = _avail_gib() if max_gib is None else max_gib
-    if need > have: raise UserError(f"{what} needs about {need:.1f} GiB, more than the {have:.1f} GiB available: shorten the prompt or "
-                                    "lower max_feature_nodes (or pass max_gib= to override the estimate)")
-
+    if need > have: raise UserError(f"{what} needs about {need:.1f} GiB, more than the {have:.1f} GiB available: "
+                                    "shorten the prompt or lower max_feature_nodes "
+                                    "(or pass max_gib= to override the estimate)")
 
 # %% ../nbs/06_attribution.ipynb #fc3aecd2
 class Replacement:
@@ -217,8 +222,7 @@ def __init__(self:Replacement, hf:torch.nn.Module, # the transformers model (`lo
     what = f"the replacement model of this prompt ({self.n_feat:,} active features, {self.T} tokens)"
     _check_mem(8 * self.n_feat * self.d / 2**30, max_gib, what)
     self.dec = self._dec_rows()  # [N, d] a_s W_dec,s
-    self.err, self.K = torch.stack(self.err), torch.stack(self.K)  # [L, T, d]
-    self.m_in = torch.stack(m_in)
+    self.err, self.K, self.m_in = torch.stack(self.err), torch.stack(self.K), torch.stack(m_in)  # [L, T, d]
     self.n_nodes = self.n_feat + self.L * self.T + self.T  # columns before the logit nodes: features, errors, tokens
 
 # %% ../nbs/06_attribution.ipynb #fa99e574
@@ -369,8 +373,7 @@ def rows(self:Replacement,
          n_logits:int=0, # zero columns appended for the logit nodes
         ) -> torch.Tensor:
     "Edge rows [B, n_nodes + n_logits]: every source's direct effect on each target, by one backward pass."
-    L, B, P, top = self.L, len(layers), int(pos.max()) + 1, int(layers.max())
-    dev = self.x0.device
+    L, B, P, top, dev = self.L, len(layers), int(pos.max()) + 1, int(layers.max()), self.x0.device
     out = torch.zeros(B, self.n_nodes + n_logits, device=dev)
     G = torch.zeros(B, P, self.d, device=dev)  # gradient of each target at the residual stream (first P positions)
     bi = torch.arange(B, device=dev)
@@ -552,8 +555,7 @@ def attribute(rep:Replacement, tok,
               batch_size:int=64, # targets per backward pass
               update_interval:int=4, # batches between re-rankings of the features by influence
               max_n_logits:int=10, desired_logit_prob:float=0.95, # salient logit nodes
-              target_tokens:list[str]|tuple=(), # more logit nodes, by token text
-              progress:bool=True,
+              target_tokens:list[str]|tuple=(), progress:bool=True, # more logit nodes, by token text; a progress bar
               max_gib:float|None=None, # refuse graphs estimated above this (None: the memory available now)
              ) -> Graph:
     "The attribution graph of `rep`'s prompt: the edge rows of its logits and features, by batched backward passes."
@@ -588,6 +590,7 @@ def _coefs(rep:Replacement, g:Graph, cols:list[int], B:int):
         else: cx[b, c - g.tok_index(0)] = 0
     return cf, ce, cx
 
+# %% ../nbs/06_attribution.ipynb #79261ccd
 def _target_values(rep:Replacement, g:Graph, rows:list[int], pre:torch.Tensor, logits:torch.Tensor) -> torch.Tensor:
     "The value of each target node `rows[b]` in forward output b: a feature's pre-activation or a logit minus the mean logit."
     out = []
@@ -598,7 +601,6 @@ def _target_values(rep:Replacement, g:Graph, rows:list[int], pre:torch.Tensor, l
             k = r - g.logit_index(0)
             out.append(logits[b, g.logit_ids[k]] - logits[b].mean())
     return torch.stack(out)
-
 
 # %% ../nbs/06_attribution.ipynb #cffea3d0
 def _strongest_pairs(g:Graph, n:int) -> list[tuple[str, int, int]]:
@@ -690,40 +692,55 @@ def influence(A:torch.Tensor, # [n, n] adjacency (or its normalized form, `norme
         tot += cur
     raise RuntimeError(f"influence did not converge in {max_iter} steps: the adjacency matrix is not acyclic")
 
+# %% ../nbs/06_attribution.ipynb #3f26118b
 def _cut(scores:torch.Tensor, frac:float) -> torch.Tensor:
     "The score above which the largest scores hold `frac` of the total."
     s = scores.sort(descending=True).values
     c = s.cumsum(0) / s.sum()
     return s[min(int(torch.searchsorted(c, torch.tensor(frac, dtype=c.dtype))), len(s) - 1)]
 
+def _settle(node:torch.Tensor, edge:torch.Tensor, # [n] and [n, n] masks, edited in place
+            n_fixed:int, # the last nodes (tokens and logits) always stay
+            n_sel:int): # the first nodes are features
+    "Drop features and errors without an outgoing edge and features without an incoming one, until none is left."
+    prev = None
+    while prev is None or not torch.equal(prev, node):
+        prev = node.clone()
+        edge[~node] = False
+        edge[:, ~node] = False
+        node[:-n_fixed] &= edge[:, :-n_fixed].any(0)  # features and errors need an outgoing edge
+        node[:n_sel] &= edge[:n_sel].any(1)  # features need an incoming edge
+    edge[~node] = False
+    edge[:, ~node] = False
+
+# %% ../nbs/06_attribution.ipynb #d08f9217
 def prune(g:Graph, node_threshold:float=0.8, # keep the nodes holding this fraction of the total influence on the logits
           edge_threshold:float=0.98, # then the edges holding this fraction of the total edge influence
          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "circuit-tracer's pruning: node mask [n], edge mask [n, n] and each node's cumulative influence share [n]."
     for name, v in dict(node_threshold=node_threshold, edge_threshold=edge_threshold).items():
         if not 0.0 <= v <= 1.0: raise UserError(f"{name} must be between 0 and 1, not {v!r}")
-    n_tok, K, F_ = g.n_pos, len(g.logit_ids), g.n_sel
+    n_fixed = g.n_pos + len(g.logit_ids)  # tokens and logits
     w = logit_weights(g)
     infl = influence(g.adj, w)
     node = infl >= _cut(infl, node_threshold)
-    node[-K - n_tok:] = True  # tokens and logits stay
-    P = g.adj.clone(); P[~node] = 0; P[:, ~node] = 0
+    node[-n_fixed:] = True  # tokens and logits stay
+    P = g.adj.clone()
+    P[~node] = 0
+    P[:, ~node] = 0
     Pn = normalize(P)
     escore = Pn * (influence(Pn, w, normed=True) + w)[:, None]
     edge = escore >= _cut(escore.flatten(), edge_threshold)
-    prev = None
-    while prev is None or not torch.equal(prev, node):
-        prev = node.clone()
-        edge[~node] = False; edge[:, ~node] = False
-        node[:-K - n_tok] &= edge[:, :-K - n_tok].any(0)  # features and errors need an outgoing edge
-        node[:F_] &= edge[:F_].any(1)  # features need an incoming edge
-    edge[~node] = False; edge[:, ~node] = False
+    _settle(node, edge, n_fixed, g.n_sel)
     s, o = infl.sort(descending=True)
-    cum = torch.zeros_like(infl); cum[o] = s.cumsum(0) / s.sum()
+    cum = torch.zeros_like(infl)
+    cum[o] = s.cumsum(0) / s.sum()
     return node, edge, cum
 
+# %% ../nbs/06_attribution.ipynb #bac19a06
 def graph_scores(g:Graph) -> dict:
-    "circuit-tracer's graph scores: replacement (share of token-to-logit influence not through error nodes) and completeness (influence-weighted share of inputs not from error nodes)."
+    ("circuit-tracer's graph scores: replacement (share of token-to-logit influence not through error nodes) and "
+     "completeness (influence-weighted share of inputs not from error nodes).")
     w = logit_weights(g)
     An = normalize(g.adj)
     infl = influence(An, w, normed=True)
@@ -754,36 +771,48 @@ def _cantor(x:int, y:int) -> int: return (x + y) * (x + y + 1) // 2 + y
 
 def _show(s:str) -> str: return s.replace('\n', '⏎').replace('\t', '→').replace('\r', '↵')
 
+def _feature_json(g:Graph, i:int, base:dict, labels:dict|None) -> dict:
+    "Feature node `i` of `g` in circuit-tracer's frontend schema (`base`: the fields every node has)."
+    l, p, f = g.active[g.selected[i]].tolist()
+    return {**base, 'node_id': f'{l}_{f}_{p}', 'feature': _cantor(l, f), 'layer': str(l), 'ctx_idx': p,
+            'feature_type': 'cross layer transcoder', 'jsNodeId': f'{l}_{f}-0', 'activation': float(g.acts[g.selected[i]]),
+            'clerp': labels[l][f] if labels and l in labels else ''}
+
+# %% ../nbs/06_attribution.ipynb #89473815
+def _json_node(g:Graph, i:int, # a node of the graph
+               influence:float, # its cumulative influence share (`prune`)
+               labels:dict|None) -> dict:
+    "Node `i` of `g` in circuit-tracer's frontend schema."
+    F_, T, L = g.n_sel, g.n_pos, g.n_layers
+    base = dict(feature_type='', token_prob=0.0, is_target_logit=False, run_idx=0, reverse_ctx_idx=0, clerp='',
+                influence=influence, activation=None)
+    if i < F_: return _feature_json(g, i, base, labels)
+    if i < F_ + L * T:
+        l, p = divmod(i - F_, T)
+        return {**base, 'node_id': f'{l}_-1_{p}', 'feature': -1, 'layer': str(l), 'ctx_idx': p,
+                'feature_type': 'mlp reconstruction error', 'jsNodeId': f'{l}_{p}-0'}
+    if i < F_ + L * T + T:
+        p = i - F_ - L * T
+        t = int(g.ids[p])
+        return {**base, 'node_id': f'E_{t}_{p}', 'feature': p, 'layer': 'E', 'ctx_idx': p, 'feature_type': 'embedding',
+                'jsNodeId': f'E_{t}-{p}'}
+    k = i - (F_ + L * T + T)
+    t, pr = int(g.logit_ids[k]), float(g.logit_probs[k])
+    return {**base, 'node_id': f'{L + 1}_{t}_{T - 1}', 'feature': t, 'layer': str(L + 1), 'ctx_idx': T - 1,
+            'feature_type': 'logit', 'token_prob': pr, 'is_target_logit': k == 0, 'jsNodeId': f'L_{t}-{T - 1}',
+            'clerp': f'Output "{_show(g.logit_tokens[k])}" (p={pr:.3f})'}
+
+# %% ../nbs/06_attribution.ipynb #5aa9635a
 def graph_json(g:Graph,
                node_threshold:float=0.8, edge_threshold:float=0.98, # pruning thresholds
-               labels:dict|None=None, # {layer: [label per feature]} (chapter 05's `load_labels`): the feature nodes' `clerp`
+               labels:dict|None=None, # {layer: [label per feature]} (chapter 05's `load_labels`): the features' `clerp`
                slug:str='graph', # the graph's name
                scan:str='mi-repro', # the transcoder set's name
                model:str='', # model name (metadata)
               ) -> dict:
     "The pruned graph in circuit-tracer's frontend schema: {metadata, qParams, nodes, links}."
     node, edge, cum = prune(g, node_threshold, edge_threshold)
-    F_, T, L = g.n_sel, g.n_pos, g.n_layers
-    nodes = {}
-    for i in node.nonzero()[:, 0].tolist():
-        base = dict(feature_type='', token_prob=0.0, is_target_logit=False, run_idx=0, reverse_ctx_idx=0, clerp='', influence=float(cum[i]), activation=None)
-        if i < F_:
-            l, p, f = g.active[g.selected[i]].tolist()
-            nodes[i] = {**base, 'node_id': f'{l}_{f}_{p}', 'feature': _cantor(l, f), 'layer': str(l), 'ctx_idx': p,
-                        'feature_type': 'cross layer transcoder', 'jsNodeId': f'{l}_{f}-0', 'activation': float(g.acts[g.selected[i]]),
-                        'clerp': labels[l][f] if labels and l in labels else ''}
-        elif i < F_ + L * T:
-            l, p = divmod(i - F_, T)
-            nodes[i] = {**base, 'node_id': f'{l}_-1_{p}', 'feature': -1, 'layer': str(l), 'ctx_idx': p,
-                        'feature_type': 'mlp reconstruction error', 'jsNodeId': f'{l}_{p}-0'}
-        elif i < F_ + L * T + T:
-            p = i - F_ - L * T; t = int(g.ids[p])
-            nodes[i] = {**base, 'node_id': f'E_{t}_{p}', 'feature': p, 'layer': 'E', 'ctx_idx': p, 'feature_type': 'embedding', 'jsNodeId': f'E_{t}-{p}'}
-        else:
-            k = i - (F_ + L * T + T); t, pr = int(g.logit_ids[k]), float(g.logit_probs[k])
-            nodes[i] = {**base, 'node_id': f'{L + 1}_{t}_{T - 1}', 'feature': t, 'layer': str(L + 1), 'ctx_idx': T - 1, 'feature_type': 'logit',
-                        'token_prob': pr, 'is_target_logit': k == 0, 'jsNodeId': f'L_{t}-{T - 1}',
-                        'clerp': f'Output "{_show(g.logit_tokens[k])}" (p={pr:.3f})'}
+    nodes = {i: _json_node(g, i, float(cum[i]), labels) for i in node.nonzero()[:, 0].tolist()}
     dst, src = edge.nonzero(as_tuple=True)
     wts = g.adj[dst, src].tolist()
     links = [dict(source=nodes[s]['node_id'], target=nodes[t]['node_id'], weight=w)
@@ -793,8 +822,10 @@ def graph_json(g:Graph,
     meta = dict(slug=slug, scan=scan, transcoder_list=[], prompt_tokens=[_show(t) for t in g.tokens], prompt=g.prompt,
                 node_threshold=node_threshold, schema_version=1,
                 info=dict(model=model, edge_threshold=edge_threshold, **graph_scores(g), **g.info))
-    return dict(metadata=meta, qParams=dict(pinnedIds=[], supernodes=[], linkType='both', clickedId='', sg_pos=''), nodes=keep, links=links)
+    q_params = dict(pinnedIds=[], supernodes=[], linkType='both', clickedId='', sg_pos='')
+    return dict(metadata=meta, qParams=q_params, nodes=keep, links=links)
 
+# %% ../nbs/06_attribution.ipynb #068c6a94
 def write_graph(js:dict, # from `graph_json`
                 path:str|Path, # file to write (.json)
                ) -> Path:
@@ -806,15 +837,11 @@ def write_graph(js:dict, # from `graph_json`
     return atomic_write(path, text)
 
 # %% ../nbs/06_attribution.ipynb #12704694
-def plot_graph(js:dict, # from `graph_json`
-               max_edges:int=300, # strongest edges drawn
-               ax=None):
-    "A static drawing of a graph JSON (matplotlib + networkx): x = token position, y = layer; edge colour = sign, width = |weight|."
-    import matplotlib.pyplot as plt, networkx as nx
-    nodes = {n['node_id']: n for n in js['nodes']}
-    links = sorted(js['links'], key=lambda e: -abs(e['weight']))[:max_edges]
-    G = nx.DiGraph()
-    L1 = max((int(n['layer']) for n in nodes.values() if n['layer'] != 'E'), default=0)
+_COLOURS = {'embedding': '#7a7a7a', 'logit': '#2a9d8f', 'mlp reconstruction error': '#e76f51',
+            'cross layer transcoder': '#457b9d'}  # of the nodes in `plot_graph`
+
+def _node_xy(nodes:dict) -> dict:
+    "Drawing positions {node_id: (x, y)}: x the token position (a cell's nodes spread around it), y the layer (-1: tokens)."
     cells = {}
     for i, n in nodes.items():
         y = -1 if n['layer'] == 'E' else int(n['layer'])
@@ -822,22 +849,45 @@ def plot_graph(js:dict, # from `graph_json`
     pos = {}
     for (x, y), ids in cells.items():
         for j, i in enumerate(ids): pos[i] = (x + (j - (len(ids) - 1) / 2) * min(0.8 / max(len(ids), 1), 0.15), y)
-    G.add_nodes_from(nodes)
-    for e in links: G.add_edge(e['source'], e['target'], w=e['weight'])
-    if ax is None: fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(js['metadata']['prompt_tokens'])), 6))
-    colour = {'embedding': '#7a7a7a', 'logit': '#2a9d8f', 'mlp reconstruction error': '#e76f51', 'cross layer transcoder': '#457b9d'}
-    wmax = max((abs(e['weight']) for e in links), default=1.0) or 1.0
-    nx.draw_networkx_edges(G, pos, ax=ax, edge_color=['#1f77b4' if d['w'] > 0 else '#d62728' for *_, d in G.edges(data=True)],
-                           width=[0.3 + 2.5 * abs(d['w']) / wmax for *_, d in G.edges(data=True)], alpha=0.5, arrows=False)
-    nx.draw_networkx_nodes(G, pos, ax=ax, node_size=18, node_color=[colour.get(nodes[i]['feature_type'], 'k') for i in G.nodes])
+    return pos
+
+def _logit_legend(ax, nodes:dict):
+    "The logit nodes listed beside the axes: they sit side by side at one position, where their names would overlap."
+    lg = sorted((n for n in nodes.values() if n['feature_type'] == 'logit'), key=lambda n: -n['token_prob'])
+    if not lg: return
+    text = '\n'.join(f"{n['clerp'][7:].split(' (p')[0]}  {n['token_prob']:.2f}" for n in lg)
+    ax.text(1.01, 1.0, 'logit nodes\n' + text, transform=ax.transAxes, ha='left', va='top', fontsize=7, family='monospace')
+
+# %% ../nbs/06_attribution.ipynb #92d328f9
+def _axes(ax, js:dict, L1:int, n_nodes:int, n_drawn:int):
+    "Ticks, labels and title of `plot_graph`'s axes: tokens across, layers up (embeddings at -1, logits at `L1`)."
     toks = js['metadata']['prompt_tokens']
     ax.set_xticks(range(len(toks)), toks, rotation=60, fontsize=7)
     ys = list(range(0, L1 - 1, max(1, L1 // 8)))  # the logit row is L1 (one above the last layer)
     ax.set_yticks([-1] + ys + [L1], ['emb'] + [str(l) for l in ys] + ['logit'])
     ax.tick_params(left=True, bottom=True, labelleft=True, labelbottom=True)
-    ax.set_ylabel('layer'); ax.set_title(f"{js['metadata']['prompt']!r}: {len(nodes)} nodes, {len(js['links'])} edges ({len(links)} drawn)", fontsize=9)
-    lg = sorted((n for n in nodes.values() if n['feature_type'] == 'logit'), key=lambda n: -n['token_prob'])
-    if lg:  # listed beside the axes: the logit nodes sit side by side at one position, where their names would overlap
-        ax.text(1.01, 1.0, 'logit nodes\n' + '\n'.join(f"{n['clerp'][7:].split(' (p')[0]}  {n['token_prob']:.2f}" for n in lg),
-                transform=ax.transAxes, ha='left', va='top', fontsize=7, family='monospace')
+    ax.set_ylabel('layer')
+    ax.set_title(f"{js['metadata']['prompt']!r}: {n_nodes} nodes, {len(js['links'])} edges ({n_drawn} drawn)", fontsize=9)
+
+# %% ../nbs/06_attribution.ipynb #a525e171
+def plot_graph(js:dict, # from `graph_json`
+               max_edges:int=300, # strongest edges drawn
+               ax=None):
+    "A static drawing of a graph JSON (matplotlib + networkx): x = token position, y = layer; colour = sign, width = |weight|."
+    import matplotlib.pyplot as plt, networkx as nx
+    nodes = {n['node_id']: n for n in js['nodes']}
+    links = sorted(js['links'], key=lambda e: -abs(e['weight']))[:max_edges]
+    G = nx.DiGraph()
+    L1 = max((int(n['layer']) for n in nodes.values() if n['layer'] != 'E'), default=0)
+    pos = _node_xy(nodes)
+    G.add_nodes_from(nodes)
+    for e in links: G.add_edge(e['source'], e['target'], w=e['weight'])
+    if ax is None: fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(js['metadata']['prompt_tokens'])), 6))
+    wmax = max((abs(e['weight']) for e in links), default=1.0) or 1.0
+    ws = [d['w'] for *_, d in G.edges(data=True)]
+    nx.draw_networkx_edges(G, pos, ax=ax, edge_color=['#1f77b4' if w > 0 else '#d62728' for w in ws],
+                           width=[0.3 + 2.5 * abs(w) / wmax for w in ws], alpha=0.5, arrows=False)
+    nx.draw_networkx_nodes(G, pos, ax=ax, node_size=18, node_color=[_COLOURS.get(nodes[i]['feature_type'], 'k') for i in G.nodes])
+    _axes(ax, js, L1, len(nodes), len(links))
+    _logit_legend(ax, nodes)
     return ax.figure
