@@ -31,9 +31,9 @@ def check_transcoders(spec:Spec, # the model's spec
     if bad: raise UserError(f"transcoder keys must be layers 0-{spec.n_layers - 1} of {spec.name}, got {bad[:3]}: "
                             "these dictionaries belong to another model")
     miss = [l for l in range(spec.n_layers) if l not in tcs]
-    if miss: raise UserError(f"the replacement model needs a transcoder at every layer: {spec.name} has {spec.n_layers} "
-                             f"layers and none was given for layer(s) {miss[:6]}; train or load all of them "
-                             "(chapter 04: `train_dicts`, `load_dicts`)")
+    if miss: raise UserError(f"the replacement model needs a transcoder at every layer: {spec.name} has "
+                             f"{spec.n_layers} layers and none was given for layer(s) {miss[:6]}; "
+                             "train or load all of them (chapter 04: `train_dicts`, `load_dicts`)")
     for l, tc in tcs.items():
         if not isinstance(tc, Transcoder): raise UserError(f"layer {l}: expected a Transcoder, got {type(tc).__name__}")
         d_in, d_out = tc.cfg['d_in'], tc.cfg['d_out']
@@ -187,7 +187,7 @@ def _encode(self:Replacement, m_in:list, m_out:list):
         vals.append(v)
         self.err.append(e)
         self.K.append(k)
-    self.active = torch.stack([torch.cat(layers), torch.cat(pos), torch.cat(feats)], 1)  # [N, 3] (layer, pos, feature), sorted
+    self.active = torch.stack([torch.cat(layers), torch.cat(pos), torch.cat(feats)], 1)  # [N, 3] (layer, pos, feature)
     self.acts = torch.cat(vals)
     self.n_feat = len(self.acts)
     bounds = torch.arange(self.L + 1, device=self.ids.device)
@@ -196,8 +196,8 @@ def _encode(self:Replacement, m_in:list, m_out:list):
 @patch
 def _dec_rows(self:Replacement) -> torch.Tensor:
     "[N, d] each active feature's output a_s W_dec,s in raw units."
-    s = self.starts
-    return torch.cat([self.acts[s[l]:s[l + 1], None] * self._dec(l, self.active[s[l]:s[l + 1], 2]) for l in range(self.L)])
+    return torch.cat([self.acts[s:e, None] * self._dec(l, self.active[s:e, 2])
+                      for l, (s, e) in enumerate(zip(self.starts, self.starts[1:]))])
 
 # %% ../nbs/06_attribution.ipynb #cd6bdfaa
 @patch
@@ -207,13 +207,14 @@ def __init__(self:Replacement, hf:torch.nn.Module, # the transformers model (`lo
              ids:torch.Tensor, # [T] token ids (`prompt_ids`)
              drop_first:bool=True, # leave position 0's features and error out of the graph (its MLP output: a constant)
              drop_first_token:bool=True, # and its token embedding (circuit-tracer keeps it as a node: False to compare)
-             max_gib:float|None=None, # refuse prompts whose feature outputs are estimated above this (None: memory free)
+             max_gib:float|None=None, # refuse prompts whose feature outputs would take more (None: free memory)
             ):
     "Record the prompt's run and encode its MLP inputs: the nodes and the frozen linear map between them."
     check_transcoders(spec, tcs)
     ids = torch.as_tensor(ids).reshape(-1)
     if not len(ids): raise UserError("the prompt has no tokens")
-    self.spec, self.arch, self.drop_first, self.drop_first_token = spec, arch_of(hf.config), drop_first, drop_first_token
+    self.spec, self.arch = spec, arch_of(hf.config)
+    self.drop_first, self.drop_first_token = drop_first, drop_first_token
     self.ids, self.T, self.L, self.d = ids.to(next(hf.parameters()).device), len(ids), spec.n_layers, spec.d_model
     m_in, m_out = self._record(hf)
     self.logits = hf(self.ids[None]).logits[0].float()  # the model's own logits [T, V]
@@ -393,10 +394,11 @@ def rows(self:Replacement,
 # %% ../nbs/06_attribution.ipynb #931e8292
 def logit_targets(rep:Replacement, tok,
                   max_n_logits:int=10, # at most this many salient tokens
-                  desired_logit_prob:float=0.95, # salient tokens: the top ones until their cumulative probability reaches this
+                  desired_logit_prob:float=0.95, # salient tokens: the top ones up to this total probability
                   extra:list[str]|tuple=(), # tokens to add by name (each must be a single token)
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Token ids [K] and probabilities [K] of the logit nodes: the top next tokens to cumulative probability `desired_logit_prob` (at most `max_n_logits`), then the named ones."
+    ("Token ids [K] and probabilities [K] of the logit nodes: the top next tokens to cumulative probability "
+     "`desired_logit_prob` (at most `max_n_logits`), then the named ones.")
     probs = torch.softmax(rep.logits[-1], -1)
     tp, ti = probs.topk(min(max_n_logits, len(probs)))
     n = int(torch.searchsorted(tp.cumsum(0), torch.tensor(desired_logit_prob, device=tp.device))) + 1
@@ -462,7 +464,8 @@ def graph_gib(rep:Replacement, # the prompt's replacement model
               n_sel:int, # feature nodes kept
               n_logits:int=10, batch_size:int=64,
              ) -> float:
-    "Estimated peak of what `attribute` allocates, in GiB: the edge rows, their reordered copy, the adjacency, one batch's rows."
+    ("Estimated peak of what `attribute` allocates, in GiB: the edge rows, their reordered copy, the adjacency, "
+     "one batch's rows.")
     n_cols = rep.n_nodes + n_logits
     n = n_sel + rep.L * rep.T + rep.T + n_logits
     rows = n_sel + n_logits
@@ -509,7 +512,7 @@ def _next_features(E:torch.Tensor, row_node:torch.Tensor, # the rows computed so
         infl = _influence_sums(E, row_node, probs, n_cols)[:len(visited)]
         rank = infl.argsort(descending=True)
         pending = rank[~visited[rank]][:n]
-    return pending.sort().values  # by (layer, position): a batch's backward pass stops at its top layer and last position
+    return pending.sort().values  # by (layer, position): a batch's backward pass stops at its top layer and position
 
 # %% ../nbs/06_attribution.ipynb #3f29fe84
 def _feature_rows(rep:Replacement, E:torch.Tensor, row_node:torch.Tensor, # from `_logit_rows`: filled in here
@@ -592,7 +595,7 @@ def _coefs(rep:Replacement, g:Graph, cols:list[int], B:int):
 
 # %% ../nbs/06_attribution.ipynb #79261ccd
 def _target_values(rep:Replacement, g:Graph, rows:list[int], pre:torch.Tensor, logits:torch.Tensor) -> torch.Tensor:
-    "The value of each target node `rows[b]` in forward output b: a feature's pre-activation or a logit minus the mean logit."
+    "The value of target node `rows[b]` in forward output b: a feature's pre-activation, or a logit minus their mean."
     out = []
     for b, r in enumerate(rows):
         b = b if len(pre) > 1 else 0
@@ -647,7 +650,7 @@ def completeness_check(rep:Replacement, g:Graph) -> dict:
     keep = torch.zeros(rep.n_feat, dtype=torch.bool)
     keep[g.selected] = True
     z = lambda *s: torch.zeros(*s, device=rep.x0.device)
-    cf = (~keep).float()[None].to(rep.x0.device)  # only the features that are not nodes stay: they are part of the constant
+    cf = (~keep).float()[None].to(rep.x0.device)  # only the features that are not nodes stay: part of the constant
     const = _target_values(rep, g, rows, *rep.forward(cf, z(1, rep.L, rep.T), z(1, rep.T)))
     full = _target_values(rep, g, rows, *rep.forward())
     s = g.adj[rows].sum(1).to(full.device)
@@ -682,7 +685,7 @@ def influence(A:torch.Tensor, # [n, n] adjacency (or its normalized form, `norme
               normed:bool=False,
               max_iter:int=1000,
              ) -> torch.Tensor:
-    "Total influence of each node on the weighted outputs, sum over k >= 1 of w Â^k (Â nilpotent: the graph is acyclic)."
+    "Total influence of each node on the weighted outputs, sum over k >= 1 of w Â^k (Â nilpotent: an acyclic graph)."
     An = A if normed else normalize(A)
     cur = w @ An
     tot = cur.clone()
@@ -747,7 +750,8 @@ def graph_scores(g:Graph) -> dict:
     e0, e1 = g.n_sel, g.n_sel + g.n_layers * g.n_pos
     ti, ei = infl[e1:e1 + g.n_pos].sum(), infl[e0:e1].sum()
     out = infl + w
-    return dict(replacement=float(ti / (ti + ei)), completeness=float(((1 - An[:, e0:e1].sum(1)) * out).sum() / out.sum()))
+    completeness = ((1 - An[:, e0:e1].sum(1)) * out).sum() / out.sum()
+    return dict(replacement=float(ti / (ti + ei)), completeness=float(completeness))
 
 # %% ../nbs/06_attribution.ipynb #fd9511b8
 def top_features(g:Graph, k:int=10, # how many feature nodes
@@ -762,7 +766,8 @@ def feature_key(node:dict, # a node of `graph_json`'s 'nodes'
                ) -> tuple[int, int, int]:
     "(layer, pos, feature) of a feature node of a graph JSON; `UserError` for an error, token or logit node."
     if node.get('feature_type') != 'cross layer transcoder':
-        raise UserError(f"node {node.get('node_id')!r} is a {node.get('feature_type') or 'non-feature'} node, not a feature")
+        kind = node.get('feature_type') or 'non-feature'
+        raise UserError(f"node {node.get('node_id')!r} is a {kind} node, not a feature")
     layer, feature, pos = (int(x) for x in node['node_id'].split('_'))
     return layer, pos, feature
 
@@ -775,8 +780,8 @@ def _feature_json(g:Graph, i:int, base:dict, labels:dict|None) -> dict:
     "Feature node `i` of `g` in circuit-tracer's frontend schema (`base`: the fields every node has)."
     l, p, f = g.active[g.selected[i]].tolist()
     return {**base, 'node_id': f'{l}_{f}_{p}', 'feature': _cantor(l, f), 'layer': str(l), 'ctx_idx': p,
-            'feature_type': 'cross layer transcoder', 'jsNodeId': f'{l}_{f}-0', 'activation': float(g.acts[g.selected[i]]),
-            'clerp': labels[l][f] if labels and l in labels else ''}
+            'feature_type': 'cross layer transcoder', 'jsNodeId': f'{l}_{f}-0',
+            'activation': float(g.acts[g.selected[i]]), 'clerp': labels[l][f] if labels and l in labels else ''}
 
 # %% ../nbs/06_attribution.ipynb #89473815
 def _json_node(g:Graph, i:int, # a node of the graph
@@ -841,7 +846,7 @@ _COLOURS = {'embedding': '#7a7a7a', 'logit': '#2a9d8f', 'mlp reconstruction erro
             'cross layer transcoder': '#457b9d'}  # of the nodes in `plot_graph`
 
 def _node_xy(nodes:dict) -> dict:
-    "Drawing positions {node_id: (x, y)}: x the token position (a cell's nodes spread around it), y the layer (-1: tokens)."
+    "Drawing positions {node_id: (x, y)}: x the token position (a cell's nodes spread around it), y the layer."
     cells = {}
     for i, n in nodes.items():
         y = -1 if n['layer'] == 'E' else int(n['layer'])
@@ -856,7 +861,8 @@ def _logit_legend(ax, nodes:dict):
     lg = sorted((n for n in nodes.values() if n['feature_type'] == 'logit'), key=lambda n: -n['token_prob'])
     if not lg: return
     text = '\n'.join(f"{n['clerp'][7:].split(' (p')[0]}  {n['token_prob']:.2f}" for n in lg)
-    ax.text(1.01, 1.0, 'logit nodes\n' + text, transform=ax.transAxes, ha='left', va='top', fontsize=7, family='monospace')
+    ax.text(1.01, 1.0, 'logit nodes\n' + text, transform=ax.transAxes, ha='left', va='top', fontsize=7,
+            family='monospace')
 
 # %% ../nbs/06_attribution.ipynb #92d328f9
 def _axes(ax, js:dict, L1:int, n_nodes:int, n_drawn:int):
@@ -867,13 +873,15 @@ def _axes(ax, js:dict, L1:int, n_nodes:int, n_drawn:int):
     ax.set_yticks([-1] + ys + [L1], ['emb'] + [str(l) for l in ys] + ['logit'])
     ax.tick_params(left=True, bottom=True, labelleft=True, labelbottom=True)
     ax.set_ylabel('layer')
-    ax.set_title(f"{js['metadata']['prompt']!r}: {n_nodes} nodes, {len(js['links'])} edges ({n_drawn} drawn)", fontsize=9)
+    title = f"{js['metadata']['prompt']!r}: {n_nodes} nodes, {len(js['links'])} edges ({n_drawn} drawn)"
+    ax.set_title(title, fontsize=9)
 
 # %% ../nbs/06_attribution.ipynb #a525e171
 def plot_graph(js:dict, # from `graph_json`
                max_edges:int=300, # strongest edges drawn
                ax=None):
-    "A static drawing of a graph JSON (matplotlib + networkx): x = token position, y = layer; colour = sign, width = |weight|."
+    ("A static drawing of a graph JSON (matplotlib + networkx): x = token position, y = layer; edge colour = sign, "
+     "width = |weight|.")
     import matplotlib.pyplot as plt, networkx as nx
     nodes = {n['node_id']: n for n in js['nodes']}
     links = sorted(js['links'], key=lambda e: -abs(e['weight']))[:max_edges]
@@ -887,7 +895,8 @@ def plot_graph(js:dict, # from `graph_json`
     ws = [d['w'] for *_, d in G.edges(data=True)]
     nx.draw_networkx_edges(G, pos, ax=ax, edge_color=['#1f77b4' if w > 0 else '#d62728' for w in ws],
                            width=[0.3 + 2.5 * abs(w) / wmax for w in ws], alpha=0.5, arrows=False)
-    nx.draw_networkx_nodes(G, pos, ax=ax, node_size=18, node_color=[_COLOURS.get(nodes[i]['feature_type'], 'k') for i in G.nodes])
+    node_colours = [_COLOURS.get(nodes[i]['feature_type'], 'k') for i in G.nodes]
+    nx.draw_networkx_nodes(G, pos, ax=ax, node_size=18, node_color=node_colours)
     _axes(ax, js, L1, len(nodes), len(links))
     _logit_legend(ax, nodes)
     return ax.figure
