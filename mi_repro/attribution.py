@@ -48,6 +48,13 @@ def _avail_gib() -> float:
     try: return int(re.search(r'MemAvailable:\s+(\d+)', Path('/proc/meminfo').read_text())[1]) / 2**20
     except (OSError, TypeError): return 1e9
 
+def _checked_ids(spec:Spec, tcs:dict, ids) -> torch.Tensor:
+    "The prompt's token ids [T], once the transcoders and the prompt are checked."
+    check_transcoders(spec, tcs)
+    ids = torch.as_tensor(ids).reshape(-1)
+    if not len(ids): raise UserError("the prompt has no tokens")
+    return ids
+
 def _check_mem(need:float, max_gib:float|None, what:str):
     "Refuse work that would not fit, saying how much it needs and what to change."
     have = _avail_gib() if max_gib is None else max_gib
@@ -210,9 +217,7 @@ def __init__(self:Replacement, hf:torch.nn.Module, # the transformers model (`lo
              max_gib:float|None=None, # refuse prompts whose feature outputs would take more (None: free memory)
             ):
     "Record the prompt's run and encode its MLP inputs: the nodes and the frozen linear map between them."
-    check_transcoders(spec, tcs)
-    ids = torch.as_tensor(ids).reshape(-1)
-    if not len(ids): raise UserError("the prompt has no tokens")
+    ids = _checked_ids(spec, tcs, ids)
     self.spec, self.arch = spec, arch_of(hf.config)
     self.drop_first, self.drop_first_token = drop_first, drop_first_token
     self.ids, self.T, self.L, self.d = ids.to(next(hf.parameters()).device), len(ids), spec.n_layers, spec.d_model
@@ -375,9 +380,8 @@ def rows(self:Replacement,
         ) -> torch.Tensor:
     "Edge rows [B, n_nodes + n_logits]: every source's direct effect on each target, by one backward pass."
     L, B, P, top, dev = self.L, len(layers), int(pos.max()) + 1, int(layers.max()), self.x0.device
-    out = torch.zeros(B, self.n_nodes + n_logits, device=dev)
+    out, bi = torch.zeros(B, self.n_nodes + n_logits, device=dev), torch.arange(B, device=dev)
     G = torch.zeros(B, P, self.d, device=dev)  # gradient of each target at the residual stream (first P positions)
-    bi = torch.arange(B, device=dev)
     def inject(l, scale):
         m = layers == l
         if m.any(): G.index_put_((bi[m], pos[m]), vecs[m] * scale[pos[m]], accumulate=True)
