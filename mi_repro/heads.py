@@ -39,7 +39,8 @@ def repeated_tokens(tok, n:int, # random tokens per half
                     seed:int=0) -> torch.Tensor:
     "Token ids [batch, 2n+1]: a special token, then n distinct random non-special tokens, then the same n tokens again."
     for name, v in dict(n=n, batch=batch).items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise UserError(f"{name} must be a positive int, not {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"{name} must be a positive int, not {v!r}")
     g = torch.Generator().manual_seed(seed)
     special = torch.tensor(sorted(set(tok.all_special_ids)))
     pool = torch.arange(len(tok))
@@ -95,8 +96,7 @@ def plot_scores(scores:dict, # {name: [L, H]} (`head_scores`, or ablation effect
         star = 'w' if cmap == 'viridis' else 'k'
         for l, h, _ in top_heads(s.abs(), mark): ax.text(h, l, '*', ha='center', va='center', color=star, fontsize=9)
         ax.set(title=name, xlabel='head', ylabel='layer')
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        for axis in (ax.xaxis, ax.yaxis): axis.set_major_locator(MaxNLocator(integer=True))
         fig.colorbar(im, ax=ax, shrink=0.8)
     if title: fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -113,7 +113,8 @@ def plot_patterns(A:torch.Tensor, # [L, H, T, T] patterns of one prompt (`patter
     tt = [t.replace('\n', '⏎') for t in tokens]
     bad = [hd for hd in heads if not (0 <= hd[0] < A.shape[0] and 0 <= hd[1] < A.shape[1])]
     if bad:
-        raise UserError(f"head {bad[0][:2]} is out of range: the patterns have {A.shape[0]} layers of {A.shape[1]} heads")
+        raise UserError(f"head {bad[0][:2]} is out of range: the patterns have {A.shape[0]} layers of {A.shape[1]} "
+                        "heads")
     for ax, hd in zip(axs, heads):
         l, h, lab = (*hd, '') if len(hd) == 2 else hd
         ax.imshow(A[l, h].float().cpu().numpy(), cmap='Blues', vmin=0, vmax=1)
@@ -128,7 +129,8 @@ def _check_heads(spec:Spec, heads) -> list:
     if heads is None: return [(l, h) for l in range(spec.n_layers) for h in range(spec.n_heads)]
     out = []
     for lh in heads:
-        if not (isinstance(lh, (tuple, list)) and len(lh) == 2): raise UserError(f"heads must be (layer, head) pairs, got {lh!r}")
+        if not (isinstance(lh, (tuple, list)) and len(lh) == 2):
+            raise UserError(f"heads must be (layer, head) pairs, got {lh!r}")
         l, h = spec.check_layer(lh[0]), lh[1]
         if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h < spec.n_heads:
             raise UserError(f"head {h!r} is out of range: {spec.name} has {spec.n_heads} heads per layer "
@@ -136,6 +138,13 @@ def _check_heads(spec:Spec, heads) -> list:
         out.append((l, h))
     if not out: raise UserError("no heads given")
     return out
+
+def _check_answers(lm, *toks:int):
+    "Fail unless every answer id is a token of the model's vocabulary."
+    V = hf_model(lm).config.vocab_size
+    for t in toks:
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < V:
+            raise UserError(f"answer id {t!r} is out of range for a vocabulary of {V}")
 
 # %% ../nbs/09_heads.ipynb #e4f5db33
 @torch.no_grad()
@@ -184,7 +193,7 @@ def _ablated_margins(lm, spec:Spec, ids:torch.Tensor, correct:int, incorrect:int
 @torch.no_grad()
 def ablate_heads(lm, spec:Spec,
                  ids:torch.Tensor, # [T] token ids (`prompt_ids`)
-                 correct:int, incorrect:int, # answer token ids: the metric is their logit difference at the last position
+                 correct:int, incorrect:int, # answer token ids: the metric, their logit difference at the last position
                  heads:list|None=None, # [(layer, head)] to ablate one at a time; None: every head
                  means:torch.Tensor|None=None, # [L, H*d_h] (`head_means`): mean-ablation; None: zero-ablation
                  batch_size:int=64, # ablated copies per trace
@@ -194,10 +203,7 @@ def ablate_heads(lm, spec:Spec,
     ids = torch.as_tensor(ids).reshape(-1)
     L, H, dh = spec.n_layers, spec.n_heads, spec.head_dim
     if len(ids) < 2: raise UserError("the prompt needs a token after position 0")
-    V = hf_model(lm).config.vocab_size
-    for t in (correct, incorrect):
-        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < V:
-            raise UserError(f"answer id {t!r} is out of range for a vocabulary of {V}")
+    _check_answers(lm, correct, incorrect)
     cells = _check_heads(spec, heads)
     if means is not None and tuple(means.shape) != (L, H * dh):
         raise UserError(f"means must be [{L}, {H * dh}] (`head_means`), got {tuple(means.shape)}")
@@ -222,7 +228,8 @@ def _node(rep:Replacement, g:Graph, i:int, role:str) -> tuple:
         if role == 'source': return l, p, rep.dec[k], k
         return l, p, rep._enc(l, torch.tensor([f], device=rep.x0.device))[0], None
     if role == 'target':
-        if i < g.logit_index(0): raise UserError(f"node {i} is not a feature or logit node: an edge's target must be one")
+        if i < g.logit_index(0):
+            raise UserError(f"node {i} is not a feature or logit node: an edge's target must be one")
         return L, T - 1, rep.logit_vecs(g.logit_ids[i - g.logit_index(0):][:1].to(rep.x0.device))[0], None
     if i < g.tok_index(0):
         l, p = divmod(i - g.n_sel, T)
@@ -255,7 +262,8 @@ def cross_edges(g:Graph, # an attribution graph
                 k:int=1, # edges returned
                 sources:tuple=('feature', 'token'), # kinds of source node: feature, error, token
                ) -> list:
-    "The k strongest edges (by |weight|) from an earlier to a later position into feature or logit nodes: [(target, source, weight)]."
+    ("The k strongest edges (by |weight|) from an earlier to a later position into feature or logit nodes: "
+     "[(target, source, weight)].")
     n, T = len(g.adj), g.n_pos
     pos = torch.empty(n, dtype=torch.long)
     pos[:g.n_sel] = g.active[g.selected, 1]
@@ -292,18 +300,20 @@ def _head_hops(rep:Replacement, sl:int, sp:int, # the source's layer (-1: a toke
         if l < tl and rep.tcs[l].W_skip is not None:
             y = rep.tcs[l].skip(x * r['r2'][sp] * r['g2'])
             x = x + (y * r['rm'][sp] * r['gm'] if a.sandwich else y)
-    by_pos[:, :, :sp + 1] = 0  # the diagonal stays at p_s (carried on in x); earlier positions get no attention
+    by_pos[:, :, :sp + 1] = 0  # the diagonal stays at p_s (carried on in x); earlier positions get none
     return by_pos
 
 # %% ../nbs/09_heads.ipynb #593b4ce9
 @torch.no_grad()
 def edge_heads(rep:Replacement, # the replacement model of the graph's prompt
                g:Graph, # its graph (`attribute(rep, ...)`)
-               target:int, source:int, # graph node indices (rows / columns of `g.adj`): a feature or logit target, a feature, error or token source
+               target:int, # graph node index (a row of `g.adj`): a feature or logit node
+               source:int, # graph node index (a column): a feature, error or token node
               ) -> dict:
     ("An edge from an earlier to a later position split by the head of its first attention hop: contributions [L, H] "
      "and by destination position [L, H, T], the rest (0), the edge.")
-    if not torch.equal(rep.ids.cpu(), g.ids.cpu()): raise UserError("the replacement model and the graph are of different prompts")
+    if not torch.equal(rep.ids.cpu(), g.ids.cpu()):
+        raise UserError("the replacement model and the graph are of different prompts")
     sl, sp, x, _ = _node(rep, g, source, 'source')
     tl, tp, tv, _ = _node(rep, g, target, 'target')
     if not sp < tp:
