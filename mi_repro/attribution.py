@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .core import UserError, atomic_write, atomic_path
 from .models import Spec
 from .forward import arch_of, embed, rms_norm, attention, mlp
@@ -24,223 +25,290 @@ def check_transcoders(spec:Spec, # the model's spec
                       tcs:dict, # {layer: Transcoder}
                      ) -> None:
     "Fail clearly unless `tcs` holds one MLP transcoder (d_model -> d_model) for every layer of the model."
-    if not isinstance(tcs, dict) or not tcs: raise UserError("no transcoders given: pass {layer: Transcoder} for every layer (chapter 04's `load_dicts`)")
+    if not isinstance(tcs, dict) or not tcs:
+        raise UserError("no transcoders given: pass {layer: Transcoder} for every layer (chapter 04's `load_dicts`)")
     bad = [l for l in tcs if isinstance(l, bool) or not isinstance(l, int) or not 0 <= l < spec.n_layers]
-    if bad: raise UserError(f"transcoder keys must be layers 0-{spec.n_layers - 1} of {spec.name}, got {bad[:3]}: these dictionaries belong to another model")
+    if bad: raise UserError(f"transcoder keys must be layers 0-{spec.n_layers - 1} of {spec.name}, got {bad[:3]}: "
+                            "these dictionaries belong to another model")
     miss = [l for l in range(spec.n_layers) if l not in tcs]
-    if miss: raise UserError(f"the replacement model needs a transcoder at every layer: {spec.name} has {spec.n_layers} layers and "
-                             f"none was given for layer(s) {miss[:6]}; train or load all of them (chapter 04: `train_dicts`, `load_dicts`)")
+    if miss: raise UserError(f"the replacement model needs a transcoder at every layer: {spec.name} has "
+                             f"{spec.n_layers} layers and none was given for layer(s) {miss[:6]}; "
+                             "train or load all of them (chapter 04: `train_dicts`, `load_dicts`)")
     for l, tc in tcs.items():
         if not isinstance(tc, Transcoder): raise UserError(f"layer {l}: expected a Transcoder, got {type(tc).__name__}")
         d_in, d_out = tc.cfg['d_in'], tc.cfg['d_out']
         if (d_in, d_out) != (spec.d_model, spec.d_model):
-            raise UserError(f"the transcoder of layer {l} maps {d_in} -> {d_out}, but {spec.name} has d_model {spec.d_model}: "
-                            f"it belongs to another model (or is an SAE on the MLP hidden layer); load the transcoders trained on {spec.name}")
+            raise UserError(f"the transcoder of layer {l} maps {d_in} -> {d_out}, but {spec.name} has d_model "
+                            f"{spec.d_model}: it belongs to another model (or is an SAE on the MLP hidden layer); "
+                            f"load the transcoders trained on {spec.name}")
 
+# %% ../nbs/06_attribution.ipynb #7ab6ed21
 def _avail_gib() -> float:
     "Memory this process can still take, in GiB (MemAvailable of /proc/meminfo; 1e9 where it cannot be read)."
     try: return int(re.search(r'MemAvailable:\s+(\d+)', Path('/proc/meminfo').read_text())[1]) / 2**20
     except (OSError, TypeError): return 1e9
 
+def _checked_ids(spec:Spec, tcs:dict, ids) -> torch.Tensor:
+    "The prompt's token ids [T], once the transcoders and the prompt are checked."
+    check_transcoders(spec, tcs)
+    ids = torch.as_tensor(ids).reshape(-1)
+    if not len(ids): raise UserError("the prompt has no tokens")
+    return ids
+
 def _check_mem(need:float, max_gib:float|None, what:str):
     "Refuse work that would not fit, saying how much it needs and what to change."
     have = _avail_gib() if max_gib is None else max_gib
-    if need > have: raise UserError(f"{what} needs about {need:.1f} GiB, more than the {have:.1f} GiB available: shorten the prompt or "
-                                    "lower max_feature_nodes (or pass max_gib= to override the estimate)")
-
+    if need > have: raise UserError(f"{what} needs about {need:.1f} GiB, more than the {have:.1f} GiB available: "
+                                    "shorten the prompt or lower max_feature_nodes "
+                                    "(or pass max_gib= to override the estimate)")
 
 # %% ../nbs/06_attribution.ipynb #fc3aecd2
 class Replacement:
-    "The local replacement model of one prompt: the real run recorded once, with attention patterns and norm scales frozen, MLPs replaced by transcoders plus error nodes."
-    @torch.no_grad()
-    def __init__(self, hf:torch.nn.Module, # the transformers model (`load_model(...).hf`)
-                 spec:Spec, tcs:dict, # {layer: Transcoder} for every layer
-                 ids:torch.Tensor, # [T] token ids (`prompt_ids`)
-                 drop_first:bool=True, # leave position 0's features and error out of the graph (its MLP output becomes a constant)
-                 drop_first_token:bool=True, # and its token embedding (circuit-tracer keeps it as a node: False to compare)
-                 max_gib:float|None=None, # refuse prompts whose feature outputs are estimated above this (None: the memory available)
-                ):
-        check_transcoders(spec, tcs)
-        ids = torch.as_tensor(ids).reshape(-1)
-        if not len(ids): raise UserError("the prompt has no tokens")
-        self.spec, self.arch, self.drop_first, self.drop_first_token = spec, arch_of(hf.config), drop_first, drop_first_token
-        a, dev = self.arch, next(hf.parameters()).device
-        mod = lambda role, l=None: spec.module(hf, role, l)
-        gain = lambda role, l=None: (a.gain_offset + mod(role, l).weight.detach().float())
-        rs = lambda x: torch.rsqrt(x.float().pow(2).mean(-1) + a.eps)[0]  # [T] the frozen 1/rms of a [1, T, d] input
-        self.ids, T, L = ids.to(dev), len(ids), spec.n_layers
-        self.T, self.L, self.d = T, L, spec.d_model
-        x = embed(mod('embed').weight, self.ids[None], a.embed_scale)
-        self.x0 = x[0].float()
-        first = [x[0, 0].float()]  # position 0's residual stream after the embedding, each attention and each MLP
-        self.lay = []  # per layer: frozen scales, gains, pattern and the weights the linear map needs
-        m_in, m_out = [], []
-        for l in range(L):
-            at, r = mod('attn', l), {}
-            r['r1'], r['g1'] = rs(x), gain('attn_norm', l)
-            o, A = attention(rms_norm(x, mod('attn_norm', l).weight, a.eps, a.gain_offset), at, spec, a, l)
-            r['A'] = A[0].float()
-            if a.sandwich: r['ra'], r['ga'] = rs(o), gain('attn_post_norm', l); o = rms_norm(o, mod('attn_post_norm', l).weight, a.eps, a.gain_offset)
-            r['Wv'], r['Wo'] = at.v_proj.weight.detach().float(), at.o_proj.weight.detach().float()
-            r['bv'] = at.v_proj.bias.detach().float() if at.v_proj.bias is not None else None
-            r['bo'] = at.o_proj.bias.detach().float() if at.o_proj.bias is not None else None
-            x = x + o
-            first.append(x[0, 0].float())
-            r['r2'], r['g2'] = rs(x), gain('mlp_norm', l)
-            u = rms_norm(x, mod('mlp_norm', l).weight, a.eps, a.gain_offset)
-            y, _ = mlp(u, mod('mlp', l), a.act)
-            m_in.append(u[0].float()); m_out.append(y[0].float())
-            if a.sandwich: r['rm'], r['gm'] = rs(y), gain('mlp_post_norm', l); y = rms_norm(y, mod('mlp_post_norm', l).weight, a.eps, a.gain_offset)
-            x = x + y
-            first.append(x[0, 0].float())
-            self.lay.append(r)
-        self.rf, self.gf = rs(x), gain('final_norm')
-        self.first = torch.stack(first) if drop_first and drop_first_token else None  # [2L+1, d]: pinned in `forward`
-        self.W_U = mod('unembed').weight.detach().float()
-        self.logits = hf(self.ids[None]).logits[0].float()  # the model's own logits [T, V]
-        # the transcoders, in raw units without copying their weights: pre = m_in . (sx W_enc_f) + (b_enc_f - W_enc_f . x_mean)
-        self.tcs = {l: tcs[l] for l in range(L)}
-        layers, pos, feats, vals, self.err, self.K = [], [], [], [], [], []
-        lo = 1 if drop_first else 0
-        for l in range(L):
-            tc = self.tcs[l]
-            xin = m_in[l]
-            xt = xin.to(tc.W_enc.dtype)
-            zt = tc.encode(xt)
-            rec = tc.decode(zt, xt).float()
-            z = zt.float()
-            z[:lo] = 0
-            p, f = z.nonzero(as_tuple=True)
-            layers.append(torch.full_like(p, l)); pos.append(p); feats.append(f); vals.append(z[p, f])
-            e = m_out[l] - rec
-            e[:lo] = 0
-            D = torch.zeros_like(e).index_add_(0, p, vals[-1][:, None] * self._dec(l, f))
-            self.err.append(e)
-            self.K.append(m_out[l] - self.tcs[l].skip(xin) - D - e)  # the constant part of the MLP output: b_dec (all of it at dropped positions)
-        self.active = torch.stack([torch.cat(layers), torch.cat(pos), torch.cat(feats)], 1)  # [N, 3] (layer, pos, feature), sorted
-        self.acts = torch.cat(vals)
-        self.n_feat = len(self.acts)
-        self.starts = torch.searchsorted(self.active[:, 0].contiguous(), torch.arange(L + 1, device=dev)).tolist()  # features of layer l: starts[l]:starts[l+1]
-        _check_mem(8 * len(self.acts) * self.d / 2**30, max_gib, f"the replacement model of this prompt ({len(self.acts):,} active features, {T} tokens)")
-        self.dec = torch.cat([self.acts[self.starts[l]:self.starts[l+1], None] * self._dec(l, self.active[self.starts[l]:self.starts[l+1], 2]) for l in range(L)])  # [N, d] a_s W_dec,s
-        self.err, self.K = torch.stack(self.err), torch.stack(self.K)  # [L, T, d]
-        self.m_in = torch.stack(m_in)
-        self.n_nodes = self.n_feat + L * T + T  # columns before the logit nodes: features, errors (layer-major), tokens
-
-    # -- weights in raw units
+    ("The local replacement model of one prompt: the real run recorded once, with attention patterns and norm scales "
+     "frozen, MLPs replaced by transcoders plus error nodes.")
+    # -- the transcoders' weights in raw units, without copying them:
+    # pre = m_in . (sx W_enc_f) + (b_enc_f - W_enc_f . x_mean)
     def _dec(self, l, f):
-        tc = self.tcs[l]; return tc.W_dec[f].float() / tc.y_scale.float()
+        "Decoder rows of features `f` of layer `l` [n, d], in raw output units."
+        tc = self.tcs[l]
+        return tc.W_dec[f].float() / tc.y_scale.float()
     def _enc(self, l, f):
-        tc = self.tcs[l]; return tc.W_enc[f].float() * tc.x_scale.float()
+        "Encoder rows [n, d] that read raw MLP inputs."
+        tc = self.tcs[l]
+        return tc.W_enc[f].float() * tc.x_scale.float()
     def _benc(self, l, f):
-        tc = self.tcs[l]; return tc.b_enc[f].float() - tc.W_enc[f].float() @ tc.x_mean.float()
+        "Encoder biases [n] for raw MLP inputs (the input mean folded in)."
+        tc = self.tcs[l]
+        return tc.b_enc[f].float() - tc.W_enc[f].float() @ tc.x_mean.float()
     def _skip_T(self, l, g):
         "The transpose of the skip path: gradient at the MLP input from the gradient `g` at its output."
         tc = self.tcs[l]
         return (g @ tc.W_skip.float()) * (tc.x_scale.float() / tc.y_scale.float())
 
-    def pre(self) -> torch.Tensor:
-        "Pre-activations [N] of the active features, from the recorded MLP inputs."
-        return torch.cat([(self.m_in[l, self.active[s:e, 1]] * self._enc(l, self.active[s:e, 2])).sum(-1) + self._benc(l, self.active[s:e, 2])
-                          for l, (s, e) in enumerate(zip(self.starts, self.starts[1:]))])
 
-    @torch.no_grad()
-    def forward(self, cf:torch.Tensor|None=None, # [B, N] coefficient of each feature node's output (1: as recorded, 0: removed)
-                ce:torch.Tensor|None=None, # [B, L, T] coefficient of each error node
-                cx:torch.Tensor|None=None, # [B, T] coefficient of each token embedding
-                all_logits:bool=False, # logits at every position [B, T, V] (else the last [B, V])
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        "Run the frozen replacement: feature pre-activations [B, N] and logits, with the other nodes' outputs held at their recorded values."
-        L, T, a = self.L, self.T, self.arch
-        B = next((len(c) for c in (cf, ce, cx) if c is not None), 1)
-        dev = self.x0.device
-        cf = torch.ones(B, self.n_feat, device=dev) if cf is None else cf.float()
-        ce = torch.ones(B, L, T, device=dev) if ce is None else ce.float()
-        cx = torch.ones(B, T, device=dev) if cx is None else cx.float().clone()
-        if self.drop_first_token: cx[:, 0] = 1  # position 0's embedding is a constant, not a node
-        pin = lambda x, k: x if self.first is None else torch.cat([self.first[k].expand(B, 1, -1), x[:, 1:]], 1)
-        x = pin(cx[..., None] * self.x0, 0)
-        pres = []
-        H, Hkv, dh = self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim
-        for l, r in enumerate(self.lay):
-            v = (x * (r['r1'][:, None] * r['g1'])) @ r['Wv'].T
-            if r['bv'] is not None: v = v + r['bv']
-            v = v.view(B, T, Hkv, dh).transpose(1, 2).repeat_interleave(H // Hkv, 1)
-            o = (r['A'] @ v).transpose(1, 2).reshape(B, T, H * dh) @ r['Wo'].T
-            if r['bo'] is not None: o = o + r['bo']
-            if a.sandwich: o = o * (r['ra'][:, None] * r['ga'])
-            x = pin(x + o, 2 * l + 1)
-            u = x * (r['r2'][:, None] * r['g2'])
-            s, e = self.starts[l], self.starts[l + 1]
-            p, f = self.active[s:e, 1], self.active[s:e, 2]
-            pres.append((u[:, p] * self._enc(l, f)).sum(-1) + self._benc(l, f))
-            y = self.K[l] + ce[:, l, :, None] * self.err[l] + self.tcs[l].skip(u)
-            y = y.index_add(1, p, cf[:, s:e, None] * self.dec[s:e])
-            if a.sandwich: y = y * (r['rm'][:, None] * r['gm'])
-            x = pin(x + y, 2 * l + 2)
-        xf = x * (self.rf[:, None] * self.gf)
-        logits = (xf if all_logits else xf[:, -1]) @ self.W_U.T
-        if a.final_softcap: logits = a.final_softcap * torch.tanh(logits / a.final_softcap)
-        return torch.cat(pres, 1), logits
+# %% ../nbs/06_attribution.ipynb #b46a6233
+def _inv_rms(x:torch.Tensor, # [1, T, d] a norm's input
+             eps:float) -> torch.Tensor:
+    "[T] the frozen 1/rms of a [1, T, d] input."
+    return torch.rsqrt(x.float().pow(2).mean(-1) + eps)[0]
 
-    def logit_vecs(self, toks:torch.Tensor) -> torch.Tensor:
-        "Demeaned unembedding vectors W_U[t] - mean(W_U) [K, d] of the logit targets `toks`."
-        return self.W_U[toks] - self.W_U.mean(0)
+@patch
+def _gain(self:Replacement, hf, role:str, l:int|None=None) -> torch.Tensor:
+    "The gain [d] of the norm `role` (of layer `l`), as the frozen map multiplies by it."
+    return self.arch.gain_offset + self.spec.module(hf, role, l).weight.detach().float()
 
-    @torch.no_grad()
-    def rows(self, layers:torch.Tensor, # [B] target layer (L for a logit)
-             pos:torch.Tensor, # [B] target position
-             vecs:torch.Tensor, # [B, d] what the target reads: W_enc,t at the MLP input of its layer, or a logit vector after the final norm
-             n_logits:int=0, # zero columns appended for the logit nodes
-            ) -> torch.Tensor:
-        "Edge rows [B, n_nodes + n_logits]: the direct effect of every source node on each target, by one backward pass through the frozen linear model."
-        L, a = self.L, self.arch
-        B, P, top = len(layers), int(pos.max()) + 1, int(layers.max())
-        dev = self.x0.device
-        out = torch.zeros(B, self.n_nodes + n_logits, device=dev)
-        G = torch.zeros(B, P, self.d, device=dev)  # gradient of each target at the residual stream (first P positions: the rest is 0)
-        bi = torch.arange(B, device=dev)
-        def inject(l, scale):
-            m = layers == l
-            if m.any(): G.index_put_((bi[m], pos[m]), vecs[m] * scale[pos[m]], accumulate=True)
-        inject(L, self.rf[:, None] * self.gf)
-        for l in range(min(top, L - 1), -1, -1):
-            r = self.lay[l]
-            gm = G * (r['rm'][:P, None] * r['gm']) if a.sandwich else G  # gradient at the MLP output
-            s, e = self.starts[l], self.starts[l + 1]
-            if e > s and l < top:
-                lp = self.active[s:e, 1]
-                hi = int(torch.searchsorted(lp.contiguous(), P))  # features at positions < P (sorted by position within a layer)
-                if hi: out[:, s:s + hi] = self._contract(gm, lp[:hi], self.dec[s:s + hi])
-            eo = self.n_feat + l * self.T
-            out[:, eo:eo + P] = (gm * self.err[l, :P]).sum(-1)
-            if self.tcs[l].W_skip is not None: G = G + self._skip_T(l, gm) * (r['r2'][:P, None] * r['g2'])
-            inject(l, r['r2'][:, None] * r['g2'])
-            G = G + self._attn_T(l, G)
-        to = self.n_feat + L * self.T
-        out[:, to:to + P] = (G * self.x0[:P]).sum(-1)
-        if self.drop_first_token: out[:, to] = 0
-        return out
+@patch
+def _norm(self:Replacement, hf, role:str, l:int, x:torch.Tensor) -> torch.Tensor:
+    "The model's own norm `role` of layer `l` applied to `x`."
+    return rms_norm(x, self.spec.module(hf, role, l).weight, self.arch.eps, self.arch.gain_offset)
 
-    def _attn_T(self, l:int, G:torch.Tensor) -> torch.Tensor:
-        "The transpose of layer `l`'s frozen attention (pattern, values, output, post-norm): the gradient [B, P, d] at its input from `G` [B, P, d] at its output, on the first P positions."
-        r, a = self.lay[l], self.arch
-        B, P = G.shape[:2]
-        H, Hkv, dh = self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim
-        go = G * (r['ra'][:P, None] * r['ga']) if a.sandwich else G
-        gz = (go @ r['Wo']).view(B, P, H, dh).transpose(1, 2)  # [B, H, P, dh]
-        gv = (r['A'][:, :P, :P].transpose(-1, -2) @ gz).view(B, Hkv, H // Hkv, P, dh).sum(2)
-        return (gv.transpose(1, 2).reshape(B, P, Hkv * dh) @ r['Wv']) * (r['r1'][:P, None] * r['g1'])
+# %% ../nbs/06_attribution.ipynb #cbc10603
+@patch
+def _freeze_attn(self:Replacement, hf, l:int,
+                 x:torch.Tensor, # [1, T, d] the residual stream before layer `l`
+                ) -> tuple[torch.Tensor, dict]:
+    "Run layer `l`'s attention: the stream after it, and what the frozen map keeps (scales, gains, pattern, weights)."
+    a, at = self.arch, self.spec.module(hf, 'attn', l)
+    r = dict(r1=_inv_rms(x, a.eps), g1=self._gain(hf, 'attn_norm', l))
+    o, A = attention(self._norm(hf, 'attn_norm', l, x), at, self.spec, a, l)
+    r['A'] = A[0].float()
+    if a.sandwich:
+        r['ra'], r['ga'] = _inv_rms(o, a.eps), self._gain(hf, 'attn_post_norm', l)
+        o = self._norm(hf, 'attn_post_norm', l, o)
+    r['Wv'], r['Wo'] = at.v_proj.weight.detach().float(), at.o_proj.weight.detach().float()
+    r['bv'] = at.v_proj.bias.detach().float() if at.v_proj.bias is not None else None
+    r['bo'] = at.o_proj.bias.detach().float() if at.o_proj.bias is not None else None
+    return x + o, r
 
-    @staticmethod
-    def _contract(gm, lp, dec):
-        "Sum over d of gm[:, lp[n]] * dec[n] for sorted positions `lp`, one matmul per position: no [B, n, d] gather (3.5x faster per backward pass on a 6-token SmolLM2 prompt, where that gather dominated)."
-        res = gm.new_zeros(gm.shape[0], len(lp))
-        ps, cnt = lp.unique_consecutive(return_counts=True)
-        i = 0
-        for p, c in zip(ps.tolist(), cnt.tolist()):
-            res[:, i:i + c] = gm[:, p] @ dec[i:i + c].T; i += c
-        return res
+# %% ../nbs/06_attribution.ipynb #9654d0c2
+@patch
+def _freeze_mlp(self:Replacement, hf, l:int,
+                x:torch.Tensor, # [1, T, d] the residual stream after layer `l`'s attention
+                r:dict, # what `_freeze_attn` kept of layer `l`: the MLP's norm scales are added
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Run layer `l`'s MLP: the stream after it, and the MLP's input and output [T, d] (before a post-norm)."
+    a = self.arch
+    r['r2'], r['g2'] = _inv_rms(x, a.eps), self._gain(hf, 'mlp_norm', l)
+    u = self._norm(hf, 'mlp_norm', l, x)
+    y, _ = mlp(u, self.spec.module(hf, 'mlp', l), a.act)
+    m_in, m_out = u[0].float(), y[0].float()
+    if a.sandwich:
+        r['rm'], r['gm'] = _inv_rms(y, a.eps), self._gain(hf, 'mlp_post_norm', l)
+        y = self._norm(hf, 'mlp_post_norm', l, y)
+    return x + y, m_in, m_out
+
+# %% ../nbs/06_attribution.ipynb #f6515b78
+@patch
+def _record(self:Replacement, hf) -> tuple[list, list]:
+    "Run the model once on the prompt, freezing every layer (`lay`) and the final norm: the MLP inputs and outputs."
+    a = self.arch
+    x = embed(self.spec.module(hf, 'embed').weight, self.ids[None], a.embed_scale)
+    self.x0 = x[0].float()
+    first = [x[0, 0].float()]  # position 0's residual stream after the embedding, each attention and each MLP
+    self.lay = []  # per layer: frozen scales, gains, pattern and the weights the linear map needs
+    m_in, m_out = [], []
+    for l in range(self.L):
+        x, r = self._freeze_attn(hf, l, x)
+        first.append(x[0, 0].float())
+        x, u, y = self._freeze_mlp(hf, l, x, r)
+        first.append(x[0, 0].float())
+        self.lay.append(r)
+        m_in.append(u)
+        m_out.append(y)
+    self.rf, self.gf = _inv_rms(x, a.eps), self._gain(hf, 'final_norm')
+    pinned = self.drop_first and self.drop_first_token
+    self.first = torch.stack(first) if pinned else None  # [2L+1, d]: pinned in `forward`
+    self.W_U = self.spec.module(hf, 'unembed').weight.detach().float()
+    return m_in, m_out
+
+# %% ../nbs/06_attribution.ipynb #c3aadc11
+@patch
+def _encode_layer(self:Replacement, l:int,
+                  xin:torch.Tensor, # [T, d] the recorded MLP input of layer `l`
+                  out:torch.Tensor, # [T, d] its recorded output
+                 ) -> tuple:
+    "Layer `l`'s active features (positions, indices, activations), its error [T, d] and constant output [T, d]."
+    tc, lo = self.tcs[l], 1 if self.drop_first else 0
+    xt = xin.to(tc.W_enc.dtype)
+    zt = tc.encode(xt)
+    rec = tc.decode(zt, xt).float()
+    z = zt.float()
+    z[:lo] = 0
+    p, f = z.nonzero(as_tuple=True)
+    acts = z[p, f]
+    err = out - rec
+    err[:lo] = 0
+    D = torch.zeros_like(err).index_add_(0, p, acts[:, None] * self._dec(l, f))
+    return p, f, acts, err, out - tc.skip(xin) - D - err  # the constant part: b_dec (all of it at dropped positions)
+
+# %% ../nbs/06_attribution.ipynb #00ab018e
+@patch
+def _encode(self:Replacement, m_in:list, m_out:list):
+    "Encode every layer: the active features (`active`, `acts`, `starts`), the errors `err` and the constants `K`."
+    layers, pos, feats, vals, self.err, self.K = [], [], [], [], [], []
+    for l in range(self.L):
+        p, f, v, e, k = self._encode_layer(l, m_in[l], m_out[l])
+        layers.append(torch.full_like(p, l))
+        pos.append(p)
+        feats.append(f)
+        vals.append(v)
+        self.err.append(e)
+        self.K.append(k)
+    self.active = torch.stack([torch.cat(layers), torch.cat(pos), torch.cat(feats)], 1)  # [N, 3] (layer, pos, feature)
+    self.acts = torch.cat(vals)
+    self.n_feat = len(self.acts)
+    bounds = torch.arange(self.L + 1, device=self.ids.device)
+    self.starts = torch.searchsorted(self.active[:, 0].contiguous(), bounds).tolist()  # layer l: starts[l]:starts[l+1]
+
+@patch
+def _dec_rows(self:Replacement) -> torch.Tensor:
+    "[N, d] each active feature's output a_s W_dec,s in raw units."
+    return torch.cat([self.acts[s:e, None] * self._dec(l, self.active[s:e, 2])
+                      for l, (s, e) in enumerate(zip(self.starts, self.starts[1:]))])
+
+# %% ../nbs/06_attribution.ipynb #cd6bdfaa
+@patch
+@torch.no_grad()
+def __init__(self:Replacement, hf:torch.nn.Module, # the transformers model (`load_model(...).hf`)
+             spec:Spec, tcs:dict, # {layer: Transcoder} for every layer
+             ids:torch.Tensor, # [T] token ids (`prompt_ids`)
+             drop_first:bool=True, # leave position 0's features and error out of the graph (its MLP output: a constant)
+             drop_first_token:bool=True, # and its token embedding (circuit-tracer keeps it as a node: False to compare)
+             max_gib:float|None=None, # refuse prompts whose feature outputs would take more (None: free memory)
+            ):
+    "Record the prompt's run and encode its MLP inputs: the nodes and the frozen linear map between them."
+    ids = _checked_ids(spec, tcs, ids)
+    self.spec, self.arch = spec, arch_of(hf.config)
+    self.drop_first, self.drop_first_token = drop_first, drop_first_token
+    self.ids, self.T, self.L, self.d = ids.to(next(hf.parameters()).device), len(ids), spec.n_layers, spec.d_model
+    m_in, m_out = self._record(hf)
+    self.logits = hf(self.ids[None]).logits[0].float()  # the model's own logits [T, V]
+    self.tcs = {l: tcs[l] for l in range(self.L)}
+    self._encode(m_in, m_out)
+    what = f"the replacement model of this prompt ({self.n_feat:,} active features, {self.T} tokens)"
+    _check_mem(8 * self.n_feat * self.d / 2**30, max_gib, what)
+    self.dec = self._dec_rows()  # [N, d] a_s W_dec,s
+    self.err, self.K, self.m_in = torch.stack(self.err), torch.stack(self.K), torch.stack(m_in)  # [L, T, d]
+    self.n_nodes = self.n_feat + self.L * self.T + self.T  # columns before the logit nodes: features, errors, tokens
+
+# %% ../nbs/06_attribution.ipynb #fa99e574
+@patch
+def pre(self:Replacement) -> torch.Tensor:
+    "Pre-activations [N] of the active features, from the recorded MLP inputs."
+    out = []
+    for l, (s, e) in enumerate(zip(self.starts, self.starts[1:])):
+        p, f = self.active[s:e, 1], self.active[s:e, 2]
+        out.append((self.m_in[l, p] * self._enc(l, f)).sum(-1) + self._benc(l, f))
+    return torch.cat(out)
+
+# %% ../nbs/06_attribution.ipynb #fd57c23e
+@patch
+def _attn_fwd(self:Replacement, l:int,
+              x:torch.Tensor, # [B, T, d] the residual stream before layer `l`
+             ) -> torch.Tensor:
+    "Layer `l`'s frozen attention output [B, T, d] (pattern, norm scales and post-norm as recorded)."
+    r, (B, T) = self.lay[l], x.shape[:2]
+    H, Hkv, dh = self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim
+    v = (x * (r['r1'][:, None] * r['g1'])) @ r['Wv'].T
+    if r['bv'] is not None: v = v + r['bv']
+    v = v.view(B, T, Hkv, dh).transpose(1, 2).repeat_interleave(H // Hkv, 1)
+    o = (r['A'] @ v).transpose(1, 2).reshape(B, T, H * dh) @ r['Wo'].T
+    if r['bo'] is not None: o = o + r['bo']
+    if self.arch.sandwich: o = o * (r['ra'][:, None] * r['ga'])
+    return o
+
+# %% ../nbs/06_attribution.ipynb #630d9491
+@patch
+def _mlp_fwd(self:Replacement, l:int,
+             x:torch.Tensor, # [B, T, d] the residual stream after layer `l`'s attention
+             cf:torch.Tensor, ce:torch.Tensor, # [B, N] and [B, L, T]: the feature and error coefficients
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Layer `l`'s frozen MLP: its features' pre-activations [B, n_l] and its output [B, T, d]."
+    r, s, e = self.lay[l], self.starts[l], self.starts[l + 1]
+    u = x * (r['r2'][:, None] * r['g2'])
+    p, f = self.active[s:e, 1], self.active[s:e, 2]
+    pre = (u[:, p] * self._enc(l, f)).sum(-1) + self._benc(l, f)
+    y = self.K[l] + ce[:, l, :, None] * self.err[l] + self.tcs[l].skip(u)
+    y = y.index_add(1, p, cf[:, s:e, None] * self.dec[s:e])
+    if self.arch.sandwich: y = y * (r['rm'][:, None] * r['gm'])
+    return pre, y
+
+# %% ../nbs/06_attribution.ipynb #6abae6f4
+@patch
+def _fill_coefs(self:Replacement, cf, ce, cx) -> tuple:
+    "The batch size B and the coefficients of `forward`, 1 where not given (position 0's embedding: always 1)."
+    L, T, dev = self.L, self.T, self.x0.device
+    B = next((len(c) for c in (cf, ce, cx) if c is not None), 1)
+    cf = torch.ones(B, self.n_feat, device=dev) if cf is None else cf.float()
+    ce = torch.ones(B, L, T, device=dev) if ce is None else ce.float()
+    cx = torch.ones(B, T, device=dev) if cx is None else cx.float().clone()
+    if self.drop_first_token: cx[:, 0] = 1  # position 0's embedding is a constant, not a node
+    return B, cf, ce, cx
+
+# %% ../nbs/06_attribution.ipynb #3ad0ee18
+@patch
+@torch.no_grad()
+def forward(self:Replacement,
+            cf:torch.Tensor|None=None, # [B, N] coefficient of each feature node's output (1: as recorded, 0: removed)
+            ce:torch.Tensor|None=None, # [B, L, T] coefficient of each error node
+            cx:torch.Tensor|None=None, # [B, T] coefficient of each token embedding
+            all_logits:bool=False, # logits at every position [B, T, V] (else the last [B, V])
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Run the frozen replacement: feature pre-activations [B, N] and logits, the other nodes held as recorded."
+    B, cf, ce, cx = self._fill_coefs(cf, ce, cx)
+    pin = lambda x, k: x if self.first is None else torch.cat([self.first[k].expand(B, 1, -1), x[:, 1:]], 1)
+    x = pin(cx[..., None] * self.x0, 0)
+    pres = []
+    for l in range(self.L):
+        x = pin(x + self._attn_fwd(l, x), 2 * l + 1)
+        pre, y = self._mlp_fwd(l, x, cf, ce)
+        pres.append(pre)
+        x = pin(x + y, 2 * l + 2)
+    xf = x * (self.rf[:, None] * self.gf)
+    logits = (xf if all_logits else xf[:, -1]) @ self.W_U.T
+    cap = self.arch.final_softcap
+    if cap: logits = cap * torch.tanh(logits / cap)
+    return torch.cat(pres, 1), logits
 
 # %% ../nbs/06_attribution.ipynb #f5d93992
 @torch.no_grad()
@@ -248,13 +316,93 @@ def logits_check(rep:Replacement) -> float:
     "Check (3): max |frozen replacement logits - model logits| over every position."
     return float((rep.forward(all_logits=True)[1][0] - rep.logits).abs().max())
 
+# %% ../nbs/06_attribution.ipynb #71a4e6e3
+@patch
+def logit_vecs(self:Replacement, toks:torch.Tensor) -> torch.Tensor:
+    "Demeaned unembedding vectors W_U[t] - mean(W_U) [K, d] of the logit targets `toks`."
+    return self.W_U[toks] - self.W_U.mean(0)
+
+# %% ../nbs/06_attribution.ipynb #8cc65448
+@patch
+def _attn_T(self:Replacement, l:int,
+            G:torch.Tensor, # [B, P, d] the gradient at the output of layer `l`'s attention (first P positions)
+           ) -> torch.Tensor:
+    "The transpose of layer `l`'s frozen attention: the gradient [B, P, d] at its input."
+    r, a = self.lay[l], self.arch
+    B, P = G.shape[:2]
+    H, Hkv, dh = self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim
+    go = G * (r['ra'][:P, None] * r['ga']) if a.sandwich else G
+    gz = (go @ r['Wo']).view(B, P, H, dh).transpose(1, 2)  # [B, H, P, dh]
+    gv = (r['A'][:, :P, :P].transpose(-1, -2) @ gz).view(B, Hkv, H // Hkv, P, dh).sum(2)
+    return (gv.transpose(1, 2).reshape(B, P, Hkv * dh) @ r['Wv']) * (r['r1'][:P, None] * r['g1'])
+
+# %% ../nbs/06_attribution.ipynb #afadd836
+@patch
+def _contract(self:Replacement, gm, lp, dec):
+    ("Sum over d of gm[:, lp[n]] * dec[n] for sorted positions `lp`, one matmul per position: no [B, n, d] gather "
+     "(3.5x faster per backward pass on a 6-token SmolLM2 prompt, where that gather dominated).")
+    res = gm.new_zeros(gm.shape[0], len(lp))
+    ps, cnt = lp.unique_consecutive(return_counts=True)
+    i = 0
+    for p, c in zip(ps.tolist(), cnt.tolist()):
+        res[:, i:i + c] = gm[:, p] @ dec[i:i + c].T
+        i += c
+    return res
+
+# %% ../nbs/06_attribution.ipynb #22e72a17
+@patch
+def _back_mlp(self:Replacement, l:int,
+              G:torch.Tensor, # [B, P, d] the gradient at the output of layer `l`'s MLP (its residual stream)
+              out:torch.Tensor, # [B, n_cols] the edge rows: layer `l`'s feature and error columns are written
+              top:int, # the batch's top target layer (features of that layer are targets, not sources)
+             ) -> torch.Tensor:
+    "Layer `l`'s MLP in the backward pass: its nodes' direct effects into `out`; the gradient at its input side."
+    r, P = self.lay[l], G.shape[1]
+    g_out = G * (r['rm'][:P, None] * r['gm']) if self.arch.sandwich else G  # gradient at the MLP output
+    s, e = self.starts[l], self.starts[l + 1]
+    if e > s and l < top:
+        feat_pos = self.active[s:e, 1]
+        hi = int(torch.searchsorted(feat_pos.contiguous(), P))  # features at positions < P (sorted within a layer)
+        if hi: out[:, s:s + hi] = self._contract(g_out, feat_pos[:hi], self.dec[s:s + hi])
+    eo = self.n_feat + l * self.T
+    out[:, eo:eo + P] = (g_out * self.err[l, :P]).sum(-1)
+    if self.tcs[l].W_skip is not None: G = G + self._skip_T(l, g_out) * (r['r2'][:P, None] * r['g2'])
+    return G
+
+# %% ../nbs/06_attribution.ipynb #e33bef12
+@patch
+@torch.no_grad()
+def rows(self:Replacement,
+         layers:torch.Tensor, # [B] target layer (L for a logit)
+         pos:torch.Tensor, # [B] target position
+         vecs:torch.Tensor, # [B, d] what the target reads: W_enc,t at its layer's MLP input, or a logit vector
+         n_logits:int=0, # zero columns appended for the logit nodes
+        ) -> torch.Tensor:
+    "Edge rows [B, n_nodes + n_logits]: every source's direct effect on each target, by one backward pass."
+    L, B, P, top, dev = self.L, len(layers), int(pos.max()) + 1, int(layers.max()), self.x0.device
+    out, bi = torch.zeros(B, self.n_nodes + n_logits, device=dev), torch.arange(B, device=dev)
+    G = torch.zeros(B, P, self.d, device=dev)  # gradient of each target at the residual stream (first P positions)
+    def inject(l, scale):
+        m = layers == l
+        if m.any(): G.index_put_((bi[m], pos[m]), vecs[m] * scale[pos[m]], accumulate=True)
+    inject(L, self.rf[:, None] * self.gf)
+    for l in range(min(top, L - 1), -1, -1):
+        G = self._back_mlp(l, G, out, top)
+        inject(l, self.lay[l]['r2'][:, None] * self.lay[l]['g2'])
+        G = G + self._attn_T(l, G)
+    to = self.n_feat + L * self.T
+    out[:, to:to + P] = (G * self.x0[:P]).sum(-1)
+    if self.drop_first_token: out[:, to] = 0
+    return out
+
 # %% ../nbs/06_attribution.ipynb #931e8292
 def logit_targets(rep:Replacement, tok,
                   max_n_logits:int=10, # at most this many salient tokens
-                  desired_logit_prob:float=0.95, # salient tokens: the top ones until their cumulative probability reaches this
+                  desired_logit_prob:float=0.95, # salient tokens: the top ones up to this total probability
                   extra:list[str]|tuple=(), # tokens to add by name (each must be a single token)
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Token ids [K] and probabilities [K] of the logit nodes: the top next tokens to cumulative probability `desired_logit_prob` (at most `max_n_logits`), then the named ones."
+    ("Token ids [K] and probabilities [K] of the logit nodes: the top next tokens to cumulative probability "
+     "`desired_logit_prob` (at most `max_n_logits`), then the named ones.")
     probs = torch.softmax(rep.logits[-1], -1)
     tp, ti = probs.topk(min(max_n_logits, len(probs)))
     n = int(torch.searchsorted(tp.cumsum(0), torch.tensor(desired_logit_prob, device=tp.device))) + 1
@@ -271,7 +419,8 @@ def logit_targets(rep:Replacement, tok,
 # %% ../nbs/06_attribution.ipynb #e0caccd9
 @dataclass
 class Graph:
-    "An attribution graph, laid out as circuit-tracer's: nodes [selected features, errors (layer-major), tokens, logits]; adj[target, source]."
+    ("An attribution graph, laid out as circuit-tracer's: nodes [selected features, errors (layer-major), tokens, "
+     "logits]; adj[target, source].")
     prompt: str
     ids: torch.Tensor  # [T] token ids
     tokens: list  # [T] token texts
@@ -291,15 +440,19 @@ class Graph:
     def tok_index(self, pos:int) -> int: return self.n_sel + self.n_layers * self.n_pos + pos
     def logit_index(self, k:int) -> int: return len(self.adj) - len(self.logit_ids) + k
 
+
+# %% ../nbs/06_attribution.ipynb #ef498b0c
 def _influence_sums(E, # [st, n_cols] the rows computed so far
                     row_node, # [st] the node (column) of each row
                     logit_p, # [K] logit probabilities (the first K rows are the logits)
                     n_cols:int, chunk:int=256, max_iter:int=128):
-    "Influence of every node on the logits through the rows computed so far (row-normalized |E|), sum over k of w Â^k: iterated on the [st, st] block of computed rows, then one pass over all columns."
+    ("Influence of every node on the logits through the rows computed so far (row-normalized |E|), sum over k of "
+     "w Â^k: iterated on the [st, st] block of computed rows, then one pass over all columns.")
     st = len(E)
     sums = torch.cat([E[i:i + chunk].abs().sum(1) for i in range(0, st, chunk)]).clamp(min=1e-8)
     M = E[:, row_node].abs() / sums[:, None]  # row i's normalized weight on the node of row j
-    v = E.new_zeros(st); v[:len(logit_p)] = logit_p
+    v = E.new_zeros(st)
+    v[:len(logit_p)] = logit_p
     V = v.clone()
     for _ in range(max_iter):
         v = v @ M
@@ -310,106 +463,160 @@ def _influence_sums(E, # [st, n_cols] the rows computed so far
     for i in range(0, st, chunk): infl += (V[i:i + chunk] / sums[i:i + chunk]) @ E[i:i + chunk].abs()
     return infl
 
+# %% ../nbs/06_attribution.ipynb #ce945b58
 def graph_gib(rep:Replacement, # the prompt's replacement model
               n_sel:int, # feature nodes kept
               n_logits:int=10, batch_size:int=64,
              ) -> float:
-    "Estimated peak of what `attribute` allocates, in GiB: the edge rows, their reordered copy, the adjacency, one batch's rows."
+    ("Estimated peak of what `attribute` allocates, in GiB: the edge rows, their reordered copy, the adjacency, "
+     "one batch's rows.")
     n_cols = rep.n_nodes + n_logits
     n = n_sel + rep.L * rep.T + rep.T + n_logits
     rows = n_sel + n_logits
     return 4 * (rows * n_cols + 2 * rows * n + n * n + batch_size * (2 * n_cols + rep.T * rep.d)) / 2**30
 
-def attribute(rep:Replacement, tok,
-              prompt:str='', # the prompt's text (for the graph's metadata)
-              max_feature_nodes:int|None=4096, # feature nodes kept: the most influential on the logits (None: all active features)
-              batch_size:int=64, # targets per backward pass
-              update_interval:int=4, # batches between re-rankings of the features by influence
-              max_n_logits:int=10, desired_logit_prob:float=0.95, # salient logit nodes
-              target_tokens:list[str]|tuple=(), # more logit nodes, by token text
-              progress:bool=True,
-              max_gib:float|None=None, # refuse graphs estimated above this (None: the memory available now)
-             ) -> Graph:
-    "The attribution graph of `rep`'s prompt: edge rows of the logits, then of the features in order of estimated influence, by batched backward passes."
-    t0 = time.perf_counter()
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1: raise UserError(f"batch_size must be a positive int, not {batch_size!r}")
-    toks, probs = logit_targets(rep, tok, max_n_logits, desired_logit_prob, target_tokens)
-    K, N, L, T, dev = len(toks), rep.n_feat, rep.L, rep.T, rep.x0.device
-    n_cols = rep.n_nodes + K
+def _n_selected(rep:Replacement, max_feature_nodes:int|None, n_logits:int, batch_size:int, max_gib:float|None) -> int:
+    "The number of feature nodes to compute, once the memory they need is checked."
+    N = rep.n_feat
     n_sel = N if max_feature_nodes is None else min(int(max_feature_nodes), N)
-    _check_mem(graph_gib(rep, n_sel, K, batch_size), max_gib, f"this graph ({N:,} active features, {n_sel:,} kept, {T} tokens)")
-    E = torch.zeros(K + n_sel, n_cols, device=dev)  # rows: logits, then features in the order computed
-    row_node = torch.zeros(K + n_sel, dtype=torch.long, device=dev)
-    E[:K] = rep.rows(torch.full((K,), L, device=dev), torch.full((K,), T - 1, device=dev), rep.logit_vecs(toks), K)
-    row_node[:K] = torch.arange(rep.n_nodes, n_cols, device=dev)
-    st, visited = K, torch.zeros(N, dtype=torch.bool, device=dev)
-    bar = tqdm(total=n_sel, desc=f'attribution ({N} active features)', unit='feat', disable=not progress)
-    n_back = 0
-    while st - K < n_sel:
-        if n_sel == N: pending = torch.arange(N, device=dev)
-        else:
-            infl = _influence_sums(E[:st], row_node[:st], probs, n_cols)[:N]
-            rank = infl.argsort(descending=True)
-            pending = rank[~visited[rank]][:min(update_interval * batch_size, n_sel - (st - K))]
-        pending = pending.sort().values  # by (layer, position): a batch's backward pass stops at its top layer and last position
-        for i in range(0, len(pending), batch_size):
-            idx = pending[i:i + batch_size]
-            lay, pos, f = rep.active[idx].unbind(1)
-            E[st:st + len(idx)] = rep.rows(lay, pos, _enc_rows(rep, lay, f), K)
-            row_node[st:st + len(idx)] = idx
-            visited[idx] = True; st += len(idx); n_back += 1
-            bar.update(len(idx))
-    bar.close()
-    t_rows = time.perf_counter() - t0
-    sel = visited.nonzero()[:, 0]
-    cols = torch.cat([sel, torch.arange(N, n_cols, device=dev)])
-    order = row_node.argsort()  # features in (layer, pos, feature) order, then logits
-    E = E[:, cols][order]
-    n = n_sel + L * T + T + K
-    adj = torch.zeros(n, n, device=dev)
-    adj[:n_sel], adj[-K:] = E[:n_sel], E[n_sel:]
-    return Graph(prompt=prompt, ids=rep.ids.cpu(), tokens=[tok.decode([i]) for i in rep.ids.tolist()], n_layers=L,
-                 active=rep.active.cpu(), acts=rep.acts.cpu(), selected=sel.cpu(), adj=adj.cpu(), logit_ids=toks.cpu(),
-                 logit_probs=probs.cpu(), logit_tokens=[tok.decode([i]) for i in toks.tolist()],
-                 info=dict(n_active=N, n_selected=n_sel, n_logits=K, backward_passes=n_back + 1, batch_size=batch_size,
-                           rows_s=round(t_rows, 3), s=round(time.perf_counter() - t0, 3)))
+    what = f"this graph ({N:,} active features, {n_sel:,} kept, {rep.T} tokens)"
+    _check_mem(graph_gib(rep, n_sel, n_logits, batch_size), max_gib, what)
+    return n_sel
 
+# %% ../nbs/06_attribution.ipynb #8d0e4b18
 def _enc_rows(rep, lay, f):
     "Encoder vectors (raw units) of features (lay, f), gathered per layer."
     out = torch.empty(len(f), rep.d, device=rep.x0.device)
     for l in lay.unique().tolist():
-        m = lay == l; out[m] = rep._enc(l, f[m])
+        m = lay == l
+        out[m] = rep._enc(l, f[m])
     return out
+
+def _logit_rows(rep:Replacement, toks:torch.Tensor, # [K] the logit targets (`logit_targets`)
+                n_sel:int, # feature rows to come
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    "The edge rows [K + n_sel, n_cols] with the logits' rows computed, and the node (column) of each row."
+    K, L, T, dev = len(toks), rep.L, rep.T, rep.x0.device
+    n_cols = rep.n_nodes + K
+    E = torch.zeros(K + n_sel, n_cols, device=dev)  # rows: logits, then features in the order computed
+    row_node = torch.zeros(K + n_sel, dtype=torch.long, device=dev)
+    E[:K] = rep.rows(torch.full((K,), L, device=dev), torch.full((K,), T - 1, device=dev), rep.logit_vecs(toks), K)
+    row_node[:K] = torch.arange(rep.n_nodes, n_cols, device=dev)
+    return E, row_node
+
+# %% ../nbs/06_attribution.ipynb #54448387
+def _next_features(E:torch.Tensor, row_node:torch.Tensor, # the rows computed so far and their nodes
+                   probs:torch.Tensor, n_cols:int, # the logit probabilities; columns of a row
+                   visited:torch.Tensor, # [N] features whose rows are computed
+                   n:int|None, # how many (None: all of them)
+                  ) -> torch.Tensor:
+    "The next features to compute: the `n` most influential on the logits not yet visited."
+    if n is None: pending = torch.arange(len(visited), device=visited.device)
+    else:
+        infl = _influence_sums(E, row_node, probs, n_cols)[:len(visited)]
+        rank = infl.argsort(descending=True)
+        pending = rank[~visited[rank]][:n]
+    return pending.sort().values  # by (layer, position): a batch's backward pass stops at its top layer and position
+
+# %% ../nbs/06_attribution.ipynb #3f29fe84
+def _feature_rows(rep:Replacement, E:torch.Tensor, row_node:torch.Tensor, # from `_logit_rows`: filled in here
+                  probs:torch.Tensor, # [K] the logit probabilities
+                  batch_size:int, update_interval:int, progress:bool) -> tuple[torch.Tensor, int]:
+    "Compute the feature rows of `E`, the most influential first: the features computed [N], the backward passes."
+    K, N, n_cols = len(probs), rep.n_feat, E.shape[1]
+    n_sel = len(E) - K
+    st, visited = K, torch.zeros(N, dtype=torch.bool, device=E.device)
+    bar = tqdm(total=n_sel, desc=f'attribution ({N} active features)', unit='feat', disable=not progress)
+    n_back = 0
+    while st - K < n_sel:
+        n_next = None if n_sel == N else min(update_interval * batch_size, n_sel - (st - K))
+        for idx in _next_features(E[:st], row_node[:st], probs, n_cols, visited, n_next).split(batch_size):
+            lay, pos, f = rep.active[idx].unbind(1)
+            E[st:st + len(idx)] = rep.rows(lay, pos, _enc_rows(rep, lay, f), K)
+            row_node[st:st + len(idx)] = idx
+            visited[idx] = True
+            st += len(idx)
+            n_back += 1
+            bar.update(len(idx))
+    bar.close()
+    return visited, n_back
+
+# %% ../nbs/06_attribution.ipynb #99f57a37
+def _adjacency(E:torch.Tensor, row_node:torch.Tensor, # the edge rows and their nodes
+               visited:torch.Tensor, # [N] the features computed: the feature nodes
+               n_logits:int) -> tuple[torch.Tensor, torch.Tensor]:
+    "The feature nodes (indices into the active features) and the adjacency [n, n] of the graph, in node order."
+    sel = visited.nonzero()[:, 0]
+    cols = torch.cat([sel, torch.arange(len(visited), E.shape[1], device=E.device)])
+    order = row_node.argsort()  # features in (layer, pos, feature) order, then logits
+    E = E[:, cols][order]
+    n_sel, n = len(sel), len(cols)
+    adj = torch.zeros(n, n, device=E.device)
+    adj[:n_sel], adj[-n_logits:] = E[:n_sel], E[n_sel:]
+    return sel, adj
+
+# %% ../nbs/06_attribution.ipynb #333e858e
+def attribute(rep:Replacement, tok,
+              prompt:str='', # the prompt's text (for the graph's metadata)
+              max_feature_nodes:int|None=4096, # feature nodes kept: the most influential on the logits (None: all)
+              batch_size:int=64, # targets per backward pass
+              update_interval:int=4, # batches between re-rankings of the features by influence
+              max_n_logits:int=10, desired_logit_prob:float=0.95, # salient logit nodes
+              target_tokens:list[str]|tuple=(), progress:bool=True, # more logit nodes, by token text; a progress bar
+              max_gib:float|None=None, # refuse graphs estimated above this (None: the memory available now)
+             ) -> Graph:
+    "The attribution graph of `rep`'s prompt: the edge rows of its logits and features, by batched backward passes."
+    t0 = time.perf_counter()
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"batch_size must be a positive int, not {batch_size!r}")
+    toks, probs = logit_targets(rep, tok, max_n_logits, desired_logit_prob, target_tokens)
+    n_sel = _n_selected(rep, max_feature_nodes, len(toks), batch_size, max_gib)
+    E, row_node = _logit_rows(rep, toks, n_sel)
+    visited, n_back = _feature_rows(rep, E, row_node, probs, batch_size, update_interval, progress)
+    t_rows = time.perf_counter() - t0
+    sel, adj = _adjacency(E, row_node, visited, len(toks))
+    return Graph(prompt=prompt, ids=rep.ids.cpu(), tokens=[tok.decode([i]) for i in rep.ids.tolist()], n_layers=rep.L,
+                 active=rep.active.cpu(), acts=rep.acts.cpu(), selected=sel.cpu(), adj=adj.cpu(), logit_ids=toks.cpu(),
+                 logit_probs=probs.cpu(), logit_tokens=[tok.decode([i]) for i in toks.tolist()],
+                 info=dict(n_active=rep.n_feat, n_selected=n_sel, n_logits=len(toks), backward_passes=n_back + 1,
+                           batch_size=batch_size, rows_s=round(t_rows, 3), s=round(time.perf_counter() - t0, 3)))
 
 # %% ../nbs/06_attribution.ipynb #501aa01f
 def _coefs(rep:Replacement, g:Graph, cols:list[int], B:int):
     "Coefficients of the frozen forward with graph node `cols[b]` removed in batch row b (-1: nothing removed)."
     dev = rep.x0.device
-    cf, ce, cx = torch.ones(B, rep.n_feat, device=dev), torch.ones(B, rep.L, rep.T, device=dev), torch.ones(B, rep.T, device=dev)
+    cf = torch.ones(B, rep.n_feat, device=dev)
+    ce = torch.ones(B, rep.L, rep.T, device=dev)
+    cx = torch.ones(B, rep.T, device=dev)
     for b, c in enumerate(cols):
         if c < 0: continue
         if c < g.n_sel: cf[b, g.selected[c]] = 0
-        elif c < g.tok_index(0): l, p = divmod(c - g.n_sel, g.n_pos); ce[b, l, p] = 0
+        elif c < g.tok_index(0):
+            l, p = divmod(c - g.n_sel, g.n_pos)
+            ce[b, l, p] = 0
         else: cx[b, c - g.tok_index(0)] = 0
     return cf, ce, cx
 
+# %% ../nbs/06_attribution.ipynb #79261ccd
 def _target_values(rep:Replacement, g:Graph, rows:list[int], pre:torch.Tensor, logits:torch.Tensor) -> torch.Tensor:
-    "The value of each target node `rows[b]` in forward output b: a feature's pre-activation or a logit minus the mean logit."
+    "The value of target node `rows[b]` in forward output b: a feature's pre-activation, or a logit minus their mean."
     out = []
     for b, r in enumerate(rows):
         b = b if len(pre) > 1 else 0
         if r < g.n_sel: out.append(pre[b, g.selected[r]])
-        else: k = r - g.logit_index(0); out.append(logits[b, g.logit_ids[k]] - logits[b].mean())
+        else:
+            k = r - g.logit_index(0)
+            out.append(logits[b, g.logit_ids[k]] - logits[b].mean())
     return torch.stack(out)
 
-@torch.no_grad()
-def ablation_check(rep:Replacement, g:Graph,
-                   n:int=24, # (target, source) pairs: the strongest edges into logits, features, from errors and tokens
-                  ) -> dict:
-    "Check (1): removing one source in the frozen replacement changes its target by minus the edge weight; the largest relative error and the pairs."
+# %% ../nbs/06_attribution.ipynb #cffea3d0
+def _strongest_pairs(g:Graph, n:int) -> list[tuple[str, int, int]]:
+    "(kind, target, source) of the strongest nonzero edges of each kind, n // 4 of each kind."
     A = g.adj
-    kinds = {'feature->feature': (slice(0, g.n_sel), slice(0, g.n_sel)), 'feature->logit': (slice(g.logit_index(0), None), slice(0, g.n_sel)),
-             'error->any': (slice(None), slice(g.n_sel, g.tok_index(0))), 'token->any': (slice(None), slice(g.tok_index(0), g.logit_index(0)))}
+    kinds = {'feature->feature': (slice(0, g.n_sel), slice(0, g.n_sel)),
+             'feature->logit': (slice(g.logit_index(0), None), slice(0, g.n_sel)),
+             'error->any': (slice(None), slice(g.n_sel, g.tok_index(0))),
+             'token->any': (slice(None), slice(g.tok_index(0), g.logit_index(0)))}
     pairs = []
     for name, (rs, cs) in kinds.items():
         sub = A[rs, cs]
@@ -418,22 +625,36 @@ def ablation_check(rep:Replacement, g:Graph,
         r0, c0 = rs.start or 0, cs.start or 0
         if r0 < 0: r0 += len(A)
         pairs += [(name, r0 + int(i) // sub.shape[1], c0 + int(i) % sub.shape[1]) for i in top if sub.flatten()[i] != 0]
+    return pairs
+
+# %% ../nbs/06_attribution.ipynb #0ae44f21
+@torch.no_grad()
+def ablation_check(rep:Replacement, g:Graph,
+                   n:int=24, # (target, source) pairs: the strongest edges into logits, features, from errors and tokens
+                  ) -> dict:
+    ("Check (1): removing one source in the frozen replacement changes its target by minus the edge weight; the "
+     "largest relative error and the pairs.")
+    pairs = _strongest_pairs(g, n)
     rows, cols = [p[1] for p in pairs], [p[2] for p in pairs]
     base = _target_values(rep, g, rows, *rep.forward(*_coefs(rep, g, [-1], 1)))
     pre, lg = rep.forward(*_coefs(rep, g, cols, len(cols)))
     delta = _target_values(rep, g, rows, pre, lg) - base.to(pre.device)
-    w = A[rows, cols].to(delta.device)
+    w = g.adj[rows, cols].to(delta.device)
     rel = ((delta + w).abs() / w.abs()).cpu()
-    return dict(max_rel_err=float(rel.max()), n=len(pairs), by_kind={k: float(max(r for (kk, *_), r in zip(pairs, rel.tolist()) if kk == k))
-                                                                      for k in dict.fromkeys(p[0] for p in pairs)})
+    kinds = dict.fromkeys(p[0] for p in pairs)
+    by_kind = {k: float(max(r for (kk, *_), r in zip(pairs, rel.tolist()) if kk == k)) for k in kinds}
+    return dict(max_rel_err=float(rel.max()), n=len(pairs), by_kind=by_kind)
 
+# %% ../nbs/06_attribution.ipynb #15c8d4e2
 @torch.no_grad()
 def completeness_check(rep:Replacement, g:Graph) -> dict:
-    "Check (2): each target's incoming edges plus its constant term (biases; features left out of the graph) equal its value; the largest relative error."
+    ("Check (2): each target's incoming edges plus its constant term (biases; features left out of the graph) equal "
+     "its value; the largest relative error.")
     rows = list(range(g.n_sel)) + [g.logit_index(k) for k in range(len(g.logit_ids))]
-    keep = torch.zeros(rep.n_feat, dtype=torch.bool); keep[g.selected] = True
+    keep = torch.zeros(rep.n_feat, dtype=torch.bool)
+    keep[g.selected] = True
     z = lambda *s: torch.zeros(*s, device=rep.x0.device)
-    cf = (~keep).float()[None].to(rep.x0.device)  # only the features that are not nodes stay: they are part of the constant
+    cf = (~keep).float()[None].to(rep.x0.device)  # only the features that are not nodes stay: part of the constant
     const = _target_values(rep, g, rows, *rep.forward(cf, z(1, rep.L, rep.T), z(1, rep.T)))
     full = _target_values(rep, g, rows, *rep.forward())
     s = g.adj[rows].sum(1).to(full.device)
@@ -468,7 +689,7 @@ def influence(A:torch.Tensor, # [n, n] adjacency (or its normalized form, `norme
               normed:bool=False,
               max_iter:int=1000,
              ) -> torch.Tensor:
-    "Total influence of each node on the weighted outputs, sum over k >= 1 of w Â^k (Â nilpotent: the graph is acyclic)."
+    "Total influence of each node on the weighted outputs, sum over k >= 1 of w Â^k (Â nilpotent: an acyclic graph)."
     An = A if normed else normalize(A)
     cur = w @ An
     tot = cur.clone()
@@ -478,47 +699,63 @@ def influence(A:torch.Tensor, # [n, n] adjacency (or its normalized form, `norme
         tot += cur
     raise RuntimeError(f"influence did not converge in {max_iter} steps: the adjacency matrix is not acyclic")
 
+# %% ../nbs/06_attribution.ipynb #3f26118b
 def _cut(scores:torch.Tensor, frac:float) -> torch.Tensor:
     "The score above which the largest scores hold `frac` of the total."
     s = scores.sort(descending=True).values
     c = s.cumsum(0) / s.sum()
     return s[min(int(torch.searchsorted(c, torch.tensor(frac, dtype=c.dtype))), len(s) - 1)]
 
+def _settle(node:torch.Tensor, edge:torch.Tensor, # [n] and [n, n] masks, edited in place
+            n_fixed:int, # the last nodes (tokens and logits) always stay
+            n_sel:int): # the first nodes are features
+    "Drop features and errors without an outgoing edge and features without an incoming one, until none is left."
+    prev = None
+    while prev is None or not torch.equal(prev, node):
+        prev = node.clone()
+        edge[~node] = False
+        edge[:, ~node] = False
+        node[:-n_fixed] &= edge[:, :-n_fixed].any(0)  # features and errors need an outgoing edge
+        node[:n_sel] &= edge[:n_sel].any(1)  # features need an incoming edge
+    edge[~node] = False
+    edge[:, ~node] = False
+
+# %% ../nbs/06_attribution.ipynb #d08f9217
 def prune(g:Graph, node_threshold:float=0.8, # keep the nodes holding this fraction of the total influence on the logits
           edge_threshold:float=0.98, # then the edges holding this fraction of the total edge influence
          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "circuit-tracer's pruning: node mask [n], edge mask [n, n] and each node's cumulative influence share [n]."
     for name, v in dict(node_threshold=node_threshold, edge_threshold=edge_threshold).items():
         if not 0.0 <= v <= 1.0: raise UserError(f"{name} must be between 0 and 1, not {v!r}")
-    n_tok, K, F_ = g.n_pos, len(g.logit_ids), g.n_sel
+    n_fixed = g.n_pos + len(g.logit_ids)  # tokens and logits
     w = logit_weights(g)
     infl = influence(g.adj, w)
     node = infl >= _cut(infl, node_threshold)
-    node[-K - n_tok:] = True  # tokens and logits stay
-    P = g.adj.clone(); P[~node] = 0; P[:, ~node] = 0
+    node[-n_fixed:] = True  # tokens and logits stay
+    P = g.adj.clone()
+    P[~node] = 0
+    P[:, ~node] = 0
     Pn = normalize(P)
     escore = Pn * (influence(Pn, w, normed=True) + w)[:, None]
     edge = escore >= _cut(escore.flatten(), edge_threshold)
-    prev = None
-    while prev is None or not torch.equal(prev, node):
-        prev = node.clone()
-        edge[~node] = False; edge[:, ~node] = False
-        node[:-K - n_tok] &= edge[:, :-K - n_tok].any(0)  # features and errors need an outgoing edge
-        node[:F_] &= edge[:F_].any(1)  # features need an incoming edge
-    edge[~node] = False; edge[:, ~node] = False
+    _settle(node, edge, n_fixed, g.n_sel)
     s, o = infl.sort(descending=True)
-    cum = torch.zeros_like(infl); cum[o] = s.cumsum(0) / s.sum()
+    cum = torch.zeros_like(infl)
+    cum[o] = s.cumsum(0) / s.sum()
     return node, edge, cum
 
+# %% ../nbs/06_attribution.ipynb #bac19a06
 def graph_scores(g:Graph) -> dict:
-    "circuit-tracer's graph scores: replacement (share of token-to-logit influence not through error nodes) and completeness (influence-weighted share of inputs not from error nodes)."
+    ("circuit-tracer's graph scores: replacement (share of token-to-logit influence not through error nodes) and "
+     "completeness (influence-weighted share of inputs not from error nodes).")
     w = logit_weights(g)
     An = normalize(g.adj)
     infl = influence(An, w, normed=True)
     e0, e1 = g.n_sel, g.n_sel + g.n_layers * g.n_pos
     ti, ei = infl[e1:e1 + g.n_pos].sum(), infl[e0:e1].sum()
     out = infl + w
-    return dict(replacement=float(ti / (ti + ei)), completeness=float(((1 - An[:, e0:e1].sum(1)) * out).sum() / out.sum()))
+    completeness = ((1 - An[:, e0:e1].sum(1)) * out).sum() / out.sum()
+    return dict(replacement=float(ti / (ti + ei)), completeness=float(completeness))
 
 # %% ../nbs/06_attribution.ipynb #fd9511b8
 def top_features(g:Graph, k:int=10, # how many feature nodes
@@ -533,7 +770,8 @@ def feature_key(node:dict, # a node of `graph_json`'s 'nodes'
                ) -> tuple[int, int, int]:
     "(layer, pos, feature) of a feature node of a graph JSON; `UserError` for an error, token or logit node."
     if node.get('feature_type') != 'cross layer transcoder':
-        raise UserError(f"node {node.get('node_id')!r} is a {node.get('feature_type') or 'non-feature'} node, not a feature")
+        kind = node.get('feature_type') or 'non-feature'
+        raise UserError(f"node {node.get('node_id')!r} is a {kind} node, not a feature")
     layer, feature, pos = (int(x) for x in node['node_id'].split('_'))
     return layer, pos, feature
 
@@ -542,36 +780,48 @@ def _cantor(x:int, y:int) -> int: return (x + y) * (x + y + 1) // 2 + y
 
 def _show(s:str) -> str: return s.replace('\n', '⏎').replace('\t', '→').replace('\r', '↵')
 
+def _feature_json(g:Graph, i:int, base:dict, labels:dict|None) -> dict:
+    "Feature node `i` of `g` in circuit-tracer's frontend schema (`base`: the fields every node has)."
+    l, p, f = g.active[g.selected[i]].tolist()
+    return {**base, 'node_id': f'{l}_{f}_{p}', 'feature': _cantor(l, f), 'layer': str(l), 'ctx_idx': p,
+            'feature_type': 'cross layer transcoder', 'jsNodeId': f'{l}_{f}-0',
+            'activation': float(g.acts[g.selected[i]]), 'clerp': labels[l][f] if labels and l in labels else ''}
+
+# %% ../nbs/06_attribution.ipynb #89473815
+def _json_node(g:Graph, i:int, # a node of the graph
+               influence:float, # its cumulative influence share (`prune`)
+               labels:dict|None) -> dict:
+    "Node `i` of `g` in circuit-tracer's frontend schema."
+    F_, T, L = g.n_sel, g.n_pos, g.n_layers
+    base = dict(feature_type='', token_prob=0.0, is_target_logit=False, run_idx=0, reverse_ctx_idx=0, clerp='',
+                influence=influence, activation=None)
+    if i < F_: return _feature_json(g, i, base, labels)
+    if i < F_ + L * T:
+        l, p = divmod(i - F_, T)
+        return {**base, 'node_id': f'{l}_-1_{p}', 'feature': -1, 'layer': str(l), 'ctx_idx': p,
+                'feature_type': 'mlp reconstruction error', 'jsNodeId': f'{l}_{p}-0'}
+    if i < F_ + L * T + T:
+        p = i - F_ - L * T
+        t = int(g.ids[p])
+        return {**base, 'node_id': f'E_{t}_{p}', 'feature': p, 'layer': 'E', 'ctx_idx': p, 'feature_type': 'embedding',
+                'jsNodeId': f'E_{t}-{p}'}
+    k = i - (F_ + L * T + T)
+    t, pr = int(g.logit_ids[k]), float(g.logit_probs[k])
+    return {**base, 'node_id': f'{L + 1}_{t}_{T - 1}', 'feature': t, 'layer': str(L + 1), 'ctx_idx': T - 1,
+            'feature_type': 'logit', 'token_prob': pr, 'is_target_logit': k == 0, 'jsNodeId': f'L_{t}-{T - 1}',
+            'clerp': f'Output "{_show(g.logit_tokens[k])}" (p={pr:.3f})'}
+
+# %% ../nbs/06_attribution.ipynb #5aa9635a
 def graph_json(g:Graph,
                node_threshold:float=0.8, edge_threshold:float=0.98, # pruning thresholds
-               labels:dict|None=None, # {layer: [label per feature]} (chapter 05's `load_labels`): the feature nodes' `clerp`
+               labels:dict|None=None, # {layer: [label per feature]} (chapter 05's `load_labels`): the features' `clerp`
                slug:str='graph', # the graph's name
                scan:str='mi-repro', # the transcoder set's name
                model:str='', # model name (metadata)
               ) -> dict:
     "The pruned graph in circuit-tracer's frontend schema: {metadata, qParams, nodes, links}."
     node, edge, cum = prune(g, node_threshold, edge_threshold)
-    F_, T, L = g.n_sel, g.n_pos, g.n_layers
-    nodes = {}
-    for i in node.nonzero()[:, 0].tolist():
-        base = dict(feature_type='', token_prob=0.0, is_target_logit=False, run_idx=0, reverse_ctx_idx=0, clerp='', influence=float(cum[i]), activation=None)
-        if i < F_:
-            l, p, f = g.active[g.selected[i]].tolist()
-            nodes[i] = {**base, 'node_id': f'{l}_{f}_{p}', 'feature': _cantor(l, f), 'layer': str(l), 'ctx_idx': p,
-                        'feature_type': 'cross layer transcoder', 'jsNodeId': f'{l}_{f}-0', 'activation': float(g.acts[g.selected[i]]),
-                        'clerp': labels[l][f] if labels and l in labels else ''}
-        elif i < F_ + L * T:
-            l, p = divmod(i - F_, T)
-            nodes[i] = {**base, 'node_id': f'{l}_-1_{p}', 'feature': -1, 'layer': str(l), 'ctx_idx': p,
-                        'feature_type': 'mlp reconstruction error', 'jsNodeId': f'{l}_{p}-0'}
-        elif i < F_ + L * T + T:
-            p = i - F_ - L * T; t = int(g.ids[p])
-            nodes[i] = {**base, 'node_id': f'E_{t}_{p}', 'feature': p, 'layer': 'E', 'ctx_idx': p, 'feature_type': 'embedding', 'jsNodeId': f'E_{t}-{p}'}
-        else:
-            k = i - (F_ + L * T + T); t, pr = int(g.logit_ids[k]), float(g.logit_probs[k])
-            nodes[i] = {**base, 'node_id': f'{L + 1}_{t}_{T - 1}', 'feature': t, 'layer': str(L + 1), 'ctx_idx': T - 1, 'feature_type': 'logit',
-                        'token_prob': pr, 'is_target_logit': k == 0, 'jsNodeId': f'L_{t}-{T - 1}',
-                        'clerp': f'Output "{_show(g.logit_tokens[k])}" (p={pr:.3f})'}
+    nodes = {i: _json_node(g, i, float(cum[i]), labels) for i in node.nonzero()[:, 0].tolist()}
     dst, src = edge.nonzero(as_tuple=True)
     wts = g.adj[dst, src].tolist()
     links = [dict(source=nodes[s]['node_id'], target=nodes[t]['node_id'], weight=w)
@@ -581,8 +831,10 @@ def graph_json(g:Graph,
     meta = dict(slug=slug, scan=scan, transcoder_list=[], prompt_tokens=[_show(t) for t in g.tokens], prompt=g.prompt,
                 node_threshold=node_threshold, schema_version=1,
                 info=dict(model=model, edge_threshold=edge_threshold, **graph_scores(g), **g.info))
-    return dict(metadata=meta, qParams=dict(pinnedIds=[], supernodes=[], linkType='both', clickedId='', sg_pos=''), nodes=keep, links=links)
+    q_params = dict(pinnedIds=[], supernodes=[], linkType='both', clickedId='', sg_pos='')
+    return dict(metadata=meta, qParams=q_params, nodes=keep, links=links)
 
+# %% ../nbs/06_attribution.ipynb #068c6a94
 def write_graph(js:dict, # from `graph_json`
                 path:str|Path, # file to write (.json)
                ) -> Path:
@@ -594,15 +846,11 @@ def write_graph(js:dict, # from `graph_json`
     return atomic_write(path, text)
 
 # %% ../nbs/06_attribution.ipynb #12704694
-def plot_graph(js:dict, # from `graph_json`
-               max_edges:int=300, # strongest edges drawn
-               ax=None):
-    "A static drawing of a graph JSON (matplotlib + networkx): x = token position, y = layer; edge colour = sign, width = |weight|."
-    import matplotlib.pyplot as plt, networkx as nx
-    nodes = {n['node_id']: n for n in js['nodes']}
-    links = sorted(js['links'], key=lambda e: -abs(e['weight']))[:max_edges]
-    G = nx.DiGraph()
-    L1 = max((int(n['layer']) for n in nodes.values() if n['layer'] != 'E'), default=0)
+_COLOURS = {'embedding': '#7a7a7a', 'logit': '#2a9d8f', 'mlp reconstruction error': '#e76f51',
+            'cross layer transcoder': '#457b9d'}  # of the nodes in `plot_graph`
+
+def _node_xy(nodes:dict) -> dict:
+    "Drawing positions {node_id: (x, y)}: x the token position (a cell's nodes spread around it), y the layer."
     cells = {}
     for i, n in nodes.items():
         y = -1 if n['layer'] == 'E' else int(n['layer'])
@@ -610,22 +858,49 @@ def plot_graph(js:dict, # from `graph_json`
     pos = {}
     for (x, y), ids in cells.items():
         for j, i in enumerate(ids): pos[i] = (x + (j - (len(ids) - 1) / 2) * min(0.8 / max(len(ids), 1), 0.15), y)
-    G.add_nodes_from(nodes)
-    for e in links: G.add_edge(e['source'], e['target'], w=e['weight'])
-    if ax is None: fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(js['metadata']['prompt_tokens'])), 6))
-    colour = {'embedding': '#7a7a7a', 'logit': '#2a9d8f', 'mlp reconstruction error': '#e76f51', 'cross layer transcoder': '#457b9d'}
-    wmax = max((abs(e['weight']) for e in links), default=1.0) or 1.0
-    nx.draw_networkx_edges(G, pos, ax=ax, edge_color=['#1f77b4' if d['w'] > 0 else '#d62728' for *_, d in G.edges(data=True)],
-                           width=[0.3 + 2.5 * abs(d['w']) / wmax for *_, d in G.edges(data=True)], alpha=0.5, arrows=False)
-    nx.draw_networkx_nodes(G, pos, ax=ax, node_size=18, node_color=[colour.get(nodes[i]['feature_type'], 'k') for i in G.nodes])
+    return pos
+
+def _logit_legend(ax, nodes:dict):
+    "The logit nodes listed beside the axes: they sit side by side at one position, where their names would overlap."
+    lg = sorted((n for n in nodes.values() if n['feature_type'] == 'logit'), key=lambda n: -n['token_prob'])
+    if not lg: return
+    text = '\n'.join(f"{n['clerp'][7:].split(' (p')[0]}  {n['token_prob']:.2f}" for n in lg)
+    ax.text(1.01, 1.0, 'logit nodes\n' + text, transform=ax.transAxes, ha='left', va='top', fontsize=7,
+            family='monospace')
+
+# %% ../nbs/06_attribution.ipynb #92d328f9
+def _axes(ax, js:dict, L1:int, n_nodes:int, n_drawn:int):
+    "Ticks, labels and title of `plot_graph`'s axes: tokens across, layers up (embeddings at -1, logits at `L1`)."
     toks = js['metadata']['prompt_tokens']
     ax.set_xticks(range(len(toks)), toks, rotation=60, fontsize=7)
     ys = list(range(0, L1 - 1, max(1, L1 // 8)))  # the logit row is L1 (one above the last layer)
     ax.set_yticks([-1] + ys + [L1], ['emb'] + [str(l) for l in ys] + ['logit'])
     ax.tick_params(left=True, bottom=True, labelleft=True, labelbottom=True)
-    ax.set_ylabel('layer'); ax.set_title(f"{js['metadata']['prompt']!r}: {len(nodes)} nodes, {len(js['links'])} edges ({len(links)} drawn)", fontsize=9)
-    lg = sorted((n for n in nodes.values() if n['feature_type'] == 'logit'), key=lambda n: -n['token_prob'])
-    if lg:  # listed beside the axes: the logit nodes sit side by side at one position, where their names would overlap
-        ax.text(1.01, 1.0, 'logit nodes\n' + '\n'.join(f"{n['clerp'][7:].split(' (p')[0]}  {n['token_prob']:.2f}" for n in lg),
-                transform=ax.transAxes, ha='left', va='top', fontsize=7, family='monospace')
+    ax.set_ylabel('layer')
+    title = f"{js['metadata']['prompt']!r}: {n_nodes} nodes, {len(js['links'])} edges ({n_drawn} drawn)"
+    ax.set_title(title, fontsize=9)
+
+# %% ../nbs/06_attribution.ipynb #a525e171
+def plot_graph(js:dict, # from `graph_json`
+               max_edges:int=300, # strongest edges drawn
+               ax=None):
+    ("A static drawing of a graph JSON (matplotlib + networkx): x = token position, y = layer; edge colour = sign, "
+     "width = |weight|.")
+    import matplotlib.pyplot as plt, networkx as nx
+    nodes = {n['node_id']: n for n in js['nodes']}
+    links = sorted(js['links'], key=lambda e: -abs(e['weight']))[:max_edges]
+    G = nx.DiGraph()
+    L1 = max((int(n['layer']) for n in nodes.values() if n['layer'] != 'E'), default=0)
+    pos = _node_xy(nodes)
+    G.add_nodes_from(nodes)
+    for e in links: G.add_edge(e['source'], e['target'], w=e['weight'])
+    if ax is None: fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(js['metadata']['prompt_tokens'])), 6))
+    wmax = max((abs(e['weight']) for e in links), default=1.0) or 1.0
+    ws = [d['w'] for *_, d in G.edges(data=True)]
+    nx.draw_networkx_edges(G, pos, ax=ax, edge_color=['#1f77b4' if w > 0 else '#d62728' for w in ws],
+                           width=[0.3 + 2.5 * abs(w) / wmax for w in ws], alpha=0.5, arrows=False)
+    node_colours = [_COLOURS.get(nodes[i]['feature_type'], 'k') for i in G.nodes]
+    nx.draw_networkx_nodes(G, pos, ax=ax, node_size=18, node_color=node_colours)
+    _axes(ax, js, L1, len(nodes), len(links))
+    _logit_legend(ax, nodes)
     return ax.figure

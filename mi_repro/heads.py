@@ -13,7 +13,7 @@ from .models import prompt_ids, hf_model
 
 # %% auto #0
 __all__ = ['SCORES', 'patterns', 'repeated_tokens', 'head_scores', 'top_heads', 'plot_scores', 'plot_patterns', 'head_means',
-           'ablate_heads', 'edge_heads', 'cross_edges']
+           'ablate_heads', 'cross_edges', 'edge_heads']
 
 # %% ../nbs/09_heads.ipynb #e6d63540
 @torch.no_grad()
@@ -23,7 +23,8 @@ def patterns(lm, spec:Spec,
     "Attention patterns [L, B, H, T, T] (row: query position, column: key position) of every layer and head."
     ids = torch.as_tensor(ids)
     if ids.ndim == 1: ids = ids[None]
-    if ids.ndim != 2 or ids.shape[1] == 0: raise UserError(f"ids must be [batch, tokens] with at least one token, got shape {tuple(ids.shape)}")
+    if ids.ndim != 2 or ids.shape[1] == 0:
+        raise UserError(f"ids must be [batch, tokens] with at least one token, got shape {tuple(ids.shape)}")
     hf = hf_model(lm)
     a, us = arch_of(hf.config), []
     with lm.trace(ids.to(lm.device)):
@@ -38,7 +39,8 @@ def repeated_tokens(tok, n:int, # random tokens per half
                     seed:int=0) -> torch.Tensor:
     "Token ids [batch, 2n+1]: a special token, then n distinct random non-special tokens, then the same n tokens again."
     for name, v in dict(n=n, batch=batch).items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise UserError(f"{name} must be a positive int, not {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"{name} must be a positive int, not {v!r}")
     g = torch.Generator().manual_seed(seed)
     special = torch.tensor(sorted(set(tok.all_special_ids)))
     pool = torch.arange(len(tok))
@@ -50,14 +52,17 @@ def repeated_tokens(tok, n:int, # random tokens per half
         rows.append(prompt_ids(tok, torch.cat([r, r])))
     return torch.stack(rows)
 
+# %% ../nbs/09_heads.ipynb #8b2d141c
 def head_scores(A:torch.Tensor, # [L, B, H, T, T] patterns of repeated sequences (`repeated_tokens`)
                 n:int, # tokens per half: T = 2n + 1
                ) -> dict:
     "The taxonomy scores {class: [L, H]} of every head: previous-token, induction, duplicate-token and attention-sink."
-    if A.ndim != 5 or A.shape[-1] != A.shape[-2]: raise UserError(f"A must be [layers, batch, heads, T, T] patterns, got shape {tuple(A.shape)}")
+    if A.ndim != 5 or A.shape[-1] != A.shape[-2]:
+        raise UserError(f"A must be [layers, batch, heads, T, T] patterns, got shape {tuple(A.shape)}")
     T = A.shape[-1]
     if isinstance(n, bool) or not isinstance(n, int) or n < 2 or T != 2 * n + 1:
-        raise UserError(f"the patterns are of {T} tokens, which is not 2n + 1 with n = {n!r} >= 2: score the sequences of `repeated_tokens(tok, n)`")
+        raise UserError(f"the patterns are of {T} tokens, which is not 2n + 1 with n = {n!r} >= 2: "
+                        "score the sequences of `repeated_tokens(tok, n)`")
     A = A.float()
     i = torch.arange(T)
     second = i[n + 1:]
@@ -73,7 +78,8 @@ def top_heads(scores:torch.Tensor, # [L, H] a score per head
 
 # %% ../nbs/09_heads.ipynb #010448ab
 def plot_scores(scores:dict, # {name: [L, H]} (`head_scores`, or ablation effects)
-                cmap:str='viridis', vmin:float|None=0.0, vmax:float|None=1.0, # colour scale (None: from the data, symmetric for a diverging map)
+                cmap:str='viridis', # colour map
+                vmin:float|None=0.0, vmax:float|None=1.0, # colour scale (None: from the data, symmetric)
                 title:str='', mark:int=3, # mark the `mark` largest |values| of each panel
                ):
     "One layer x head heatmap per entry of `scores`, side by side."
@@ -83,11 +89,14 @@ def plot_scores(scores:dict, # {name: [L, H]} (`head_scores`, or ablation effect
     for ax, (name, s) in zip(axs[0], scores.items()):
         s = torch.as_tensor(s).float().cpu()
         lo, hi = vmin, vmax
-        if lo is None or hi is None: m = float(s.abs().max()) or 1.0; lo, hi = -m, m
+        if lo is None or hi is None:
+            m = float(s.abs().max()) or 1.0
+            lo, hi = -m, m
         im = ax.imshow(s.numpy(), aspect='auto', origin='lower', cmap=cmap, vmin=lo, vmax=hi)
-        for l, h, _ in top_heads(s.abs(), mark): ax.text(h, l, '*', ha='center', va='center', color='w' if cmap == 'viridis' else 'k', fontsize=9)
+        star = 'w' if cmap == 'viridis' else 'k'
+        for l, h, _ in top_heads(s.abs(), mark): ax.text(h, l, '*', ha='center', va='center', color=star, fontsize=9)
         ax.set(title=name, xlabel='head', ylabel='layer')
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True)); ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        for axis in (ax.xaxis, ax.yaxis): axis.set_major_locator(MaxNLocator(integer=True))
         fig.colorbar(im, ax=ax, shrink=0.8)
     if title: fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -100,35 +109,50 @@ def plot_patterns(A:torch.Tensor, # [L, H, T, T] patterns of one prompt (`patter
                   axs=None):
     "The patterns of some heads on one prompt, one panel each: query position down, key position across."
     import matplotlib.pyplot as plt
-    if axs is None: fig, axs = plt.subplots(1, len(heads), figsize=(3.2 * len(heads), 3.4), squeeze=False); axs = axs[0]
+    if axs is None: axs = plt.subplots(1, len(heads), figsize=(3.2 * len(heads), 3.4), squeeze=False)[1][0]
     tt = [t.replace('\n', '⏎') for t in tokens]
     bad = [hd for hd in heads if not (0 <= hd[0] < A.shape[0] and 0 <= hd[1] < A.shape[1])]
-    if bad: raise UserError(f"head {bad[0][:2]} is out of range: the patterns have {A.shape[0]} layers of {A.shape[1]} heads")
+    if bad:
+        raise UserError(f"head {bad[0][:2]} is out of range: the patterns have {A.shape[0]} layers of {A.shape[1]} "
+                        "heads")
     for ax, hd in zip(axs, heads):
         l, h, lab = (*hd, '') if len(hd) == 2 else hd
         ax.imshow(A[l, h].float().cpu().numpy(), cmap='Blues', vmin=0, vmax=1)
-        ax.set_xticks(range(len(tt)), tt, rotation=90, fontsize=6); ax.set_yticks(range(len(tt)), tt, fontsize=6)
+        ax.set_xticks(range(len(tt)), tt, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(tt)), tt, fontsize=6)
         ax.set_title(f"L{l}H{h} {lab}".strip(), fontsize=8)
     return axs[0].figure
 
 # %% ../nbs/09_heads.ipynb #63efae5d
 def _check_heads(spec:Spec, heads) -> list:
+    "The (layer, head) pairs of `heads`, checked against the model (None: every head of every layer)."
     if heads is None: return [(l, h) for l in range(spec.n_layers) for h in range(spec.n_heads)]
     out = []
     for lh in heads:
-        if not (isinstance(lh, (tuple, list)) and len(lh) == 2): raise UserError(f"heads must be (layer, head) pairs, got {lh!r}")
+        if not (isinstance(lh, (tuple, list)) and len(lh) == 2):
+            raise UserError(f"heads must be (layer, head) pairs, got {lh!r}")
         l, h = spec.check_layer(lh[0]), lh[1]
         if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h < spec.n_heads:
-            raise UserError(f"head {h!r} is out of range: {spec.name} has {spec.n_heads} heads per layer (0-{spec.n_heads - 1})")
+            raise UserError(f"head {h!r} is out of range: {spec.name} has {spec.n_heads} heads per layer "
+                            f"(0-{spec.n_heads - 1})")
         out.append((l, h))
     if not out: raise UserError("no heads given")
     return out
 
+def _check_answers(lm, *toks:int):
+    "Fail unless every answer id is a token of the model's vocabulary."
+    V = hf_model(lm).config.vocab_size
+    for t in toks:
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < V:
+            raise UserError(f"answer id {t!r} is out of range for a vocabulary of {V}")
+
+# %% ../nbs/09_heads.ipynb #e4f5db33
 @torch.no_grad()
 def head_means(lm, spec:Spec,
                prompts:list, # token-id tensors [T] (`prompt_ids`), any lengths
               ) -> torch.Tensor:
-    "Mean of every head's output slice (the output projection's input) over positions 1.. of `prompts`: [L, H*d_h], for mean-ablation."
+    ("Mean of every head's output slice (the output projection's input) over positions 1.. of `prompts`: [L, H*d_h], "
+     "for mean-ablation.")
     if not len(prompts): raise UserError("head_means: no prompts given")
     tot, n = 0, 0
     for ids in prompts:
@@ -137,31 +161,19 @@ def head_means(lm, spec:Spec,
         zs = []
         with lm.trace(ids[None].to(lm.device)):
             for l in range(spec.n_layers): zs.append(spec.module(lm, 'attn', l).o_proj.input.save())
-        tot = tot + torch.stack([z[0, 1:].float().sum(0) for z in zs]); n += len(ids) - 1
+        tot = tot + torch.stack([z[0, 1:].float().sum(0) for z in zs])
+        n += len(ids) - 1
     return (tot / n).cpu()
 
+# %% ../nbs/09_heads.ipynb #648b3e16
 @torch.no_grad()
-def ablate_heads(lm, spec:Spec,
-                 ids:torch.Tensor, # [T] token ids (`prompt_ids`)
-                 correct:int, incorrect:int, # answer token ids: the metric is their logit difference at the last position
-                 heads:list|None=None, # [(layer, head)] to ablate one at a time; None: every head
-                 means:torch.Tensor|None=None, # [L, H*d_h] (`head_means`): mean-ablation; None: zero-ablation
-                 batch_size:int=64, # ablated copies per trace
-                ) -> dict:
-    "Ablate each head alone at positions 1..T-1: the clean margin, the margin with each head ablated and the change, [L, H] (NaN where not ablated)."
-    ids = torch.as_tensor(ids).reshape(-1)
+def _ablated_margins(lm, spec:Spec, ids:torch.Tensor, correct:int, incorrect:int,
+                     cells:list, # [(layer, head)] to ablate, one per batch row
+                     means:torch.Tensor|None, # [L, H*d_h] or None (zero-ablation)
+                     batch_size:int) -> torch.Tensor:
+    "The margin [L, H] with each head of `cells` ablated alone at positions 1..T-1 (NaN for the others)."
     T, L, H, dh = len(ids), spec.n_layers, spec.n_heads, spec.head_dim
-    if T < 2: raise UserError("the prompt needs a token after position 0")
-    V = hf_model(lm).config.vocab_size
-    for t in (correct, incorrect):
-        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < V: raise UserError(f"answer id {t!r} is out of range for a vocabulary of {V}")
-    cells = _check_heads(spec, heads)
-    if means is not None and tuple(means.shape) != (L, H * dh): raise UserError(f"means must be [{L}, {H * dh}] (`head_means`), got {tuple(means.shape)}")
-    res = {}
-    with lm.trace(ids[None].to(lm.device)):
-        res['lg'] = lm.output.logits[0, -1].save()
-    clean = float(res['lg'][correct] - res['lg'][incorrect])
-    out = torch.full((L, H), float('nan'))
+    res, out = {}, torch.full((L, H), float('nan'))
     for i in range(0, len(cells), batch_size):
         ch = cells[i:i + batch_size]
         with lm.trace(ids[None].expand(len(ch), T).to(lm.device)):
@@ -175,28 +187,62 @@ def ablate_heads(lm, spec:Spec,
             res['p'] = lm.output.logits[:, -1].save()
         p = res['p'].float()
         for b, (l, h) in enumerate(ch): out[l, h] = float(p[b, correct] - p[b, incorrect])
+    return out
+
+# %% ../nbs/09_heads.ipynb #f412793d
+@torch.no_grad()
+def ablate_heads(lm, spec:Spec,
+                 ids:torch.Tensor, # [T] token ids (`prompt_ids`)
+                 correct:int, incorrect:int, # answer token ids: the metric, their logit difference at the last position
+                 heads:list|None=None, # [(layer, head)] to ablate one at a time; None: every head
+                 means:torch.Tensor|None=None, # [L, H*d_h] (`head_means`): mean-ablation; None: zero-ablation
+                 batch_size:int=64, # ablated copies per trace
+                ) -> dict:
+    ("Ablate each head alone at positions 1..T-1: the clean margin, the margin with each head ablated and the change, "
+     "[L, H] (NaN where not ablated).")
+    ids = torch.as_tensor(ids).reshape(-1)
+    L, H, dh = spec.n_layers, spec.n_heads, spec.head_dim
+    if len(ids) < 2: raise UserError("the prompt needs a token after position 0")
+    _check_answers(lm, correct, incorrect)
+    cells = _check_heads(spec, heads)
+    if means is not None and tuple(means.shape) != (L, H * dh):
+        raise UserError(f"means must be [{L}, {H * dh}] (`head_means`), got {tuple(means.shape)}")
+    res = {}
+    with lm.trace(ids[None].to(lm.device)):
+        res['lg'] = lm.output.logits[0, -1].save()
+    clean = float(res['lg'][correct] - res['lg'][incorrect])
+    out = _ablated_margins(lm, spec, ids, correct, incorrect, cells, means, batch_size)
     return dict(clean=clean, margin=out, effect=out - clean)
 
 # %% ../nbs/09_heads.ipynb #2758f7da
 def _node(rep:Replacement, g:Graph, i:int, role:str) -> tuple:
-    "(layer, position, vector, replacement-model column) of graph node `i`: a source's write (layer -1 for a token) or a target's read (layer L for a logit)."
+    ("(layer, position, vector, replacement-model column) of graph node `i`: a source's write (layer -1 for a token) "
+     "or a target's read (layer L for a logit).")
     n = len(g.adj)
-    if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n: raise UserError(f"node {i!r} is out of range: the graph has {n} nodes (0-{n - 1})")
+    if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
+        raise UserError(f"node {i!r} is out of range: the graph has {n} nodes (0-{n - 1})")
     L, T = rep.L, rep.T
     if i < g.n_sel:
-        k = int(g.selected[i]); l, p, f = g.active[k].tolist()
-        return (l, p, rep.dec[k], k) if role == 'source' else (l, p, rep._enc(l, torch.tensor([f], device=rep.x0.device))[0], None)
+        k = int(g.selected[i])
+        l, p, f = g.active[k].tolist()
+        if role == 'source': return l, p, rep.dec[k], k
+        return l, p, rep._enc(l, torch.tensor([f], device=rep.x0.device))[0], None
     if role == 'target':
-        if i < g.logit_index(0): raise UserError(f"node {i} is not a feature or logit node: an edge's target must be one")
+        if i < g.logit_index(0):
+            raise UserError(f"node {i} is not a feature or logit node: an edge's target must be one")
         return L, T - 1, rep.logit_vecs(g.logit_ids[i - g.logit_index(0):][:1].to(rep.x0.device))[0], None
     if i < g.tok_index(0):
-        l, p = divmod(i - g.n_sel, T); return l, p, rep.err[l, p], rep.n_feat + l * T + p
+        l, p = divmod(i - g.n_sel, T)
+        return l, p, rep.err[l, p], rep.n_feat + l * T + p
     if i < g.logit_index(0):
-        p = i - g.tok_index(0); return -1, p, rep.x0[p], rep.n_feat + L * T + p
+        p = i - g.tok_index(0)
+        return -1, p, rep.x0[p], rep.n_feat + L * T + p
     raise UserError(f"node {i} is a logit node: an edge's source must be a feature, error or token node")
 
+# %% ../nbs/09_heads.ipynb #e2c50953
 def _grads(rep:Replacement, layer:int, pos:int, vec:torch.Tensor) -> list:
-    "Gradient [T, d] of a target (read `vec` at `layer`'s MLP input, or after the final norm when layer = L) at the residual stream after each layer's attention, as chapter 06's backward pass computes it."
+    ("Gradient [T, d] of a target (read `vec` at `layer`'s MLP input, or after the final norm when layer = L) at the "
+     "residual stream after each layer's attention, as chapter 06's backward pass computes it.")
     L, T, d, a = rep.L, rep.T, rep.d, rep.arch
     G = torch.zeros(T, d, device=rep.x0.device)
     if layer == L: G[pos] += vec * rep.rf[pos] * rep.gf
@@ -211,43 +257,13 @@ def _grads(rep:Replacement, layer:int, pos:int, vec:torch.Tensor) -> list:
         G = G + rep._attn_T(l, G[None])[0]
     return out
 
-@torch.no_grad()
-def edge_heads(rep:Replacement, # the replacement model of the graph's prompt
-               g:Graph, # its graph (`attribute(rep, ...)`)
-               target:int, source:int, # graph node indices (rows / columns of `g.adj`): a feature or logit target, a feature, error or token source
-              ) -> dict:
-    "An edge from an earlier to a later position split by the head of its first attention hop: contributions [L, H] and by destination position [L, H, T], the rest (0), the edge."
-    if not torch.equal(rep.ids.cpu(), g.ids.cpu()): raise UserError("the replacement model and the graph are of different prompts")
-    sl, sp, x, _ = _node(rep, g, source, 'source')
-    tl, tp, tv, _ = _node(rep, g, target, 'target')
-    if not sp < tp: raise UserError(f"the source is at position {sp} and the target at {tp}: `edge_heads` splits edges from an earlier to a later position (a same-position edge also flows through the residual stream)")
-    if not sl < tl: raise UserError(f"the source (layer {sl}) does not feed the target (layer {tl})")
-    L, T, a = rep.L, rep.T, rep.arch
-    H, Hkv, dh, d = rep.spec.n_heads, rep.spec.n_kv_heads, rep.spec.head_dim, rep.d
-    Gm = _grads(rep, tl, tp, tv)
-    if sl >= 0 and a.sandwich: x = x * rep.lay[sl]['rm'][sp] * rep.lay[sl]['gm']
-    by_pos = torch.zeros(L, H, T, device=x.device)
-    for l in range(sl + 1, min(tl, L - 1) + 1):
-        r = rep.lay[l]
-        v = ((x * r['r1'][sp] * r['g1']) @ r['Wv'].T).view(Hkv, dh).repeat_interleave(H // Hkv, 0)  # [H, dh]
-        o = torch.einsum('dhk,hk->hd', r['Wo'].view(d, H, dh), v)  # [H, d]: each head's OV image of the source vector
-        gq = Gm[l] * (r['ra'][:, None] * r['ga']) if a.sandwich else Gm[l]
-        by_pos[l] = r['A'][:, :, sp] * (o @ gq.T)  # [H, T]: A_h[q, p_s] (o_h . grad_q)
-        stay = (r['A'][:, sp, sp, None] * o).sum(0)
-        x = x + (stay * r['ra'][sp] * r['ga'] if a.sandwich else stay)
-        if l < tl and rep.tcs[l].W_skip is not None:
-            y = rep.tcs[l].skip(x * r['r2'][sp] * r['g2'])
-            x = x + (y * r['rm'][sp] * r['gm'] if a.sandwich else y)
-    by_pos[:, :, :sp + 1] = 0  # the diagonal stays at p_s (carried on in x); earlier positions get no attention
-    rest = 0.0  # what is still at p_s when the target reads: the target reads only p_t != p_s
-    return dict(heads=by_pos.sum(-1).cpu(), by_pos=by_pos.cpu(), rest=rest, edge=float(g.adj[target, source]),
-                source=(sl, sp), target=(tl, tp))
-
+# %% ../nbs/09_heads.ipynb #58904408
 def cross_edges(g:Graph, # an attribution graph
                 k:int=1, # edges returned
                 sources:tuple=('feature', 'token'), # kinds of source node: feature, error, token
                ) -> list:
-    "The k strongest edges (by |weight|) from an earlier to a later position into feature or logit nodes: [(target, source, weight)]."
+    ("The k strongest edges (by |weight|) from an earlier to a later position into feature or logit nodes: "
+     "[(target, source, weight)].")
     n, T = len(g.adj), g.n_pos
     pos = torch.empty(n, dtype=torch.long)
     pos[:g.n_sel] = g.active[g.selected, 1]
@@ -261,3 +277,51 @@ def cross_edges(g:Graph, # an attribution graph
     W = g.adj.abs() * (pos[:, None] > pos[None, :]) * ok_t[:, None] * ok_s[None, :]
     v, j = W.flatten().topk(k)
     return [(int(x) // n, int(x) % n, float(g.adj.flatten()[x])) for x, w in zip(j, v) if w > 0]
+
+# %% ../nbs/09_heads.ipynb #ba71221c
+def _head_hops(rep:Replacement, sl:int, sp:int, # the source's layer (-1: a token) and position
+               tl:int, # the target's layer (L: a logit)
+               x:torch.Tensor, # [d] the source's write (`_node`)
+               Gm:list, # the target's gradients after each layer's attention (`_grads`)
+              ) -> torch.Tensor:
+    "Each head's share of the edge by destination position [L, H, T]: the paths that leave `sp` through it."
+    L, T, a = rep.L, rep.T, rep.arch
+    H, Hkv, dh, d = rep.spec.n_heads, rep.spec.n_kv_heads, rep.spec.head_dim, rep.d
+    if sl >= 0 and a.sandwich: x = x * rep.lay[sl]['rm'][sp] * rep.lay[sl]['gm']  # as it enters the residual stream
+    by_pos = torch.zeros(L, H, T, device=x.device)
+    for l in range(sl + 1, min(tl, L - 1) + 1):
+        r = rep.lay[l]
+        v = ((x * r['r1'][sp] * r['g1']) @ r['Wv'].T).view(Hkv, dh).repeat_interleave(H // Hkv, 0)  # [H, dh]
+        o = torch.einsum('dhk,hk->hd', r['Wo'].view(d, H, dh), v)  # [H, d]: each head's OV image of the source vector
+        gq = Gm[l] * (r['ra'][:, None] * r['ga']) if a.sandwich else Gm[l]
+        by_pos[l] = r['A'][:, :, sp] * (o @ gq.T)  # [H, T]: A_h[q, p_s] (o_h . grad_q)
+        stay = (r['A'][:, sp, sp, None] * o).sum(0)
+        x = x + (stay * r['ra'][sp] * r['ga'] if a.sandwich else stay)
+        if l < tl and rep.tcs[l].W_skip is not None:
+            y = rep.tcs[l].skip(x * r['r2'][sp] * r['g2'])
+            x = x + (y * r['rm'][sp] * r['gm'] if a.sandwich else y)
+    by_pos[:, :, :sp + 1] = 0  # the diagonal stays at p_s (carried on in x); earlier positions get none
+    return by_pos
+
+# %% ../nbs/09_heads.ipynb #593b4ce9
+@torch.no_grad()
+def edge_heads(rep:Replacement, # the replacement model of the graph's prompt
+               g:Graph, # its graph (`attribute(rep, ...)`)
+               target:int, # graph node index (a row of `g.adj`): a feature or logit node
+               source:int, # graph node index (a column): a feature, error or token node
+              ) -> dict:
+    ("An edge from an earlier to a later position split by the head of its first attention hop: contributions [L, H] "
+     "and by destination position [L, H, T], the rest (0), the edge.")
+    if not torch.equal(rep.ids.cpu(), g.ids.cpu()):
+        raise UserError("the replacement model and the graph are of different prompts")
+    sl, sp, x, _ = _node(rep, g, source, 'source')
+    tl, tp, tv, _ = _node(rep, g, target, 'target')
+    if not sp < tp:
+        raise UserError(f"the source is at position {sp} and the target at {tp}: `edge_heads` splits edges from an "
+                        "earlier to a later position (a same-position edge also flows through the residual stream)")
+    if not sl < tl: raise UserError(f"the source (layer {sl}) does not feed the target (layer {tl})")
+    Gm = _grads(rep, tl, tp, tv)
+    by_pos = _head_hops(rep, sl, sp, tl, x, Gm)
+    rest = 0.0  # what is still at p_s when the target reads: the target reads only p_t != p_s
+    return dict(heads=by_pos.sum(-1).cpu(), by_pos=by_pos.cpu(), rest=rest, edge=float(g.adj[target, source]),
+                source=(sl, sp), target=(tl, tp))
