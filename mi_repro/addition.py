@@ -12,15 +12,15 @@ from .two_hop import answer_scores
 from .stats import bootstrap_ci
 
 # %% auto #0
-__all__ = ['GROUPS', 'KIND', 'NULLS', 'addition_grid', 'digit_ids', 'addition_prompts', 'sample', 'addition_scores',
+__all__ = ['GROUPS', 'KIND', 'REFINED', 'NULLS', 'addition_grid', 'digit_ids', 'addition_prompts', 'sample', 'addition_scores',
            'group_labels', 'grid_stats', 'eps2', 'classify', 'grid_map', 'as_grid', 'digit_sets', 'matched_add',
            'move_digit', 'move_summary', 'addition_note']
 
 # %% ../nbs/11_addition.ipynb #425ec40e
 def _int(v, name:str, lo:int|None=None, hi:int|None=None) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)): raise UserError(f"{name} must be an int, not {v!r}")
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise UserError(f"{name} must be between {lo} and {hi if hi is not None else 'any'}, not {v}")
+    if hi is not None and not lo <= v <= hi: raise UserError(f"{name} must be between {lo} and {hi}, not {v}")
+    if lo is not None and v < lo: raise UserError(f"{name} must be at least {lo}, not {v}")
     return int(v)
 
 def addition_grid(step:int=1, # operands lo, lo + step, ... up to hi
@@ -99,6 +99,7 @@ GROUPS = {  # grouping: its label of a cell (a, b) whose last-digit prompt ends 
     'lookup': lambda a, b, t: 10 * (a % 10) + b % 10, 'token': lambda a, b, t: t}
 KIND = dict(a_ones='operand', b_ones='operand', a_tens='operand', b_tens='operand', sum_ones='sum mod 10',
             sum_size='sum size', lookup='lookup', token='token')
+REFINED = ('sum_size', 'lookup')  # nearly refine a simpler grouping (the last token; the ones digits): they must explain more
 NULLS = ('sum_ones', 'lookup')  # groupings whose labels are also shuffled over the cells: how high chance reaches
 
 def group_labels(rows:list[dict], # from `addition_prompts`
@@ -173,12 +174,13 @@ def classify(stats:dict, # from `grid_stats`
         out.append(d)
     if not out: return pd.DataFrame(columns=['layer', 'feature', 'active', *GROUPS, 'best', 'best_eps', 'kind', 'pref', 'null_eps'])
     df = pd.concat(out, ignore_index=True)
-    plain = [g for g in GROUPS if g != 'lookup']
-    df['best'] = [('lookup' if lk >= e + min_gain else g) for g, e, lk in zip(df[plain].idxmax(1), df[plain].max(1), df.lookup)]
+    simple, fine = [g for g in GROUPS if g not in REFINED], df[list(REFINED)]
+    df['best'] = [(f if ef >= e + min_gain else g) for g, e, f, ef in
+                  zip(df[simple].idxmax(axis=1), df[simple].max(axis=1), fine.idxmax(axis=1), fine.max(axis=1))]
     df['best_eps'] = [df.at[i, g] for i, g in enumerate(df.best)]
     df['kind'] = [KIND[g] if e >= min_eps else 'unclassified' for g, e in zip(df.best, df.best_eps)]
     df['pref'] = [int(np.nanargmax(m)) for m in df.means]
-    df['null_eps'] = df[[f'null_{g}' for g in NULLS]].max(1)
+    df['null_eps'] = df[[f'null_{g}' for g in NULLS]].max(axis=1)
     return df.sort_values('best_eps', ascending=False, kind='stable').reset_index(drop=True)
 
 # %% ../nbs/11_addition.ipynb #9abf9fb6
@@ -220,7 +222,7 @@ def digit_sets(cls:pd.DataFrame, # from `classify`
 
 def _write(tcs:dict, l:int, f:int) -> float:
     tc = tcs[l]
-    return float((tc.W_dec[f].float() / tc.y_scale.float()).norm())
+    return float((tc.W_dec[f].detach().float() / tc.y_scale.detach().float()).norm())
 
 def _swap_edits(rem:list, add:list, scale:float, pos:list) -> list:
     "Zero the (layer, feature)s of `rem` and set each (layer, feature, value) of `add` to scale * value, at `pos`."
@@ -311,9 +313,11 @@ def addition_note(m:dict, # metrics of one run (this chapter's `addition.*`)
         out.append(f"- graph of {gr['prompt']!r} -> {gr['answer']} (p {f(gr['p_answer'], 3)}), {gr['n_nodes']} feature nodes; "
                    f"most influential on the answer: {kinds}.")
     mv = val(m, 'addition.moves')
+    if not isinstance(mv, Absent) and not mv['n_prompts']:
+        out.append(f"- no swap: no held-out prompt had last-digit features to remove or write (sets for digits {mv.get('digits_with_sets')}).")
     for a, s in ([] if isinstance(mv, Absent) else [(k, v) for k, v in mv.items() if isinstance(v, dict)]):
         out.append(f"- swap at {a}x on {mv['n_prompts']} held-out prompts ({'answered right' if mv['on_correct'] else 'any'}): "
                    f"margin change {ci(s['dm'])} vs matched {ci(s['dm_matched'])}; moved to the target {ci(s['moved'])} vs "
                    f"{ci(s['moved_matched'])}; specificity {ci(s['spec'])} vs {ci(s['spec_matched'])} (minus matched "
-                   f"{ci(s['spec_minus_matched'])}).")
+                   f"{ci(s['spec_minus_matched'])}); the sets come from one training of the dictionaries.")
     return '\n'.join(out)
