@@ -18,17 +18,21 @@ __all__ = ['GROUPS', 'KIND', 'REFINED', 'NULLS', 'addition_grid', 'digit_ids', '
 
 # %% ../nbs/11_addition.ipynb #425ec40e
 def _int(v, name:str, lo:int|None=None, hi:int|None=None) -> int:
+    "`v` as an int, checked: an int (not a bool), between `lo` and `hi` where given."
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)): raise UserError(f"{name} must be an int, not {v!r}")
     if hi is not None and not lo <= v <= hi: raise UserError(f"{name} must be between {lo} and {hi}, not {v}")
     if lo is not None and v < lo: raise UserError(f"{name} must be at least {lo}, not {v}")
     return int(v)
 
+
+# %% ../nbs/11_addition.ipynb #d0143b5b
 def addition_grid(step:int=1, # operands lo, lo + step, ... up to hi
                   test_frac:float=0.25, # share of the (a, b) cells held out
                   seed:int=0, # seed of the split
                   lo:int=0, hi:int=99, # operand range, within 0-99
                  ) -> list[dict]:
-    "Every cell (a, b) of the operand grid with its sum and split: a seeded random `test_frac` of the cells is 'test'."
+    ("Every cell (a, b) of the operand grid with its sum and split: a seeded random `test_frac` of the cells is "
+     "'test'.")
     step, lo, hi = _int(step, 'step', 1), _int(lo, 'lo', 0, 99), _int(hi, 'hi', 0, 99)
     if lo > hi: raise UserError(f"lo ({lo}) must not exceed hi ({hi})")
     if isinstance(test_frac, bool) or not isinstance(test_frac, (int, float)) or not 0 < test_frac < 1:
@@ -36,38 +40,49 @@ def addition_grid(step:int=1, # operands lo, lo + step, ... up to hi
     ops = range(lo, hi + 1, step)
     cells = [(a, b) for a in ops for b in ops]
     n_test = round(test_frac * len(cells))
-    test = set(torch.randperm(len(cells), generator=torch.Generator().manual_seed(seed))[:n_test].tolist())
+    gen = torch.Generator().manual_seed(seed)
+    test = set(torch.randperm(len(cells), generator=gen)[:n_test].tolist())
     return [dict(a=a, b=b, sum=a + b, split='test' if i in test else 'train') for i, (a, b) in enumerate(cells)]
+
 
 # %% ../nbs/11_addition.ipynb #d7ff1953
 def digit_ids(tok) -> list[int]:
-    "The token ids of the digits 0-9 as they follow a digit in an answer ('= 9' then '5'); a clear error when the tokenizer merges digits."
+    ("The token ids of the digits 0-9 as they follow a digit in an answer ('= 9' then '5'); a clear error when the "
+     "tokenizer merges digits.")
     t0 = tok('= 9', add_special_tokens=False).input_ids
     out = []
     for d in range(10):
         t = tok(f'= 9{d}', add_special_tokens=False).input_ids
         if t[:len(t0)] != t0 or len(t) != len(t0) + 1:
             raise UserError(f"this tokenizer does not split numbers into digits ('9{d}' is not '9' then '{d}'): "
-                            "the last digit of a sum is then not a token of its own; use a model whose tokenizer splits digits")
+                            "the last digit of a sum is then not a token of its own; "
+                            "use a model whose tokenizer splits digits")
         out.append(t[-1])
     return out
 
+
+# %% ../nbs/11_addition.ipynb #3f14ef84
 def addition_prompts(tok, cells:list[dict], # from `addition_grid`
                      template:str='{a} + {b} = ', # the prompt; `{a}` and `{b}` are the operands, the sum follows it
                     ) -> tuple[list[dict], list[dict]]:
-    "(kept, dropped): per cell its prompt and answer (the sum), and the last-digit prompt (the prompt and the sum's leading digits); kept when the last digit is one token after exactly the last-digit prompt's tokens."
-    if not isinstance(cells, (list, tuple)) or not cells: raise UserError("no cells given: build them with addition_grid()")
+    ("(kept, dropped): per cell its prompt and answer (the sum), and the last-digit prompt (the prompt and the "
+     "sum's leading digits); kept when the last digit is one token after exactly the last-digit prompt's tokens.")
+    if not isinstance(cells, (list, tuple)) or not cells:
+        raise UserError("no cells given: build them with addition_grid()")
     if not isinstance(template, str) or '{a}' not in template or '{b}' not in template:
-        raise UserError(f"the template must be a string with {{a}} and {{b}}, e.g. '{{a}} + {{b}} = ', not {template!r}")
+        raise UserError("the template must be a string with {a} and {b}, e.g. '{a} + {b} = ', "
+                        f"not {template!r}")
     dig, kept, dropped = digit_ids(tok), [], []
     for c in cells:
         a, b = _int(c.get('a'), 'operand a', 0, 99), _int(c.get('b'), 'operand b', 0, 99)
         s, p = str(a + b), template.format(a=a, b=b)
         lp = p + s[:-1]
         x, full = prompt_ids(tok, lp).tolist(), prompt_ids(tok, lp + s[-1]).tolist()
-        row = dict(c, sum=a + b, prompt=p, correct_answer=s, last_prompt=lp, last_digit=int(s[-1]), last_tok=x[-1], n_tok=len(x), template=template)
+        row = dict(c, sum=a + b, prompt=p, correct_answer=s, last_prompt=lp, last_digit=int(s[-1]), last_tok=x[-1],
+                   n_tok=len(x), template=template)
         (kept if full[:-1] == x and full[-1] == dig[int(s[-1])] else dropped).append(row)
     return kept, dropped
+
 
 # %% ../nbs/11_addition.ipynb #5fa0ccdc
 def sample(rows:list, n:int, # how many (all when fewer)
@@ -78,18 +93,26 @@ def sample(rows:list, n:int, # how many (all when fewer)
     keep = sorted(torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:n].tolist())
     return [rows[i] for i in keep]
 
+
+# %% ../nbs/11_addition.ipynb #8ef2fc33
 def addition_scores(lm, tok, rows:list[dict], # from `addition_prompts`
                     batch_size:int=64, # sequences per forward pass
                    ) -> pd.DataFrame:
-    "Per row: whole-answer log p and top-1 (greedy decoding gives every digit), the first answer token's top-1, the last digit's p and top-1 after the last-digit prompt, and the digit predicted there."
+    ("Per row: whole-answer log p and top-1 (greedy decoding gives every digit), the first answer token's top-1, "
+     "the last digit's p and top-1 after the last-digit prompt, and the digit predicted there.")
     if not rows: raise UserError("addition_scores: no prompts given (addition_prompts kept none?)")
-    w = answer_scores(lm, tok, [dict(prompt=r['prompt'], correct_answer=r['correct_answer']) for r in rows], batch_size)
-    ls = answer_scores(lm, tok, [dict(prompt=r['last_prompt'], correct_answer=str(r['last_digit'])) for r in rows], batch_size)
+    whole = [dict(prompt=r['prompt'], correct_answer=r['correct_answer']) for r in rows]
+    whole = answer_scores(lm, tok, whole, batch_size)
+    last = [dict(prompt=r['last_prompt'], correct_answer=str(r['last_digit'])) for r in rows]
+    last = answer_scores(lm, tok, last, batch_size)
     first = [int(prompt_ids(tok, r['prompt'] + r['correct_answer'])[len(prompt_ids(tok, r['prompt']))]) for r in rows]
     keys = ('a', 'b', 'sum', 'split', 'template', 'last_digit')
-    return pd.DataFrame([{**{k: r.get(k) for k in keys}, 'whole_top1': bool(w.top1[i]), 'whole_logp': float(w.logp_correct[i]),
-                          'first_top1': int(w.first_id[i]) == first[i], 'last_top1': bool(ls.top1[i]), 'last_p': float(ls.p_correct[i]),
-                          'last_pred': ls['first'][i]} for i, r in enumerate(rows)])
+    return pd.DataFrame([{**{k: r.get(k) for k in keys},
+                          'whole_top1': bool(whole.top1[i]), 'whole_logp': float(whole.logp_correct[i]),
+                          'first_top1': int(whole.first_id[i]) == first[i],
+                          'last_top1': bool(last.top1[i]), 'last_p': float(last.p_correct[i]),
+                          'last_pred': last['first'][i]} for i, r in enumerate(rows)])
+
 
 # %% ../nbs/11_addition.ipynb #2ce3b7ec
 GROUPS = {  # grouping: its label of a cell (a, b) whose last-digit prompt ends in token t
@@ -99,23 +122,30 @@ GROUPS = {  # grouping: its label of a cell (a, b) whose last-digit prompt ends 
     'lookup': lambda a, b, t: 10 * (a % 10) + b % 10, 'token': lambda a, b, t: t}
 KIND = dict(a_ones='operand', b_ones='operand', a_tens='operand', b_tens='operand', sum_ones='sum mod 10',
             sum_size='sum size', lookup='lookup', token='token')
-REFINED = ('sum_size', 'lookup')  # nearly refine a simpler grouping (the last token; the ones digits): they must explain more
+# groupings that nearly refine a simpler one (the last token; the ones digits): they must explain more
+REFINED = ('sum_size', 'lookup')
 NULLS = ('sum_ones', 'lookup')  # groupings whose labels are also shuffled over the cells: how high chance reaches
 
+
+# %% ../nbs/11_addition.ipynb #2dbe085b
 def group_labels(rows:list[dict], # from `addition_prompts`
                  seed:int=0, # seed of the shuffled (null) labels
                 ) -> pd.DataFrame:
-    "Per row, its group label under every grouping of `GROUPS` (as ints from 0), and under the shuffled nulls ('null_sum_ones', 'null_lookup')."
+    ("Per row, its group label under every grouping of `GROUPS` (as ints from 0), and under the shuffled nulls "
+     "('null_sum_ones', 'null_lookup').")
     if not rows: raise UserError("group_labels: no rows given")
     df = pd.DataFrame({g: [fn(r['a'], r['b'], r['last_tok']) for r in rows] for g, fn in GROUPS.items()})
     perm = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).numpy()
-    df['token'] = pd.factorize(df.token, sort=True)[0]  # token ids as 0, 1, ...; the other labels are small ints already
+    # token ids as 0, 1, ...; the other labels are small ints already
+    df['token'] = pd.factorize(df.token, sort=True)[0]
     for g in NULLS: df[f'null_{g}'] = df[g].values[perm]
     return df
 
+
 # %% ../nbs/11_addition.ipynb #5e0122ed
 def _last_acts(lm, spec:Spec, tcs:dict, tok, rows:list[dict], batch_size:int=256):
-    "Yield (row indices, {layer: [B, F] feature activations at the last position}) over `rows`' last-digit prompts, in batches of one length."
+    ("Yield (row indices, {layer: [B, F] feature activations at the last position}) over `rows`' last-digit "
+     "prompts, in batches of one length.")
     from mi_repro.activations import read_acts
     ids = [prompt_ids(tok, r['last_prompt']) for r in rows]
     by_len = {}
@@ -125,14 +155,19 @@ def _last_acts(lm, spec:Spec, tcs:dict, tok, rows:list[dict], batch_size:int=256
         for s in range(0, len(idx), batch_size):
             ch = idx[s:s + batch_size]
             acts = read_acts(lm, spec, torch.stack([ids[i] for i in ch]).to(lm.device), layers, ['mlp_in'])
-            yield ch, {l: feature_acts(tcs[l], acts[(l, 'mlp_in')][:, -1].to(tcs[l].W_dec.device)).double().cpu() for l in layers}
+            yield ch, {l: feature_acts(tcs[l], acts[(l, 'mlp_in')][:, -1].to(tcs[l].W_dec.device)).double().cpu()
+                       for l in layers}
 
+
+# %% ../nbs/11_addition.ipynb #8836deb0
 @torch.no_grad()
 def grid_stats(lm, spec:Spec, tcs:dict, tok, rows:list[dict], # from `addition_prompts`
                labels:pd.DataFrame, # from `group_labels(rows)`
                batch_size:int=256) -> dict:
-    "Streamed sums over `rows` at the last position, per layer: 'sq' [F] sums of squares, 'on' [F] cells where active, and per grouping [k, F] group sums with the [k] group counts."
-    if len(labels) != len(rows): raise UserError(f"labels has {len(labels)} rows for {len(rows)} prompts: give group_labels(rows)")
+    ("Streamed sums over `rows` at the last position, per layer: 'sq' [F] sums of squares, 'on' [F] cells where "
+     "active, and per grouping [k, F] group sums with the [k] group counts.")
+    if len(labels) != len(rows):
+        raise UserError(f"labels has {len(labels)} rows for {len(rows)} prompts: give group_labels(rows)")
     K = {g: int(labels[g].max()) + 1 for g in labels}
     n = {g: torch.bincount(torch.as_tensor(labels[g].values), minlength=K[g]).double() for g in labels}
     out = {l: dict(sq=0, on=0, sums={g: 0 for g in labels}) for l in tcs}
@@ -142,15 +177,18 @@ def grid_stats(lm, spec:Spec, tcs:dict, tok, rows:list[dict], # from `addition_p
             o['sq'] = o['sq'] + (zl ** 2).sum(0)
             o['on'] = o['on'] + (zl > 0).sum(0)
             for g in labels:
-                o['sums'][g] = o['sums'][g] + torch.zeros(K[g], zl.shape[1], dtype=zl.dtype).index_add_(0, torch.as_tensor(labels[g].values[ch]), zl)
+                group = torch.as_tensor(labels[g].values[ch])
+                o['sums'][g] = o['sums'][g] + torch.zeros(K[g], zl.shape[1], dtype=zl.dtype).index_add_(0, group, zl)
     return dict(n_cells=len(rows), counts=n, layers=out)
+
 
 # %% ../nbs/11_addition.ipynb #949611ec
 def eps2(sums:torch.Tensor, # [k, F] group sums
          n:torch.Tensor, # [k] group counts
          sq:torch.Tensor, # [F] sums of squares
         ) -> torch.Tensor:
-    "epsilon^2 [F]: the share of each feature's variance over the cells that the grouping explains, corrected for its number of groups (0 for a constant feature)."
+    ("epsilon^2 [F]: the share of each feature's variance over the cells that the grouping explains, corrected for "
+     "its number of groups (0 for a constant feature).")
     N, keep = float(n.sum()), n > 0
     k, S = int(keep.sum()), sums.sum(0)
     tot = sq - S ** 2 / N
@@ -159,20 +197,35 @@ def eps2(sums:torch.Tensor, # [k, F] group sums
     e = (between - (k - 1) * within / max(N - k, 1)) / tot.clamp(min=1e-12)
     return torch.where(tot > 1e-9 * sq.clamp(min=1e-12), e, torch.zeros_like(e))
 
-def classify(stats:dict, # from `grid_stats`
-             min_active:float=0.01, min_eps:float=0.5, min_gain:float=0.1, # as in the parameters
-            ) -> pd.DataFrame:
-    "One row per (layer, feature) active on at least `min_active` of the cells: its epsilon^2 under every grouping, its best grouping and kind, the group of its highest mean, its best null epsilon^2; most explained first."
+
+# %% ../nbs/11_addition.ipynb #6a20a8d1
+def _eps_tables(stats:dict, # from `grid_stats`
+                min_active:float=0.01) -> list[pd.DataFrame]:
+    ("Per layer, its features active on at least `min_active` of the cells: their share active, epsilon^2 under "
+     "every grouping, and `means`, the mean activation per last digit of the sum.")
     out, N = [], stats['n_cells']
     for l, o in stats['layers'].items():
         on = (torch.as_tensor(o['on']) / N >= min_active).nonzero()[:, 0]
         if not len(on): continue
         e = {g: eps2(s[:, on], stats['counts'][g], o['sq'][on]) for g, s in o['sums'].items()}
-        d = pd.DataFrame({'layer': l, 'feature': on.numpy(), 'active': (o['on'][on] / N).numpy(), **{g: v.numpy() for g, v in e.items()}})
+        d = pd.DataFrame({'layer': l, 'feature': on.numpy(), 'active': (o['on'][on] / N).numpy(),
+                          **{g: v.numpy() for g, v in e.items()}})
         c = stats['counts']['sum_ones'][:, None]
-        d['means'] = list(torch.where(c > 0, o['sums']['sum_ones'][:, on] / c.clamp(min=1), float('nan')).T.numpy())
+        means = torch.where(c > 0, o['sums']['sum_ones'][:, on] / c.clamp(min=1), float('nan'))
+        d['means'] = list(means.T.numpy())
         out.append(d)
-    if not out: return pd.DataFrame(columns=['layer', 'feature', 'active', *GROUPS, 'best', 'best_eps', 'kind', 'pref', 'null_eps'])
+    return out
+
+
+# %% ../nbs/11_addition.ipynb #22c269f6
+def classify(stats:dict, # from `grid_stats`
+             min_active:float=0.01, min_eps:float=0.5, min_gain:float=0.1, # as in the parameters
+            ) -> pd.DataFrame:
+    ("One row per (layer, feature) active on at least `min_active` of the cells: its epsilon^2 under every grouping, "
+     "its best grouping and kind, the group of its highest mean, its best null epsilon^2; most explained first.")
+    out = _eps_tables(stats, min_active)
+    cols = ['layer', 'feature', 'active', *GROUPS, 'best', 'best_eps', 'kind', 'pref', 'null_eps']
+    if not out: return pd.DataFrame(columns=cols)
     df = pd.concat(out, ignore_index=True)
     simple, fine = [g for g in GROUPS if g not in REFINED], df[list(REFINED)]
     df['best'] = [(f if ef >= e + min_gain else g) for g, e, f, ef in
@@ -182,6 +235,7 @@ def classify(stats:dict, # from `grid_stats`
     df['pref'] = [int(np.nanargmax(m)) for m in df.means]
     df['null_eps'] = df[[f'null_{g}' for g in NULLS]].max(axis=1)
     return df.sort_values('best_eps', ascending=False, kind='stable').reset_index(drop=True)
+
 
 # %% ../nbs/11_addition.ipynb #9abf9fb6
 @torch.no_grad()
