@@ -245,13 +245,16 @@ def grid_map(lm, spec:Spec, tcs:dict, tok, rows:list[dict], # from `addition_pro
     "Activations [len(rows), len(feats)] of the features at the last position of each row's last-digit prompt."
     if not feats: raise UserError("grid_map: no features given")
     for l, f in feats:
-        if l not in tcs or not 0 <= f < tcs[l].n_features: raise UserError(f"feature ({l}, {f}) is not in these transcoders")
+        if l not in tcs or not 0 <= f < tcs[l].n_features:
+            raise UserError(f"feature ({l}, {f}) is not in these transcoders")
     out = torch.zeros(len(rows), len(feats))
     sub = {l: tcs[l] for l in {l for l, _ in feats}}
     for ch, z in _last_acts(lm, spec, sub, tok, rows, batch_size):
         out[ch] = torch.stack([z[l][:, f] for l, f in feats], 1).float()
     return out
 
+
+# %% ../nbs/11_addition.ipynb #a04d7a55
 def as_grid(rows:list[dict], v:torch.Tensor, # [len(rows)] one value per row
            ) -> tuple[np.ndarray, list[int]]:
     "The values on the operand grid [n_a, n_b] (nan where a cell has no row) and the operands along its axes."
@@ -260,12 +263,14 @@ def as_grid(rows:list[dict], v:torch.Tensor, # [len(rows)] one value per row
     for r, x in zip(rows, v.tolist()): M[at[r['a']], at[r['b']]] = x
     return M, ops
 
+
 # %% ../nbs/11_addition.ipynb #132fa68f
 def digit_sets(cls:pd.DataFrame, # from `classify`
                k:int=4, # features per digit
-               kind:str|None='sum mod 10', # only features of this kind; None: rank every feature by its sum_ones epsilon^2
+               kind:str|None='sum mod 10', # only features of this kind; None: every feature, by its sum_ones epsilon^2
               ) -> dict:
-    "{digit: [(layer, feature, mean activation at that digit)]}: the `k` features most explained by the sum mod 10 whose mean is highest at that digit."
+    ("{digit: [(layer, feature, mean activation at that digit)]}: the `k` features most explained by the sum mod 10 "
+     "whose mean is highest at that digit.")
     k = _int(k, 'k', 1)
     d = cls if kind is None else cls[cls.kind == kind]
     d = d.sort_values('sum_ones', ascending=False, kind='stable')
@@ -274,27 +279,74 @@ def digit_sets(cls:pd.DataFrame, # from `classify`
         if len(out.setdefault(int(p), [])) < k: out[int(p)].append((int(l), int(f), float(m[p])))
     return out
 
-def _write(tcs:dict, l:int, f:int) -> float:
-    tc = tcs[l]
-    return float((tc.W_dec[f].detach().float() / tc.y_scale.detach().float()).norm())
 
+# %% ../nbs/11_addition.ipynb #60c33b8b
 def _swap_edits(rem:list, add:list, scale:float, pos:list) -> list:
     "Zero the (layer, feature)s of `rem` and set each (layer, feature, value) of `add` to scale * value, at `pos`."
     eds = [Edit(l, fs, pos, value=0.0) for l, fs in sorted(by_layer(rem).items())]
     by = {}
     for l, f, v in add: by.setdefault(l, []).append((f, v))
-    return eds + [Edit(l, [f for f, _ in fv], pos, value=torch.tensor([v * scale for _, v in fv])) for l, fv in sorted(by.items())]
+    return eds + [Edit(l, [f for f, _ in fv], pos, value=torch.tensor([v * scale for _, v in fv]))
+                  for l, fv in sorted(by.items())]
+
+
+# %% ../nbs/11_addition.ipynb #aed38a41
+def _write(tcs:dict, l:int, f:int) -> float:
+    "The norm of the vector feature `f` of layer `l` writes per unit of activation (its decoder row over y_scale)."
+    tc = tcs[l]
+    return float((tc.W_dec[f].detach().float() / tc.y_scale.detach().float()).norm())
 
 def matched_add(tcs:dict, add:list, # [(layer, feature, value)]
                 gen:torch.Generator, exclude:set=frozenset()) -> list:
-    "A control for writing `add`: per feature, a random other feature of its layer (not in `exclude`) with the value at which it writes a vector of the same norm."
+    ("A control for writing `add`: per feature, a random other feature of its layer (not in `exclude`) with the "
+     "value at which it writes a vector of the same norm.")
     out = []
     for l, f, v in add:
-        while (r := int(torch.randint(tcs[l].n_features, (1,), generator=gen))) == f or (l, r) in exclude or _write(tcs, l, r) == 0: pass
+        while True:
+            r = int(torch.randint(tcs[l].n_features, (1,), generator=gen))
+            if r != f and (l, r) not in exclude and _write(tcs, l, r) != 0: break
         out.append((l, r, v * _write(tcs, l, f) / _write(tcs, l, r)))
     return out
 
+
 # %% ../nbs/11_addition.ipynb #e593f07b
+def _move_edits(tcs:dict, cl, # the clean run (`clean_run`)
+                rem:list, add:list, scales:list, n_random:int, gen:torch.Generator,
+                used:set, # (layer, feature)s of every digit set, never drawn as controls
+                pos:list) -> list:
+    "The edit rows of `move_digit`: none (clean), then per scale the swap and its `n_random` matched controls."
+    pools = matched_pools(tcs, cl, rem, pos) if rem else []
+    rows = [[]]
+    for a in scales:
+        rows.append(_swap_edits(rem, add, float(a), pos))
+        rows += [_swap_edits(matched_active(tcs, cl, rem, pos, gen, pools=pools) if rem else [],
+                             matched_add(tcs, add, gen, used), float(a), pos) for _ in range(n_random)]
+    return rows
+
+
+# %% ../nbs/11_addition.ipynb #20169ee6
+def _move_rows(row:dict, lp:torch.Tensor, # [rows of `_move_edits`, V] log p at the last position
+               D:list, # the digits' token ids
+               target:int, scales:list, n_random:int, n_removed:int, n_added:int) -> list[dict]:
+    "`move_digit`'s dict per scale from the log p of `_move_edits`' rows."
+    d = row['last_digit']
+    dl = lp[1:] - lp[0]
+    oth = [D[o] for o in range(10) if o not in (d, target)]
+    dm, moved = dl[:, D[target]] - dl[:, D[d]], lp[1:].argmax(1) == D[target]
+    specif = dl[:, D[target]] - dl[:, oth].mean(1)
+    out, n1 = [], 1 + n_random
+    for i, a in enumerate(scales):
+        e, c = i * n1, slice(i * n1 + 1, (i + 1) * n1)
+        out.append(dict(a=row['a'], b=row['b'], digit=d, target=target, scale=float(a), n_removed=n_removed,
+                        n_added=n_added, dm=float(dm[e]), dm_matched=float(dm[c].mean()), moved=bool(moved[e]),
+                        moved_matched=float(moved[c].float().mean()), spec=float(specif[e]),
+                        spec_matched=float(specif[c].mean()), p_target_before=float(lp[0, D[target]].exp()),
+                        p_target=float(lp[1 + e, D[target]].exp()), p_digit_before=float(lp[0, D[d]].exp()),
+                        p_digit=float(lp[1 + e, D[d]].exp())))
+    return out
+
+
+# %% ../nbs/11_addition.ipynb #46de596b
 @torch.no_grad()
 def move_digit(lm, spec:Spec, tcs:dict, tok, row:dict, # a row of `addition_prompts`
                sets:dict, # from `digit_sets`
@@ -302,76 +354,97 @@ def move_digit(lm, spec:Spec, tcs:dict, tok, row:dict, # a row of `addition_prom
                scales:list=(1, 2, 4), # multiples of the target digit's mean activations
                n_random:int=8, # matched random draws per scale
                gen:torch.Generator|None=None) -> list[dict]:
-    "One dict per scale: margin change, top-1 moved to the target, specificity (target minus other digits' change of log p), for the edit and the mean of the matched random draws."
+    ("One dict per scale: margin change, top-1 moved to the target, specificity (target minus other digits' change "
+     "of log p), for the edit and the mean of the matched random draws.")
     d, target = row['last_digit'], _int(target, 'target', 0, 9)
     if target == d: raise UserError(f"the target digit must differ from the true last digit {d}")
     n_random, gen = _int(n_random, 'n_random', 1), gen or torch.Generator().manual_seed(0)
     ids = prompt_ids(tok, row['last_prompt'])
     pos, cl, D = [len(ids) - 1], clean_run(lm, spec, ids), digit_ids(tok)
-    rem = [(l, f) for l, f, _ in sets.get(d, []) if feature_acts(tcs[l], cl.m_in[l][-1:].to(tcs[l].W_dec.device))[0, f] > 0]
+    rem = [(l, f) for l, f, _ in sets.get(d, [])
+           if feature_acts(tcs[l], cl.m_in[l][-1:].to(tcs[l].W_dec.device))[0, f] > 0]
     add = sets.get(target, [])
     if not rem and not add: return []
-    pools, used = matched_pools(tcs, cl, rem, pos) if rem else [], {(l, f) for s in sets.values() for l, f, _ in s}
-    rows_ = [[]]
-    for a in scales:
-        rows_.append(_swap_edits(rem, add, float(a), pos))
-        rows_ += [_swap_edits(matched_active(tcs, cl, rem, pos, gen, pools=pools) if rem else [], matched_add(tcs, add, gen, used), float(a), pos)
-                  for _ in range(n_random)]
-    lp = torch.log_softmax(intervene(lm, spec, tcs, ids, rows_, clean=cl).cpu(), -1)
-    dl = lp[1:] - lp[0]
-    oth = [D[o] for o in range(10) if o not in (d, target)]
-    dm, moved = dl[:, D[target]] - dl[:, D[d]], lp[1:].argmax(1) == D[target]
-    spec_ = dl[:, D[target]] - dl[:, oth].mean(1)
-    out, n1 = [], 1 + n_random
-    for i, a in enumerate(scales):
-        e, c = i * n1, slice(i * n1 + 1, (i + 1) * n1)
-        out.append(dict(a=row['a'], b=row['b'], digit=d, target=target, scale=float(a), n_removed=len(rem), n_added=len(add),
-                        dm=float(dm[e]), dm_matched=float(dm[c].mean()), moved=bool(moved[e]), moved_matched=float(moved[c].float().mean()),
-                        spec=float(spec_[e]), spec_matched=float(spec_[c].mean()), p_target_before=float(lp[0, D[target]].exp()),
-                        p_target=float(lp[1 + e, D[target]].exp()), p_digit_before=float(lp[0, D[d]].exp()), p_digit=float(lp[1 + e, D[d]].exp())))
-    return out
+    used = {(l, f) for s in sets.values() for l, f, _ in s}
+    rows = _move_edits(tcs, cl, rem, add, scales, n_random, gen, used, pos)
+    lp = torch.log_softmax(intervene(lm, spec, tcs, ids, rows, clean=cl).cpu(), -1)
+    return _move_rows(row, lp, D, target, scales, n_random, len(rem), len(add))
+
 
 # %% ../nbs/11_addition.ipynb #2f64a174
 def move_summary(df:pd.DataFrame, # rows of `move_digit`
                  seed:int=0) -> dict:
-    "Per scale: the edit's and the matched control's margin change, share moved and specificity, and the edit minus the control, each the mean and a bootstrap 95 % CI over prompts."
+    ("Per scale: the edit's and the matched control's margin change, share moved and specificity, and the edit "
+     "minus the control, each the mean and a bootstrap 95 % CI over prompts.")
     if df is None or not len(df): return dict(n_prompts=0, unit='prompt')
     out = dict(n_prompts=int(df.groupby('scale').size().max()), unit='prompt')
     for a, d in df.groupby('scale'):
         ci = lambda x: bootstrap_ci(x, seed=seed)
         out[f'{a:g}'] = dict(dm=ci(d.dm), dm_matched=ci(d.dm_matched), dm_minus_matched=ci(d.dm - d.dm_matched),
-                             moved=ci(d.moved.astype(float)), moved_matched=ci(d.moved_matched), moved_minus_matched=ci(d.moved - d.moved_matched),
-                             spec=ci(d.spec), spec_matched=ci(d.spec_matched), spec_minus_matched=ci(d.spec - d.spec_matched),
+                             moved=ci(d.moved.astype(float)), moved_matched=ci(d.moved_matched),
+                             moved_minus_matched=ci(d.moved - d.moved_matched),
+                             spec=ci(d.spec), spec_matched=ci(d.spec_matched),
+                             spec_minus_matched=ci(d.spec - d.spec_matched),
                              n_removed=float(d.n_removed.mean()), n_added=float(d.n_added.mean()))
     return out
 
+
 # %% ../nbs/11_addition.ipynb #222386fb
+def _gate_note(g:dict) -> str:
+    "`addition_note`'s line on the gate."
+    from mi_repro.report import f, ci
+    verdict = 'passes' if g['passes'] else 'fails'
+    caveat = '' if g['passes'] else (" What follows traces what the model does; "
+                                     "it is not the paper's addition reproduced.")
+    return (f"- gate ({g['metric']}, {g['n']} held-out prompts, template {g['template']!r}): "
+            f"{ci(g['whole_top1_ci'])} [95 % CI over prompts], needs {f(g['min_top1'])}: **{verdict}**; first digit "
+            f"{f(g['first_top1'])}, last digit after the leading ones {ci(g['last_top1_ci'])}." + caveat)
+
+def _census_note(c:dict) -> str:
+    "`addition_note`'s line on the census."
+    from mi_repro.report import f
+    ks = ', '.join(f"{k} {v}" for k, v in sorted(c['kinds'].items()))
+    return (f"- {c['n_active']} features active at the last-digit position over {c['n_cells']} train cells: {ks}; "
+            f"shuffled groupings reach epsilon^2 {f(c['null_max'])} ({c['null_pass']} features pass by chance).")
+
+def _graph_note(gr:dict) -> str:
+    "`addition_note`'s line on the graph of 36 + 59."
+    from mi_repro.report import f
+    kinds = ', '.join(f"{t['layer']}/{t['feature']}@{t['token']!r} ({t['kind']})" for t in gr['top'][:5])
+    return (f"- graph of {gr['prompt']!r} -> {gr['answer']} (p {f(gr['p_answer'], 3)}), {gr['n_nodes']} feature "
+            f"nodes; most influential on the answer: {kinds}.")
+
+
+# %% ../nbs/11_addition.ipynb #66a2a3b9
+def _moves_note(mv:dict) -> list[str]:
+    "`addition_note`'s lines on the last-digit swaps, one per scale (or why none ran)."
+    from mi_repro.report import ci
+    out = []
+    if not mv['n_prompts']:
+        out.append("- no swap: no held-out prompt had last-digit features to remove or write "
+                   f"(sets for digits {mv.get('digits_with_sets')}).")
+    for a, s in [(k, v) for k, v in mv.items() if isinstance(v, dict)]:
+        out.append(f"- swap at {a}x on {mv['n_prompts']} held-out prompts "
+                   f"({'answered right' if mv['on_correct'] else 'any'}): "
+                   f"margin change {ci(s['dm'])} vs matched {ci(s['dm_matched'])}; "
+                   f"moved to the target {ci(s['moved'])} vs {ci(s['moved_matched'])}; "
+                   f"specificity {ci(s['spec'])} vs {ci(s['spec_matched'])} (minus matched "
+                   f"{ci(s['spec_minus_matched'])}); the sets come from one training of the dictionaries.")
+    return out
+
+
+# %% ../nbs/11_addition.ipynb #37172952
 def addition_note(m:dict, # metrics of one run (this chapter's `addition.*`)
                  ) -> str:
     "This chapter's closing figures: the gate, the census, the graph of 36 + 59, the last-digit swaps."
-    from mi_repro.report import val, f, ci, Absent
-    g, out = val(m, 'addition.gate'), []
+    from mi_repro.report import val, Absent
+    g = val(m, 'addition.gate')
     if isinstance(g, Absent): return str(g)
-    out.append(f"- gate ({g['metric']}, {g['n']} held-out prompts, template {g['template']!r}): {ci(g['whole_top1_ci'])} "
-               f"[95 % CI over prompts], needs {f(g['min_top1'])}: **{'passes' if g['passes'] else 'fails'}**; first digit "
-               f"{f(g['first_top1'])}, last digit after the leading ones {ci(g['last_top1_ci'])}."
-               + ('' if g['passes'] else ' What follows traces what the model does; it is not the paper\'s addition reproduced.'))
-    c = val(m, 'addition.census')
-    if not isinstance(c, Absent):
-        ks = ', '.join(f"{k} {v}" for k, v in sorted(c['kinds'].items()))
-        out.append(f"- {c['n_active']} features active at the last-digit position over {c['n_cells']} train cells: {ks}; "
-                   f"shuffled groupings reach epsilon^2 {f(c['null_max'])} ({c['null_pass']} features pass by chance).")
-    gr = val(m, 'addition.graph')
-    if not isinstance(gr, Absent):
-        kinds = ', '.join(f"{t['layer']}/{t['feature']}@{t['token']!r} ({t['kind']})" for t in gr['top'][:5])
-        out.append(f"- graph of {gr['prompt']!r} -> {gr['answer']} (p {f(gr['p_answer'], 3)}), {gr['n_nodes']} feature nodes; "
-                   f"most influential on the answer: {kinds}.")
+    out = [_gate_note(g)]
+    for key, line in (('addition.census', _census_note), ('addition.graph', _graph_note)):
+        v = val(m, key)
+        if not isinstance(v, Absent): out.append(line(v))
     mv = val(m, 'addition.moves')
-    if not isinstance(mv, Absent) and not mv['n_prompts']:
-        out.append(f"- no swap: no held-out prompt had last-digit features to remove or write (sets for digits {mv.get('digits_with_sets')}).")
-    for a, s in ([] if isinstance(mv, Absent) else [(k, v) for k, v in mv.items() if isinstance(v, dict)]):
-        out.append(f"- swap at {a}x on {mv['n_prompts']} held-out prompts ({'answered right' if mv['on_correct'] else 'any'}): "
-                   f"margin change {ci(s['dm'])} vs matched {ci(s['dm_matched'])}; moved to the target {ci(s['moved'])} vs "
-                   f"{ci(s['moved_matched'])}; specificity {ci(s['spec'])} vs {ci(s['spec_matched'])} (minus matched "
-                   f"{ci(s['spec_minus_matched'])}); the sets come from one training of the dictionaries.")
+    if not isinstance(mv, Absent): out += _moves_note(mv)
     return '\n'.join(out)
+
