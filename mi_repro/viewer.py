@@ -130,6 +130,18 @@ def toy_graph() -> dict:
     return _graph('toy-texas-capital', toks, nodes, links)
 
 # %% ../nbs/viewer.ipynb #b9a5ae7b
+def _random_links(rng:random.Random, nodes:list[dict], n_links:int) -> dict:
+    "`{(source, target): weight}` of up to `n_links` random links, each to a higher row and not to an earlier token."
+    row = lambda n: -1 if n['layer'] == 'E' else int(n['layer'])
+    links = {}
+    for _ in range(n_links):
+        a, b = rng.sample(nodes, 2)
+        if row(a) > row(b) or (row(a) == row(b)): a, b = b, a
+        if row(a) < row(b) and a['ctx_idx'] <= b['ctx_idx'] and a['feature_type'] != 'logit':
+            links[a['node_id'], b['node_id']] = rng.choice([1, 1, 1, -1]) * rng.lognormvariate(0, 1)
+    return links
+
+# %% ../nbs/viewer.ipynb #a16b0984
 def random_graph(n_tokens:int=12, # prompt length
                  n_layers:int=12, # model layers
                  n_features:int=150, # feature nodes
@@ -145,14 +157,8 @@ def random_graph(n_tokens:int=12, # prompt length
              for l, f, p in sorted(feats)]
     errs = [_err(l, n_tokens - 1, rng.random() / 10) for l in range(0, n_layers, 3)]
     logits = [_logit(500 + i, f' word{i}', n_tokens - 1, n_layers, p, i == 0) for i, p in enumerate([0.4, 0.2, 0.1])]
-    row = lambda n: -1 if n['layer'] == 'E' else int(n['layer'])
     nodes = emb + feats + errs + logits
-    links = {}
-    for _ in range(n_links):
-        a, b = rng.sample(nodes, 2)
-        if row(a) > row(b) or (row(a) == row(b)): a, b = b, a
-        if row(a) < row(b) and a['ctx_idx'] <= b['ctx_idx'] and a['feature_type'] != 'logit':
-            links[a['node_id'], b['node_id']] = rng.choice([1, 1, 1, -1]) * rng.lognormvariate(0, 1)
+    links = _random_links(rng, nodes, n_links)
     used = {x for k in links for x in k}
     nodes = [n for n in nodes if n['node_id'] in used or n['feature_type'] in ('embedding', 'logit')]
     return _graph(f'random-{seed}', toks, nodes, [(s, t, w) for (s, t), w in links.items()])
@@ -280,7 +286,10 @@ const selected = new Set();
 const item = id => groups.get(id) || byId.get(id);
 const rep = id => memberOf.get(id) || id;
 
-function regroup() {
+'''
+
+# %% ../nbs/viewer.ipynb #24d53aa2
+_JS_REGROUP = r'''function regroup() {
   memberOf = new Map();
   for (const g of groups.values()) {
     for (const m of g.members) memberOf.set(m, g.id);
@@ -507,8 +516,8 @@ regroup();
 '''
 
 # %% ../nbs/viewer.ipynb #bb023f9d
-JS = ''.join([_JS_DATA, _JS_ROWS, _JS_COLUMNS, _JS_HELPERS, _JS_STATE, _JS_GROUPING, _JS_AXES,
-              _JS_SHAPE, _JS_RENDER, _JS_EDGE_LIST, _JS_PANEL, _JS_HOVER, _JS_EVENTS, _JS_START])
+JS = ''.join([_JS_DATA, _JS_ROWS, _JS_COLUMNS, _JS_HELPERS, _JS_STATE, _JS_REGROUP, _JS_GROUPING,
+              _JS_AXES, _JS_SHAPE, _JS_RENDER, _JS_EDGE_LIST, _JS_PANEL, _JS_HOVER, _JS_EVENTS, _JS_START])
 
 # %% ../nbs/viewer.ipynb #7dcc5ca9
 PAGE = '''<!DOCTYPE html>
