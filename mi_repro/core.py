@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['METRICS', 'UserError', 'load_tensors', 'atomic_path', 'atomic_write', 'cache_dir', 'pick_device', 'pick_dtype', 'tol',
+__all__ = ['METRICS', 'UserError', 'atomic_path', 'atomic_write', 'load_tensors', 'cache_dir', 'pick_device', 'pick_dtype', 'tol',
            'run_dir', 'read_json', 'record', 'fig_dir', 'save_fig']
 
 # %% ../nbs/core.ipynb #b09d1ea9
@@ -24,20 +24,11 @@ def _fsync(path:Path):
     try: os.fsync(fd)
     finally: os.close(fd)
 
-def load_tensors(path:str|Path, # a .safetensors file
-                 device:str='cpu',
-                ) -> dict:
-    "The tensors of a safetensors file; a one-line `UserError` naming the file if it is missing, cut short or corrupt."
-    from safetensors.torch import load_file
-    try: return load_file(str(path), device=device)
-    except Exception as e:
-        raise UserError(f"{path} is not a readable safetensors file ({type(e).__name__}: {' '.join(str(e).split())[:100]}): "
-                        "it is corrupt or cut short; delete it (and what it belongs to) to rebuild it") from None
-
+# %% ../nbs/core.ipynb #a20b7c10
 @contextmanager
 def atomic_path(path:str|Path, # final path; its folder is created
                ):
-    "Yield a temporary path beside `path`; fsync it, give it a normal file's permissions and rename it onto `path` if the block succeeds; delete it if not."
+    "Yield a temporary path beside `path`; on success fsync it, give it normal permissions, rename it onto `path`."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -64,6 +55,18 @@ def atomic_write(path:str|Path, # file to write
         else: tmp.write_text(data)
     return Path(path)
 
+# %% ../nbs/core.ipynb #62e8493b
+def load_tensors(path:str|Path, # a .safetensors file
+                 device:str='cpu',
+                ) -> dict:
+    "The tensors of a safetensors file; a one-line `UserError` naming the file if it is missing, cut short or corrupt."
+    from safetensors.torch import load_file
+    try: return load_file(str(path), device=device)
+    except Exception as e:
+        raise UserError(f"{path} is not a readable safetensors file ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:100]}): "
+                        "it is corrupt or cut short; delete it (and what it belongs to) to rebuild it") from None
+
 # %% ../nbs/core.ipynb #25af72e1
 def cache_dir(*parts:str, # sub-folders
              ) -> Path:
@@ -81,13 +84,15 @@ def pick_device(device:str|torch.device|None=None, # 'auto' or None: cuda if ava
     "Parse `device`, failing clearly when CUDA is asked for but absent."
     if isinstance(device, torch.device): return device
     if device is None or device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if not isinstance(device, str): raise UserError(f"device must be a string such as 'cpu', 'cuda' or 'auto', not {device!r}")
+    if not isinstance(device, str):
+        raise UserError(f"device must be a string such as 'cpu', 'cuda' or 'auto', not {device!r}")
     try: dev = torch.device(device)
     except RuntimeError: raise UserError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'") from None
     if dev.type == 'cuda' and not torch.cuda.is_available():
         raise UserError(f"device {device!r} asked for, but this machine has no CUDA GPU: use device='cpu' (or 'auto')")
     return dev
 
+# %% ../nbs/core.ipynb #e0564439
 def pick_dtype(dtype:str|torch.dtype|None=None, # None: fp32
               ) -> torch.dtype:
     "Parse `dtype` names such as 'fp32' or 'bf16'."
@@ -119,6 +124,7 @@ def _jsonable(v):
     if isinstance(v, numbers.Real): return float(v) if math.isfinite(v) else str(float(v))
     raise UserError(f"record: cannot store a value of type {type(v).__name__}; pass a number, string, list or dict")
 
+# %% ../nbs/core.ipynb #0084dcb0
 def run_dir() -> Path|None:
     "The folder of the current `mi-repro run` (`$MI_REPRO_RUN_DIR`), or None outside the runner."
     p = os.environ.get('MI_REPRO_RUN_DIR')
@@ -130,9 +136,10 @@ def read_json(path:str|Path, default=None):
     if not path.exists(): return default
     try: return json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({str(e).splitlines()[0][:120]}): the file is corrupt; restore it or delete it "
-                        "(and what it describes) to start that step over") from None
+        raise UserError(f"{path} is not valid JSON ({str(e).splitlines()[0][:120]}): the file is corrupt; "
+                        "restore it or delete it (and what it describes) to start that step over") from None
 
+# %% ../nbs/core.ipynb #525b18b0
 def record(key:str, # dotted name, 'chapter.quantity', e.g. 'forward.max_abs_logit_diff'
            value, # a number, string, list or dict (tensors are converted)
           ):
@@ -147,6 +154,7 @@ def record(key:str, # dotted name, 'chapter.quantity', e.g. 'forward.max_abs_log
         atomic_write(p, json.dumps(m, indent=1, sort_keys=True))
     return value
 
+# %% ../nbs/core.ipynb #37eedbf9
 def fig_dir() -> Path|None:
     "The figure folder of the current `mi-repro run` (`$MI_REPRO_FIG_DIR`), or None."
     p = os.environ.get('MI_REPRO_FIG_DIR')

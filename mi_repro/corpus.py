@@ -43,14 +43,11 @@ class Source:
     provenance: str  # upstream and Debian package
     exclude: str|None = None  # regex of paths to skip
 
+# %% ../nbs/corpus.ipynb #ed4133c8
 _HB = "The Debian Administrator's Handbook (Raphaël Hertzog, Roland Mas), Debian package debian-handbook 11"
 _DR = "Debian Reference (Osamu Aoki), Debian package debian-reference-{l} 2.100"
-_HI = "A Brief History of Debian (Debian Documentation Team), Debian package debian-history 2.28"
-_MP = ("manual pages translated by the manpages-l10n project 4.18 (translations of Linux man-pages, coreutils, "
-       "util-linux and other upstreams), Debian package manpages-{l}; rendered to text with groff")
-_FO = "fortune cookie files, Debian package {p}"
 
-SOURCES = [
+_BOOKS = [
     *[Source(f'handbook-{l}', l, 'html', ('debian-handbook',), rf'/debian-handbook/html/{L}/[^/]+\.html$',
              f"The Debian Administrator's Handbook ({l})", 'GPL-2+ or CC-BY-SA-3.0', _HB)
       for l, L in [('en', 'en-US'), ('fr', 'fr-FR'), ('de', 'de-DE'), ('es', 'es-ES')]],
@@ -60,10 +57,16 @@ SOURCES = [
            "Debian Developer's Reference", 'GPL-2',
            "Debian Developer's Reference (Debian Documentation Project), Debian package developers-reference 12.18",
            exclude=r'/(index|search|genindex|developers-reference)\.html$'),
-    Source('devref-fr', 'fr', 'html', ('developers-reference-fr',), r'/usr/share/developers-reference/fr/[\w-]+\.html$',
-           "Debian Developer's Reference (fr)", 'GPL-2',
+    Source('devref-fr', 'fr', 'html', ('developers-reference-fr',),
+           r'/usr/share/developers-reference/fr/[\w-]+\.html$', "Debian Developer's Reference (fr)", 'GPL-2',
            "Debian Developer's Reference, French translation, Debian package developers-reference-fr 12.18",
            exclude=r'/(index|search|genindex|developers-reference)\.html$'),
+]
+
+# %% ../nbs/corpus.ipynb #713aa3d1
+_HI = "A Brief History of Debian (Debian Documentation Team), Debian package debian-history 2.28"
+
+_GUIDES = [
     Source('maint-guide-en', 'en', 'html', ('maint-guide',), r'/maint-guide/html/\w+\.en\.html$',
            "Debian New Maintainers' Guide", 'GPL-2+',
            "Debian New Maintainers' Guide (Josip Rodin, Osamu Aoki), Debian package maint-guide 1.2.53",
@@ -77,13 +80,27 @@ SOURCES = [
     Source('python-docs-en', 'en', 'html', ('python3.11-doc',), r'/usr/share/doc/python3\.11/html/.+\.html$',
            "The Python 3.11 documentation", 'PSF-2.0 (code examples 0BSD)',
            "Python 3.11 documentation (Python Software Foundation), Debian package python3.11-doc",
-           exclude=r'/(_static|_sources|_downloads)/|/(genindex[^/]*|contents|py-modindex|search|index|download|license|copyright)\.html$'),
+           exclude=r'/(_static|_sources|_downloads)/|/(genindex[^/]*|contents|py-modindex|search|index|download'
+                   r'|license|copyright)\.html$'),
+]
+
+# %% ../nbs/corpus.ipynb #32813329
+_MP = ("manual pages translated by the manpages-l10n project 4.18 (translations of Linux man-pages, coreutils, "
+       "util-linux and other upstreams), Debian package manpages-{l}; rendered to text with groff")
+
+_MAN = [
     Source('manpages-en', 'en', 'man', ('manpages',), r'/usr/share/man/man\d/[^/]+\.gz$',
            "Linux manual pages (en): devices, file formats, overviews", 'GPL-2+ and other free licences per page',
            "the Linux man-pages project 6.03 (M. Kerrisk, A. Colomar), Debian package manpages; rendered with groff"),
     *[Source(f'manpages-{l}', l, 'man', (f'manpages-{l}',), rf'/usr/share/man/{l}/man\d/[^/]+\.gz$',
              f"translated manual pages ({l})", 'GPL-3+ (translations); original pages under their own free licences',
              _MP.format(l=l)) for l in ('fr', 'de', 'es')],
+]
+
+# %% ../nbs/corpus.ipynb #c89a593d
+_FO = "fortune cookie files, Debian package {p}"
+
+_FORTUNES = [
     Source('fortunes-en', 'en', 'fortune', ('fortunes-min', 'fortunes'), r'/usr/share/games/fortunes/[^/]+$',
            "fortune cookies (English)", 'BSD-4-clause-UC (fortune-mod); quotations from many authors',
            _FO.format(p='fortunes 1.99.1 (fortune-mod)'), exclude=r'\.dat$'),
@@ -94,6 +111,7 @@ SOURCES = [
            "fortune cookies (Spanish)", 'GPL-2+; quotations from many authors', _FO.format(p='fortunes-es 1.36'),
            exclude=r'\.dat$'),
 ]
+SOURCES = [*_BOOKS, *_GUIDES, *_MAN, *_FORTUNES]
 PACKAGES = sorted({p for s in SOURCES for p in s.packages})
 
 # %% ../nbs/corpus.ipynb #ddc8a66a
@@ -113,6 +131,7 @@ def package_versions(pkgs:list[str]=None, # Debian packages (default: all the co
         if p in out and st == 'installed': out[p] = v
     return out
 
+# %% ../nbs/corpus.ipynb #330433f8
 def package_files(pkg:str) -> list[str]:
     "The paths dpkg recorded for installed package `pkg`."
     for p in [DPKG_INFO/f'{pkg}.list', *sorted(DPKG_INFO.glob(f'{pkg}:*.list'))]:
@@ -132,7 +151,7 @@ def _missing_error(missing:list[str]) -> UserError:
                      f"`sudo apt-get install --no-install-recommends {' '.join(missing)}`")
 
 def sources() -> list[dict]:
-    "The corpus sources: name, lang, title, licence, provenance, packages, installed, and their share of the built corpus."
+    "The corpus sources: name, lang, title, licence, provenance, packages, installed, their share of the built corpus."
     vers = package_versions()
     man = _manifest(_key(vers)) if all(vers.values()) else None
     rows = []
@@ -157,16 +176,19 @@ _SKIP_IDS = {'banner', 'title', 'searchbox', 'footer'}
 def _walk(el, out:list):
     tag = el.tag if isinstance(el.tag, str) else None  # comments and processing instructions have no str tag
     cls = el.get('class') if tag else None
-    if tag is None or tag in _SKIP_TAGS or el.get('id') in _SKIP_IDS or (cls and _SKIP_CLASSES.intersection(cls.split())):
+    if (tag is None or tag in _SKIP_TAGS or el.get('id') in _SKIP_IDS
+            or (cls and _SKIP_CLASSES.intersection(cls.split()))):
         if el.tail: out.append(el.tail)
         return
-    brk = '\x02' if tag in _BLOCK2 else '\x01' if tag in _BLOCK1 else ''  # paragraph / line break marks, around the block
+    # paragraph / line break marks, around the block
+    brk = '\x02' if tag in _BLOCK2 else '\x01' if tag in _BLOCK1 else ''
     out.append(brk)
     if el.text: out.append(el.text)
     for c in el: _walk(c, out)
     out.append(brk)
     if el.tail: out.append(el.tail)
 
+# %% ../nbs/corpus.ipynb #ec917a70
 def _tidy(t:str) -> str:
     "Collapse spaces, trim lines, at most one blank line in a row."
     t = re.sub(r'[^\S\n]+', ' ', t)
@@ -176,10 +198,12 @@ def _tidy(t:str) -> str:
 def _html_parser():
     import lxml.html
     global _PARSER
-    if _PARSER is None: _PARSER = lxml.html.HTMLParser(encoding='utf-8')  # all these pages are UTF-8
+    if _PARSER is None:
+        _PARSER = lxml.html.HTMLParser(encoding='utf-8')  # all these pages are UTF-8
     return _PARSER
 _PARSER = None
 
+# %% ../nbs/corpus.ipynb #ac4833fc
 def html_text(src:bytes|str, # an HTML page (bytes are read as UTF-8)
              ) -> str:
     "The readable text of an HTML page: blocks separated by blank lines, navigation, code and tables dropped."
@@ -211,6 +235,7 @@ def _man_page(t:str) -> str:
         if not skip: out.append(re.sub(r'\s+', ' ', l).strip())
     return _tidy('\n'.join(out))
 
+# %% ../nbs/corpus.ipynb #edb2c875
 def render_man(pages:list[bytes], # man page sources (roff, not compressed)
                batch:int=40, # pages per groff run
                workers:int=2, # groff runs at once
@@ -220,7 +245,8 @@ def render_man(pages:list[bytes], # man page sources (roff, not compressed)
         src = b''.join(p + f'\n.br\n.ft R\n.fi\n{_MARK} {i}\n'.encode() for i, p in chunk)
         r = subprocess.run(_GROFF, input=src, capture_output=True, env=dict(os.environ, LC_ALL='C.UTF-8'))
         if r.returncode != 0 and not r.stdout:
-            raise UserError(f"groff failed ({r.stderr.decode(errors='replace')[:200]}): install groff-base (`make install`)")
+            raise UserError(f"groff failed ({r.stderr.decode(errors='replace')[:200]}): "
+                            "install groff-base (`make install`)")
         parts = re.split(rf'^\s*{_MARK} (\d+)\s*$', r.stdout.decode('utf-8', 'replace'), flags=re.M)
         return {int(i): _man_page(t) for t, i in zip(parts[0::2], parts[1::2])}  # text after the last marker: footer
     chunks = [list(enumerate(pages))[k:k + batch] for k in range(0, len(pages), batch)]
@@ -229,6 +255,7 @@ def render_man(pages:list[bytes], # man page sources (roff, not compressed)
         for d in ex.map(run, chunks): done.update(d)
     return [done.get(i, '') for i in range(len(pages))]
 
+# %% ../nbs/corpus.ipynb #8cdaf8ab
 def read_man(path:Path) -> bytes|None:
     "The roff source of a (gzipped) man page, or None for a `.so` redirection."
     raw = Path(path).read_bytes()
@@ -256,15 +283,19 @@ def _decode(b:bytes) -> str:
 
 # %% ../nbs/corpus.ipynb #e81b1261
 _STOP = {
-    'en': 'the and of to is that it for with you are this be not as by or which can if from have on would their has were',
-    'fr': 'le les des et est une dans pour qui pas sur au aux ce cette sont avec il ou par ne vous plus être leur mais',
-    'de': 'der die das und ist nicht ein eine zu den dem mit von für sich auf im werden wird sie auch oder als wenn kann',
+    'en': 'the and of to is that it for with you are this be not as by or which can if from have on would '
+          'their has were',
+    'fr': 'le les des et est une dans pour qui pas sur au aux ce cette sont avec il ou par ne vous plus être '
+          'leur mais',
+    'de': 'der die das und ist nicht ein eine zu den dem mit von für sich auf im werden wird sie auch oder '
+          'als wenn kann',
     'es': 'el los las y por para con del al lo como más su pero este esta una puede sus cuando hay también',
 }
 _STOP = {l: set(w.split()) for l, w in _STOP.items()}
 _shared = {w for l in _STOP for w in _STOP[l] if sum(w in s for s in _STOP.values()) > 1}
 _STOP = {l: s - _shared for l, s in _STOP.items()}
 
+# %% ../nbs/corpus.ipynb #ebc9cad1
 def lang_scores(text:str) -> dict:
     "How many words of `text` are frequent function words of each language."
     words = re.findall(r'[^\W\d_]+', text.lower())
@@ -292,18 +323,24 @@ def norm_key(text:str) -> str:
     n = re.sub(r'[\W_]+', '', unicodedata.normalize('NFKC', text).casefold())
     return hashlib.sha1(n.encode()).hexdigest() if n else ''
 
+# %% ../nbs/corpus.ipynb #bbff9804
 def _paragraphs(text:str, max_chars:int) -> list[str]:
     out = []
     for p in text.split('\n\n'):
         p = p.strip()
-        if len(p) <= max_chars: out.append(p); continue
+        if len(p) <= max_chars:
+            out.append(p)
+            continue
         cur = ''
         for line in p.split('\n'):
-            if cur and len(cur) + len(line) + 1 > max_chars: out.append(cur); cur = ''
+            if cur and len(cur) + len(line) + 1 > max_chars:
+                out.append(cur)
+                cur = ''
             cur = f'{cur}\n{line}' if cur else line
         if cur: out.append(cur)
     return [p for p in out if p]
 
+# %% ../nbs/corpus.ipynb #1e2f1a1e
 def chunk(paras:list[str], # paragraphs, in order
           max_chars:int=MAX_CHARS, # most characters in a document (unless one paragraph is longer)
          ) -> list[str]:
@@ -312,11 +349,13 @@ def chunk(paras:list[str], # paragraphs, in order
     for p in paras:
         if cur and sum(map(len, cur)) + 2 * len(cur) + len(p) > max_chars:
             keep = [cur.pop()] if len(cur) > 1 and len(cur[-1]) < 80 else []  # a heading goes with what follows
-            docs.append('\n\n'.join(cur)); cur = keep
+            docs.append('\n\n'.join(cur))
+            cur = keep
         cur.append(p)
     if cur: docs.append('\n\n'.join(cur))
     return docs
 
+# %% ../nbs/corpus.ipynb #e6da5849
 def split_of(key:str) -> str:
     "The split of a document: 'test' for 5 % of keys, 'train' for the rest."
     return 'test' if int(key[:8], 16) % 1000 < TEST_PERMILLE else 'train'
@@ -346,6 +385,7 @@ def _require() -> dict:
     if missing: raise _missing_error(missing)
     return vers
 
+# %% ../nbs/corpus.ipynb #ba90e98d
 def _source_texts(src:Source, files:list[Path]) -> list[tuple[str, str]]:
     "(relative path, text) of each unit of a source: a page, or a fortune."
     root = os.path.commonpath([str(f.parent) for f in files]) if files else ''
@@ -356,15 +396,17 @@ def _source_texts(src:Source, files:list[Path]) -> list[tuple[str, str]]:
         raw = [(f, r) for f, r in raw if r is not None]
         return list(zip([rel(f) for f, _ in raw], render_man([r for _, r in raw])))
     if src.kind == 'fortune':
-        return [(f'{rel(f)}#{i}', t) for f in _fortune_files(files) for i, t in enumerate(fortunes(_decode(f.read_bytes())))]
+        return [(f'{rel(f)}#{i}', t) for f in _fortune_files(files)
+                for i, t in enumerate(fortunes(_decode(f.read_bytes())))]
     raise ValueError(src.kind)
 
+# %% ../nbs/corpus.ipynb #3cd81282
 def _read_source(src:Source) -> tuple[list[dict], dict]:
     "The documents of one source (before cross-source dedup) and its statistics."
     files = source_files(src)
     if not files:
-        raise UserError(f"corpus source {src.name}: its packages ({' '.join(src.packages)}) are installed but have no file "
-                        f"matching {src.include!r}; this corpus was made for Debian 12's packages")
+        raise UserError(f"corpus source {src.name}: its packages ({' '.join(src.packages)}) are installed but have "
+                        f"no file matching {src.include!r}; this corpus was made for Debian 12's packages")
     st = dict(files=len(files), units=0, paragraphs=0, foreign_paragraphs=0, short_docs=0, docs=0)
     docs = []
     for rel, text in _source_texts(src, files):
@@ -374,12 +416,15 @@ def _read_source(src:Source) -> tuple[list[dict], dict]:
         keep = [p for p in paras if not foreign(p, src.lang)]
         st['foreign_paragraphs'] += len(paras) - len(keep)
         for i, d in enumerate(chunk(keep) if src.kind != 'fortune' else ['\n\n'.join(keep)] if keep else []):
-            if len(d) < MIN_CHARS or len(d.split()) < 3: st['short_docs'] += 1; continue
+            if len(d) < MIN_CHARS or len(d.split()) < 3:
+                st['short_docs'] += 1
+                continue
             docs.append(dict(id=f'{src.name}:{rel}' + (f'#{i}' if src.kind != 'fortune' else ''),
                              source=src.name, lang=src.lang, text=d))
     st['docs'] = len(docs)
     return docs, st
 
+# %% ../nbs/corpus.ipynb #86306d4b
 def _write_jsonl(path:Path, rows:list[dict]):
     with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
         for r in rows: f.write(json.dumps(r, ensure_ascii=False) + '\n')
@@ -392,16 +437,52 @@ def _read_all(workers:int, progress:bool):
     if workers <= 1:
         for src in SOURCES:
             bar.set_postfix_str(src.name)
-            yield (src, *_read_source(src)); bar.update()
+            yield (src, *_read_source(src))
+            bar.update()
     else:
         slow_first = sorted(SOURCES, key=lambda s: (s.kind != 'man', not s.name.startswith('python')))
         with ProcessPoolExecutor(workers, mp_context=get_context('fork')) as ex:
             futs = {s.name: ex.submit(_read_source, s) for s in slow_first}
             for src in SOURCES:
                 bar.set_postfix_str(src.name)
-                yield (src, *futs[src.name].result()); bar.update()
+                yield (src, *futs[src.name].result())
+                bar.update()
     bar.close()
 
+# %% ../nbs/corpus.ipynb #56c73b22
+def _dedup(read) -> tuple[list[tuple], dict]:
+    "From `_read_all`'s (source, docs, stats): the documents kept as (order key, split, doc), and each source's stats."
+    seen, docs, stats = {}, [], {}
+    for src, sdocs, st in read:
+        st.update(exact_dups=0, near_dups=0, docs_train=0, docs_test=0, chars_train=0, chars_test=0)
+        for doc in sdocs:
+            k = norm_key(doc['text'])
+            if not k:  # no letter or digit at all (ASCII art)
+                st['short_docs'] += 1
+                continue
+            if k in seen:
+                st['exact_dups' if seen[k] == doc['text'] else 'near_dups'] += 1
+                continue
+            seen[k] = doc['text']
+            sp = split_of(k)
+            st[f'docs_{sp}'] += 1
+            st[f'chars_{sp}'] += len(doc['text'])
+            docs.append((order_key(k), sp, doc))
+        stats[src.name] = st
+    return docs, stats
+
+# %% ../nbs/corpus.ipynb #b30d49eb
+def _write_corpus(d:Path, key:str, vers:dict, docs:list[tuple], stats:dict, t0:float) -> dict:
+    "Write the splits in the shuffled order (`docs` from `_dedup`) and the manifest into `d`; the manifest."
+    docs.sort(key=lambda x: x[0])
+    for sp in SPLITS: _write_jsonl(d/f'{sp}.jsonl', [doc for _, s, doc in docs if s == sp])
+    tot = {k: sum(st[k] for st in stats.values()) for k in next(iter(stats.values()))}
+    man = dict(version=CORPUS_VERSION, key=key, packages=vers, build_s=round(time.perf_counter() - t0, 1),
+               test_permille=TEST_PERMILLE, seed=SEED, max_chars=MAX_CHARS, totals=tot, sources=stats)
+    atomic_write(d/'manifest.json', json.dumps(man, indent=1))
+    return man
+
+# %% ../nbs/corpus.ipynb #ce580a99
 def build(force:bool=False, # rebuild even if the cache has this corpus
           progress:bool=True, # show progress bars
           workers:int=2, # processes reading sources
@@ -416,26 +497,8 @@ def build(force:bool=False, # rebuild even if the cache has this corpus
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same corpus
         if not force and (m := _manifest(key)): return m
         t0 = time.perf_counter()
-        seen, docs, stats = {}, [], {}
-        for src, sdocs, st in _read_all(workers, progress):
-            st.update(exact_dups=0, near_dups=0, docs_train=0, docs_test=0, chars_train=0, chars_test=0)
-            for doc in sdocs:
-                k = norm_key(doc['text'])
-                if not k: st['short_docs'] += 1; continue  # no letter or digit at all (ASCII art)
-                if k in seen:
-                    st['exact_dups' if seen[k] == doc['text'] else 'near_dups'] += 1
-                    continue
-                seen[k] = doc['text']
-                sp = split_of(k)
-                st[f'docs_{sp}'] += 1; st[f'chars_{sp}'] += len(doc['text'])
-                docs.append((order_key(k), sp, doc))
-            stats[src.name] = st
-        docs.sort(key=lambda x: x[0])
-        for sp in SPLITS: _write_jsonl(d/f'{sp}.jsonl', [doc for _, s, doc in docs if s == sp])
-        tot = {k: sum(st[k] for st in stats.values()) for k in next(iter(stats.values()))}
-        man = dict(version=CORPUS_VERSION, key=key, packages=vers, build_s=round(time.perf_counter() - t0, 1),
-                   test_permille=TEST_PERMILLE, seed=SEED, max_chars=MAX_CHARS, totals=tot, sources=stats)
-        atomic_write(d/'manifest.json', json.dumps(man, indent=1))
+        docs, stats = _dedup(_read_all(workers, progress))
+        man = _write_corpus(d, key, vers, docs, stats, t0)
         _DOCS.clear()
     return man
 
@@ -459,11 +522,13 @@ def _check_langs(langs) -> tuple|None:
     if langs is None: return None
     if isinstance(langs, str): langs = [langs]
     try: langs = tuple(sorted(set(langs)))
-    except TypeError: raise UserError(f"langs must be None, a language code or a list of them, not {langs!r}") from None
+    except TypeError:
+        raise UserError(f"langs must be None, a language code or a list of them, not {langs!r}") from None
     bad = [l for l in langs if l not in LANGS]
     if bad or not langs: raise UserError(f"unknown language {bad or langs!r}: the corpus has {', '.join(LANGS)}")
     return langs
 
+# %% ../nbs/corpus.ipynb #f88445e5
 def documents(split:str='train', # 'train' or 'test' (held out)
               langs:list[str]|str|None=None, # languages to keep ('en', 'fr', 'de', 'es'); None: all
              ) -> list[dict]:
@@ -474,7 +539,8 @@ def documents(split:str='train', # 'train' or 'test' (held out)
         p = cache_dir('corpus', man['key'], f'{split}.jsonl')
         with open(p, encoding='utf-8') as f: _DOCS[man['key'], split] = [json.loads(l) for l in f]
     docs = _DOCS[man['key'], split]
-    if not docs: raise UserError(f"the corpus's {split} split is empty: rebuild it with `mi_repro.corpus.build(force=True)`")
+    if not docs:
+        raise UserError(f"the corpus's {split} split is empty: rebuild it with `mi_repro.corpus.build(force=True)`")
     return [dict(d) for d in docs if langs is None or d['lang'] in langs]  # copies: the cached list stays intact
 
 # %% ../nbs/corpus.ipynb #76cef407
@@ -495,6 +561,7 @@ def encode(tok, texts:list[str]) -> list[list[int]]:
         return [e.ids for e in bt.encode_batch_fast(texts, add_special_tokens=False)]
     return tok(texts, add_special_tokens=False)['input_ids']
 
+# %% ../nbs/corpus.ipynb #74e4f1e5
 def _shard(tok, split:str, k:int, docs:list[dict], d:Path) -> tuple[torch.Tensor, torch.Tensor]:
     "Token ids and per-document lengths of shard `k` of a split, from the cache or tokenized now."
     from safetensors.torch import save_file
@@ -509,6 +576,25 @@ def _shard(tok, split:str, k:int, docs:list[dict], d:Path) -> tuple[torch.Tensor
     with atomic_path(p) as tmp: save_file(t, str(tmp))
     return t['ids'], t['lens']
 
+def _lang_ids(tok, split:str, k:int, docs:list[dict], d:Path, langs:tuple|None) -> torch.Tensor:
+    "Shard `k`'s token ids, of the documents in `langs` only (None: all)."
+    ids, lens = _shard(tok, split, k, docs, d)
+    if langs is not None:
+        keep = torch.tensor([x['lang'] in langs for x in docs[k * SHARD_DOCS:(k + 1) * SHARD_DOCS]])
+        ids = ids[keep.repeat_interleave(lens.long())]
+    return ids
+
+# %% ../nbs/corpus.ipynb #53a17926
+def _first(ids:torch.Tensor, max_tokens:int|None, split:str, langs:tuple|None) -> torch.Tensor:
+    "The first `max_tokens` of `ids` (all for None); `UserError` if there are fewer."
+    if max_tokens is None: return ids
+    n = len(ids)
+    if n < max_tokens:
+        raise UserError(f"max_tokens={max_tokens:,} but the {split} split has only {n:,} tokens"
+                        f"{' in ' + ', '.join(langs) if langs else ''} with this tokenizer: ask for at most {n:,}")
+    return ids[:max_tokens]
+
+# %% ../nbs/corpus.ipynb #dd04f73c
 def token_ids(tok, # a transformers tokenizer
               split:str='train', # 'train' or 'test' (held out)
               max_tokens:int|None=None, # return only the first max_tokens tokens; None: all
@@ -521,26 +607,17 @@ def token_ids(tok, # a transformers tokenizer
         raise UserError(f"max_tokens must be a positive int or None, not {max_tokens!r}")
     docs = documents(split)
     d = cache_dir('corpus', build()['key'], 'tokens', tok_key(tok), split)
-    n_shards = -(-len(docs) // SHARD_DOCS)
     out, n = [], 0
     bar = tqdm(total=max_tokens, desc=f'corpus: {split} tokens', unit='tok', unit_scale=True,
                disable=not progress or (max_tokens is not None and max_tokens < 100_000))
-    for k in range(n_shards):
-        ids, lens = _shard(tok, split, k, docs, d)
-        if langs is not None:
-            keep = torch.tensor([x['lang'] in langs for x in docs[k * SHARD_DOCS:(k + 1) * SHARD_DOCS]])
-            ids = ids[keep.repeat_interleave(lens.long())]
-        out.append(ids); n += len(ids)
+    for k in range(-(-len(docs) // SHARD_DOCS)):
+        ids = _lang_ids(tok, split, k, docs, d, langs)
+        out.append(ids)
+        n += len(ids)
         bar.update(len(ids) if max_tokens is None else min(len(ids), max_tokens - n + len(ids)))
         if max_tokens is not None and n >= max_tokens: break
     bar.close()
-    ids = torch.cat(out) if out else torch.zeros(0, dtype=torch.int32)
-    if max_tokens is not None:
-        if n < max_tokens:
-            raise UserError(f"max_tokens={max_tokens:,} but the {split} split has only {n:,} tokens"
-                            f"{' in ' + ', '.join(langs) if langs else ''} with this tokenizer: ask for at most {n:,}")
-        ids = ids[:max_tokens]
-    return ids
+    return _first(torch.cat(out) if out else torch.zeros(0, dtype=torch.int32), max_tokens, split, langs)
 
 # %% ../nbs/corpus.ipynb #7c80f34b
 def contexts(tok, # a transformers tokenizer
@@ -551,7 +628,8 @@ def contexts(tok, # a transformers tokenizer
              progress:bool=True, # progress bar while tokenizing
             ) -> torch.Tensor:
     "Non-overlapping windows of the split's token stream, each after the document-start token: [n, ctx] int64."
-    if isinstance(ctx, bool) or not isinstance(ctx, int) or ctx < 2: raise UserError(f"ctx must be an int >= 2, not {ctx!r}")
+    if isinstance(ctx, bool) or not isinstance(ctx, int) or ctx < 2:
+        raise UserError(f"ctx must be an int >= 2, not {ctx!r}")
     if n_tokens is not None and (isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < ctx):
         raise UserError(f"n_tokens must be None or an int of at least ctx={ctx} (one window), not {n_tokens!r}")
     body = ctx - 1

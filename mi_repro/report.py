@@ -25,7 +25,8 @@ def val(m:dict, # metrics of one run (`metrics.json`)
     for p in path:
         if isinstance(v, Absent): break
         try: v = v[p]
-        except (KeyError, IndexError, TypeError): v = Absent(f"(absent: {key}/{'/'.join(map(str, path))})")
+        except (KeyError, IndexError, TypeError):
+            v = Absent(f"(absent: {key}/{'/'.join(map(str, path))})")
     return v
 
 # %% ../nbs/report.ipynb #6c021399
@@ -71,12 +72,14 @@ def _table(rows, cols=('chapter', 'result', 'this run')):
     head = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
     return '\n'.join(head + [f'| {a} | {b} | {c} |' for a, b, c in rows])
 
-def headline(m:dict): # metrics of one run
-    "The README's headline table, every figure from `m`."
-    d, gv = 'dictionaries.', 'interventions.graph_vs_reality.'
-    return _table([
+# %% ../nbs/report.ipynb #baa1517e
+def _headline_early(m:dict) -> list[tuple]:
+    "The headline rows of chapters 01-05: forward pass, prompts, dictionaries, features."
+    d = 'dictionaries.'
+    return [
         ('01', 'forward pass rebuilt from the weights, max \\|Δ logit\\|', f(val(m, 'forward.max_abs_logit_diff'), 7)),
-        ('02', 'factual recall, held-out top-1 / sign accuracy (prompts)', f"{f(val(m, 'prompts.factual.en.top1'))} / "
+        ('02', 'factual recall, held-out top-1 / sign accuracy (prompts)',
+         f"{f(val(m, 'prompts.factual.en.top1'))} / "
          f"{f(val(m, 'prompts.factual.en.sign_acc'))} ({f(val(m, 'prompts.factual.en.n_test'))})"),
         ('04', 'transcoders, held-out FVU mean (max) / L0', f"{f(val(m, d+'mean_fvu'), 3)} "
          f"({f(val(m, d+'max_fvu'), 3)}) / "
@@ -84,22 +87,35 @@ def headline(m:dict): # metrics of one run
         ('04', 'CE loss recovered, one layer spliced, mean (min)', f"{f(val(m, d+'mean_ce_recovered'))} "
          f"({f(val(m, d+'min_ce_recovered'))})"),
         ('05', 'features indexed / held-out tokens', f"{f(val(m, 'features.features_indexed'))} / "
-         f"{f(val(m, 'features.tokens_scanned'))}"),
+         f"{f(val(m, 'features.tokens_scanned'))}")]
+
+# %% ../nbs/report.ipynb #0e8f9c3c
+def _headline_late(m:dict) -> list[tuple]:
+    "The headline rows of chapters 07-08: interventions, multilingual."
+    gv = 'interventions.graph_vs_reality.'
+    return [
         ('07', 'targeted feature swaps that change the answer', f(val(m, 'interventions.targeted_edits_working'))),
-        ('07', '8-feature set (margin-chosen) minus random sets, margin change [95 % CI over prompts]: factual; antonyms',
+        ('07', '8-feature set (margin-chosen) minus random sets, margin change [95 % CI over prompts]: factual; '
+               'antonyms',
          f"{ci(val(m, 'interventions.controls.factual', 'set_minus_random'))}; "
          f"{ci(val(m, 'interventions.controls.antonyms', 'set_minus_random'))}"),
         ('07', 'the same, minus random sets matched in layer and write size: factual; antonyms',
          f"{ci(val(m, 'interventions.controls.factual', 'set_minus_matched'))}; "
          f"{ci(val(m, 'interventions.controls.antonyms', 'set_minus_matched'))}"),
         ('07', 'graph vs reality, Spearman free [95 % CI over prompts] (prompts): factual; antonyms',
-         '; '.join(f"{ci(val(m, gv+b, 'free', 'spearman'))} ({f(val(m, gv+b, 'n_prompts'))})" for b in ('factual', 'antonyms'))),
+         '; '.join(f"{ci(val(m, gv+b, 'free', 'spearman'))} ({f(val(m, gv+b, 'n_prompts'))})"
+                   for b in ('factual', 'antonyms'))),
         ('08', 'bridge features vs random active features',
          f"{f(val(m, 'multilingual.bridges', 'graph', 'frac'), 1, True)} vs "
          f"{f(val(m, 'multilingual.bridges', 'random', 'frac'), 1, True)}"),
         ('08', 'baseline gate, first-token top-1', gate_note(m)),
         ('08', 'Louvain ARI across seeds, mean (min)', f"{f(val(m, 'multilingual.communities', 'mean_ari'))} "
-         f"({f(val(m, 'multilingual.communities', 'min_ari'))})")])
+         f"({f(val(m, 'multilingual.communities', 'min_ari'))})")]
+
+# %% ../nbs/report.ipynb #e807eb15
+def headline(m:dict): # metrics of one run
+    "The README's headline table, every figure from `m`."
+    return _table(_headline_early(m) + _headline_late(m))
 
 TABLES = {'headline': headline, 'gates': gate_note, 'timings': lambda m: timings(m),
           'weights': lambda m: weights_note(val(m, 'models.name'))}
@@ -112,16 +128,18 @@ def load(run): # a run folder, runs/<model>
     m, man = json.loads(p.read_text()), Path(run)/'manifest.json'
     if man.exists():  # each chapter's wall time and commit: the pack's chapters may come from different runs
         chs = json.loads(man.read_text()).get('chapters', {})
-        m['run.chapters'] = {k: dict(s=v.get('wall_s'), commit=(v.get('git') or {}).get('commit', '')[:7], status=v.get('status'))
+        m['run.chapters'] = {k: dict(s=v.get('wall_s'), commit=(v.get('git') or {}).get('commit', '')[:7],
+                                     status=v.get('status'))
                              for k, v in chs.items()}
     return m
 
+# %% ../nbs/report.ipynb #b8bf20c1
 def timings(m:dict): # metrics of one run, with `run.chapters` (from `load`)
     "Per chapter of the pack: the seconds it took and the commit it ran at."
     ch = val(m, 'run.chapters')
     if isinstance(ch, Absent): return str(ch)
-    return _table([(k, f"{f(v['s'], 0)} s" if v['s'] is not None else v['status'], v['commit']) for k, v in sorted(ch.items())],
-                  ('chapter', 'wall time', 'commit'))
+    rows = [(k, f"{f(v['s'], 0)} s" if v['s'] is not None else v['status'], v['commit']) for k, v in sorted(ch.items())]
+    return _table(rows, ('chapter', 'wall time', 'commit'))
 
 def fill(text:str, # README text with `<!-- results:NAME -->` ... `<!-- /results:NAME -->` markers
          m:dict): # metrics of one run
@@ -161,6 +179,7 @@ def numbers(md:str): # rendered Markdown
     "Decimal numbers in `md`: with a dot or exponent (counts, chapters are no figures; 1e-5 is a tolerance)."
     return [s for s in _NUM.findall(md) if '.' in s or ('e' in s and not re.fullmatch(r'[-−]?1e[-+]?\d+', s))]
 
+# %% ../nbs/report.ipynb #a1ac8481
 def _flat(v):
     if isinstance(v, bool) or v is None or isinstance(v, str): return
     if isinstance(v, (int, float)): yield float(v)
@@ -178,27 +197,36 @@ def covered(s:str, # a number as shown, e.g. '-0.18', '19.8'
     return any(abs(a - x) <= tol for v in _flat(list(m.values())) for a in (v, abs(v) if x >= 0 else v, 100*v))
 
 # %% ../nbs/report.ipynb #rep07note
+def _edit_line(e:dict) -> str:
+    "One of chapter 07's targeted edits as a bullet."
+    line = (f"- swap {e['pair']}: {e['clean_answer']!r} at p {f(e['p_clean_answer_after'])} (from "
+            f"{f(e['p_clean_answer_before'], 4)}; random {f(e['p_clean_answer_random'], 4)}, matched "
+            f"{f(e.get('p_clean_answer_matched'), 4)}), works: {f(e['works'])}")
+    if 'third_answer' in e:
+        line += (f"; a third entity's features give {e['third_answer']!r} at p {f(e['p_third_after'], 3)} "
+                 f"(from {f(e['p_third_before'], 4)}, top-1: {f(e['third_works'])})")
+    return line + '.'
+
+# %% ../nbs/report.ipynb #d5142906
 def interventions_note(m:dict): # metrics of one run (chapter 07's `interventions.*`)
     "Chapter 07's closing figures: graph vs reality, controls, targeted edits."
     gv, co, out = 'interventions.graph_vs_reality.', 'interventions.controls.', []
     for b in ('factual', 'antonyms'):
         g = lambda mode, k: val(m, gv+b, mode, k)
-        out.append(f"- {b}, graph vs reality over {f(val(m, gv+b, 'n_prompts'))} held-out prompts (mean [95 % CI over prompts]): "
-                   f"frozen-mode ablation vs edge, relative error {ci(val(m, gv+b, 'constrained_frozen', 'rel_err'), 7)}; "
+        out.append(f"- {b}, graph vs reality over {f(val(m, gv+b, 'n_prompts'))} held-out prompts "
+                   "(mean [95 % CI over prompts]): "
+                   "frozen-mode ablation vs edge, relative error "
+                   f"{ci(val(m, gv+b, 'constrained_frozen', 'rel_err'), 7)}; "
                    f"Spearman constrained {ci(g('constrained', 'spearman'))} / free {ci(g('free', 'spearman'))}, "
                    f"sign agreement {ci(g('constrained', 'sign_agree'))} / {ci(g('free', 'sign_agree'))}.")
-        out.append(f"- {b}, 8-feature set chosen by margin attribution, ablated on {f(val(m, co+b, 'n_prompts'))} held-out prompts "
-                   f"(margin change, [95 % CI over prompts]): set {ci(val(m, co+b, 'set'))}, random {ci(val(m, co+b, 'random'), 3)}, "
+        out.append(f"- {b}, 8-feature set chosen by margin attribution, ablated on {f(val(m, co+b, 'n_prompts'))} "
+                   "held-out prompts (margin change, [95 % CI over prompts]): "
+                   f"set {ci(val(m, co+b, 'set'))}, random {ci(val(m, co+b, 'random'), 3)}, "
                    f"matched in layer and write size {ci(val(m, co+b, 'matched'), 3)}; set minus random "
                    f"{ci(val(m, co+b, 'set_minus_random'))}, minus matched {ci(val(m, co+b, 'set_minus_matched'))}.")
     es = val(m, 'interventions.targeted_edits')
     if isinstance(es, Absent): out.append(f'- targeted edits: {es}.')
-    for e in [] if isinstance(es, Absent) else es:
-        out.append(f"- swap {e['pair']}: {e['clean_answer']!r} at p {f(e['p_clean_answer_after'])} (from "
-                   f"{f(e['p_clean_answer_before'], 4)}; random {f(e['p_clean_answer_random'], 4)}, matched "
-                   f"{f(e.get('p_clean_answer_matched'), 4)}), works: {f(e['works'])}"
-                   + (f"; a third entity's features give {e['third_answer']!r} at p {f(e['p_third_after'], 3)} "
-                      f"(from {f(e['p_third_before'], 4)}, top-1: {f(e['third_works'])})" if 'third_answer' in e else '') + '.')
+    for e in [] if isinstance(es, Absent) else es: out.append(_edit_line(e))
     return '\n'.join(out)
 
 # %% ../nbs/report.ipynb #fb4ef3b0
@@ -209,6 +237,7 @@ def features_note(m:dict): # metrics of one run (chapter 05's `features.*`)
             f"{f(val(m, 'features.median_density_live'), 4)}; dead {f(val(m, 'features.dead_fraction'), 4, True)}, "
             f"ultra-dense {f(val(m, 'features.ultra_dense_fraction'), 2, True)}.")
 
+# %% ../nbs/report.ipynb #85b049a2
 def heads_note(m:dict): # metrics of one run (chapter 09's `heads.*`)
     "Chapter 09's closing figures: the head taxonomy's best heads, ablation, patching and the split edge."
     hd = lambda r: f"L{r[0]}H{r[1]} {f(r[2])}"
@@ -219,40 +248,56 @@ def heads_note(m:dict): # metrics of one run (chapter 09's `heads.*`)
         a = val(m, f'heads.ablation.{b}')
         if not isinstance(a, Absent) and a.get('most_negative'):
             r = a['most_negative'][0]
-            out.append(f"- {b}: {a['ablation']}-ablating L{r[0]}H{r[1]} changes the margin by {f(r[2])} (clean {f(a['clean_margin'])}).")
+            out.append(f"- {b}: {a['ablation']}-ablating L{r[0]}H{r[1]} changes the margin by {f(r[2])} "
+                       f"(clean {f(a['clean_margin'])}).")
     for i in (0, 1):
         p = val(m, f'heads.patching.{i}')
         if not isinstance(p, Absent) and p.get('top'):
-            out.append(f"- patching {p['pair']}: L{p['top'][0][0]}H{p['top'][0][1]} restores {f(p['top'][0][2])} of the margin.")
+            out.append(f"- patching {p['pair']}: L{p['top'][0][0]}H{p['top'][0][1]} restores {f(p['top'][0][2])} "
+                       "of the margin.")
     e = val(m, 'heads.edge')
     if not isinstance(e, Absent) and e.get('heads'):
-        out.append(f"- the strongest cross-position edge ({e['source']} to {e['target']}): L{e['heads'][0][0]}H{e['heads'][0][1]} "
-                   f"carries {f(e['heads'][0][3], 1, True)} of it.")
+        out.append(f"- the strongest cross-position edge ({e['source']} to {e['target']}): "
+                   f"L{e['heads'][0][0]}H{e['heads'][0][1]} carries {f(e['heads'][0][3], 1, True)} of it.")
     return '\n'.join(out)
 
 # %% ../nbs/report.ipynb #a428d6f3
+def _bridges_line(b:dict, bs) -> str:
+    "Chapter 08's bridge fraction and its controls (`bs`: `multilingual.bridges_vs_single`, maybe `Absent`)."
+    g, r = b['graph'], b.get('random', {})
+    line = (f"- bridges: {f(g['frac'], 1, True)} [{f(g['lo'], 1, True)}, {f(g['hi'], 1, True)}] of {g['n']} "
+            f"candidates; random active features {f(r.get('frac'), 1, True)}")
+    if not isinstance(bs, Absent) and 'graph-single' in bs:
+        d = bs['graph-single']
+        line += (f"; features of equal influence in one language's graph {f(bs['single']['frac'], 1, True)} "
+                 f"(difference {f(d['diff'], 1, True)} [{f(d['lo'], 1, True)}, {f(d['hi'], 1, True)}], over concepts)")
+    return line + '.'
+
+def _injection_line(s, v:dict) -> str:
+    "Chapter 08's injection at scale `s`."
+    line = (f"- injection at {s}x: shift {ci(v['shift'])}, minus random directions {ci(v['shift_minus_random'])}; "
+            f"beats every random direction in {v['moves']} of {v['n_pairs']} pairs")
+    if 'specific' in v:
+        line += (f"; the third concept's direction moves its own margin more than B's in {v['specific']} of "
+                 f"{v['n_pairs']}")
+    return line + '.'
+
+# %% ../nbs/report.ipynb #7a2dee11
 def multilingual_note(m:dict): # metrics of one run (chapter 08's `multilingual.*`)
     "Chapter 08's closing figures: IoU against the shuffle, bridges and their controls, communities, injection."
     b, bs, out = val(m, 'multilingual.bridges'), val(m, 'multilingual.bridges_vs_single'), [gate_note(m)]
     for k, v in ({} if isinstance(iou := val(m, 'multilingual.iou'), Absent) else iou).items():
-        out.append(f"- IoU {k}: same concept {f(v['obs'], 3)} vs shuffled concepts {f(v['null'], 3)} (p {f(v['p'], 3)}).")
-    if not isinstance(b, Absent) and 'graph' in b:
-        g, r = b['graph'], b.get('random', {})
-        out.append(f"- bridges: {f(g['frac'], 1, True)} [{f(g['lo'], 1, True)}, {f(g['hi'], 1, True)}] of {g['n']} candidates; "
-                   f"random active features {f(r.get('frac'), 1, True)}" + (f"; features of equal influence in one language's graph "
-                   f"{f(bs['single']['frac'], 1, True)} (difference {f(bs['graph-single']['diff'], 1, True)} "
-                   f"[{f(bs['graph-single']['lo'], 1, True)}, {f(bs['graph-single']['hi'], 1, True)}], over concepts)"
-                   if not isinstance(bs, Absent) and 'graph-single' in bs else '') + '.')
+        out.append(f"- IoU {k}: same concept {f(v['obs'], 3)} vs shuffled concepts {f(v['null'], 3)} "
+                   f"(p {f(v['p'], 3)}).")
+    if not isinstance(b, Absent) and 'graph' in b: out.append(_bridges_line(b, bs))
     c = val(m, 'multilingual.communities')
     if not isinstance(c, Absent):
         out.append(f"- Louvain: {c['n']} communities; ARI across seeds {f(c['mean_ari'])} (min {f(c['min_ari'])}).")
     for s, v in ({} if isinstance(inj := val(m, 'multilingual.injection', 'by_scale'), Absent) else inj).items():
-        out.append(f"- injection at {s}x: shift {ci(v['shift'])}, minus random directions {ci(v['shift_minus_random'])}; "
-                   f"beats every random direction in {v['moves']} of {v['n_pairs']} pairs"
-                   + (f"; the third concept's direction moves its own margin more than B's in {v['specific']} of {v['n_pairs']}"
-                      if 'specific' in v else '') + '.')
+        out.append(_injection_line(s, v))
     return '\n'.join(out)
 
+# %% ../nbs/report.ipynb #382be915
 def two_hop_note(m:dict): # metrics of one run (chapter 10's `two_hop.*`)
     "Chapter 10's closing figures: single hops, two-hop answers, the best bridge feature, swaps."
     bl, out = val(m, 'two_hop.baseline'), []
@@ -261,5 +306,7 @@ def two_hop_note(m:dict): # metrics of one run (chapter 10's `two_hop.*`)
                    f"{bl['both_hops']} know both; the two-hop prompt is top-1 for {f(bl['two_hop_top1'])} (template "
                    f"{bl['template']}), {f(bl['two_hop_top1_all_templates'])} over all templates.")
     for s in [] if isinstance(sw := val(m, 'two_hop.swaps_working'), Absent) else sw.items():
-        out.append(f"- swap {s[0]}: " + (f"the source's answer becomes top-1 from {f(s[1], 0)}x" if s[1] else 'no scale makes the source answer top-1') + '.')
+        works = (f"the source's answer becomes top-1 from {f(s[1], 0)}x" if s[1]
+                 else 'no scale makes the source answer top-1')
+        out.append(f"- swap {s[0]}: " + works + '.')
     return '\n'.join(out) or str(bl)

@@ -26,8 +26,9 @@ def nbs_dir(nbs:str|Path|None=None, # the notebook folder; None: `nbs/` of the c
     if nbs is None:
         import mi_repro
         nbs = Path(mi_repro.__file__).resolve().parent.parent/'nbs'
-        if not nbs.is_dir(): raise UserError(f"no notebook folder at {nbs}: mi-repro runs the chapters of a source "
-                                             "checkout (install it with `pip install -e .` from the repository), or pass --nbs DIR")
+        if not nbs.is_dir():
+            raise UserError(f"no notebook folder at {nbs}: mi-repro runs the chapters of a source checkout "
+                            "(install it with `pip install -e .` from the repository), or pass --nbs DIR")
     nbs = Path(nbs).absolute()
     if not nbs.is_dir(): raise UserError(f"notebook folder {nbs} does not exist")
     return nbs
@@ -70,6 +71,12 @@ def chapter_params(path:Path, # a chapter notebook
 
 _TRUE, _FALSE = {'true', '1', 'yes', 'y', 'on'}, {'false', '0', 'no', 'n', 'off'}
 
+def _to_bool(value:str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE: return True
+    if v in _FALSE: return False
+    raise ValueError(value)
+
 def _load(s):
     "Parse JSON, falling back to YAML."
     import yaml
@@ -78,6 +85,7 @@ def _load(s):
     try: return yaml.safe_load(s)
     except yaml.YAMLError: raise ValueError(s) from None
 
+# %% ../nbs/runner.ipynb #f2c157be
 def to_type(value:str, # the text from the command line
             typ:str, # type name from `chapter_params`: 'int', 'float', 'bool', 'str', 'list', 'dict', 'None', ...
            ):
@@ -90,11 +98,7 @@ def to_type(value:str, # the text from the command line
     if base == 'str': return value
     if base == 'int': return int(value)
     if base == 'float': return float(value)
-    if base == 'bool':
-        v = value.strip().lower()
-        if v in _TRUE: return True
-        if v in _FALSE: return False
-        raise ValueError(value)
+    if base == 'bool': return _to_bool(value)
     if base in ('list', 'tuple', 'dict'):
         v = _load(value)
         want = dict if base == 'dict' else list
@@ -114,6 +118,7 @@ def _check_value(k:str, v):
         if not -2**63 <= v < 2**63: raise UserError(f"parameter {k} = {v} does not fit in 64 bits")
         if k.endswith('seed') and v < 0: raise UserError(f"parameter {k} must be >= 0, not {v}")
 
+# %% ../nbs/runner.ipynb #a7026510
 def parse_params(pairs:list[tuple[str, str]], # (KEY, VALUE) text pairs from `-p KEY VALUE`
                  specs:dict[str, dict[str, str]], # {chapter: chapter_params(chapter)}
                 ) -> dict[str, dict]:
@@ -129,7 +134,8 @@ def parse_params(pairs:list[tuple[str, str]], # (KEY, VALUE) text pairs from `-p
             if k not in s: continue
             try: out[c][k] = to_type(v, s[k])
             except ValueError:
-                hint = " (JSON or YAML, e.g. '[0, 1]' or '{\"a\": 1}')" if s[k].split('[')[0].lower() in ('list', 'dict', 'tuple') else ''
+                nested = s[k].split('[')[0].lower() in ('list', 'dict', 'tuple')
+                hint = " (JSON or YAML, e.g. '[0, 1]' or '{\"a\": 1}')" if nested else ''
                 raise UserError(f"parameter {k} of {c} expects {s[k]}{hint}, got {v!r}") from None
             _check_value(k, out[c][k])
     return out
@@ -146,18 +152,22 @@ def versions() -> dict[str, str|None]:
         except PackageNotFoundError: return None
     return dict(python=platform.python_version(), **{k: v(d) for k, d in _PKGS.items()})
 
+# %% ../nbs/runner.ipynb #56b09ed8
 def machine() -> dict:
-    "The processor a run's floating-point results depend on: CPU name, the SIMD level torch dispatches to, cores, threads and GPU."
+    "What a run's floating-point results depend on: CPU name, the SIMD level torch dispatches to, cores, threads, GPU."
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): cpu = line.split(':', 1)[1].strip(); break
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
     except OSError: pass
     import torch
     return dict(cpu=cpu, isa=torch.backends.cpu.get_cpu_capability(), cores=os.cpu_count(),
                 threads=torch.get_num_threads(),
                 gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
 
+# %% ../nbs/runner.ipynb #89c9f641
 def _git(root, *args):
     try: r = subprocess.run(['git', '-C', str(root), *args], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError): return None
@@ -177,6 +187,7 @@ def git_info(root:Path, # the repository
     return dict(commit=_git(root, 'rev-parse', '--verify', '--quiet', 'HEAD'),
                 dirty=None if status is None else bool(status))
 
+# %% ../nbs/runner.ipynb #5e7d1ac1
 def merge_chapters(old:dict, # chapter entries of the existing manifest
                    new:dict, # chapter entries of this run
                   ) -> dict:
@@ -188,20 +199,23 @@ def _now(): return datetime.now().astimezone().isoformat(timespec='seconds')
 
 # %% ../nbs/runner.ipynb #7b8be8d9
 def kernel_name() -> str:
-    "The kernel chapters run in: `mi-repro` if it runs this interpreter, else `python3` (which jupyter maps to this one)."
+    "The kernel chapters run in: `mi-repro` if it runs this interpreter, else `python3` (jupyter maps it to this one)."
     import sys
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
     try: argv0 = KernelSpecManager().get_kernel_spec('mi-repro').argv[0]
     except NoSuchKernel: return 'python3'
     same = Path(argv0).exists() and Path(argv0).parent.resolve() == Path(sys.executable).parent.resolve()  # same venv
-    return 'mi-repro' if same else 'python3'  # another checkout's (or a deleted venv's) kernel must not run our chapters
+    # another checkout's (or a deleted venv's) kernel must not run our chapters
+    return 'mi-repro' if same else 'python3'
 
+# %% ../nbs/runner.ipynb #96040fec
 def _kernel_manager():
-    "A kernel manager class that encrypts kernel traffic with CurveZMQ where possible (and so avoids ipykernel's plain-TCP warning)."
+    "A kernel manager class that encrypts kernel traffic with CurveZMQ where it can (no ipykernel plain-TCP warning)."
     from jupyter_client.manager import AsyncKernelManager
     try:
         import zmq
-        if not (zmq.has('curve') and AsyncKernelManager.class_traits().get('transport_encryption')): return AsyncKernelManager
+        if not (zmq.has('curve') and AsyncKernelManager.class_traits().get('transport_encryption')):
+            return AsyncKernelManager
     except ImportError: return AsyncKernelManager
     class CurveKernelManager(AsyncKernelManager):
         def __init__(self, **kw):
@@ -209,6 +223,7 @@ def _kernel_manager():
             self.transport_encryption = 'auto'  # encrypt if the kernelspec declares support, else plain TCP
     return CurveKernelManager
 
+# %% ../nbs/runner.ipynb #7716b036
 @contextmanager
 def _env(**kw):
     "Set environment variables for the duration (papermill's kernel inherits them)."
@@ -220,17 +235,35 @@ def _env(**kw):
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
 
+# %% ../nbs/runner.ipynb #734f2335
 @contextmanager
 def _papermill_log(on:bool):
     "Show papermill's log (with the cells' output when `log_output`) on stderr for the duration."
-    if not on: yield; return
+    if not on:
+        yield
+        return
     lg, h = logging.getLogger('papermill'), logging.StreamHandler(sys.stderr)
     h.setFormatter(logging.Formatter('%(message)s'))
     level = lg.level
-    lg.addHandler(h); lg.setLevel(logging.INFO)
+    lg.addHandler(h)
+    lg.setLevel(logging.INFO)
     try: yield
-    finally: lg.removeHandler(h); lg.setLevel(level)
+    finally:
+        lg.removeHandler(h)
+        lg.setLevel(level)
 
+# %% ../nbs/runner.ipynb #aa79f522
+def _execute(src:Path, dest:Path, params:dict, cwd:Path|None, kernel:str|None, log_output:bool):
+    "papermill: execute `src` into `dest`, saving after every cell."
+    import papermill as pm
+    pm.execute_notebook(str(src), str(dest), parameters=params, kernel_name=kernel or kernel_name(),
+                        cwd=str(cwd or src.parent), progress_bar=False, log_output=log_output,
+                        kernel_manager_class=_kernel_manager(),
+                        # the kernel's own log (e.g. the interrupt jupyter_client sends at shutdown) is noise
+                        # unless asked for
+                        extra_arguments=[] if log_output else ['--IPKernelApp.log_level=CRITICAL'])
+
+# %% ../nbs/runner.ipynb #0fdebdd9
 def run_chapter(src:Path, # the chapter notebook
                 rdir:Path, # run folder; the executed notebook goes here
                 params:dict, # parameters to inject
@@ -239,17 +272,12 @@ def run_chapter(src:Path, # the chapter notebook
                 log_output:bool=False, # log the cells' output (and the kernel's own log) as they run
                ) -> Path:
     "Execute `src` into `rdir/NN_name.ipynb`; on failure leave `NN_name.failed.ipynb` and re-raise."
-    import papermill as pm
     src, rdir = Path(src), Path(rdir)
     rdir.mkdir(parents=True, exist_ok=True)
     ok, failed = rdir/f'{src.stem}.ipynb', rdir/f'{src.stem}.failed.ipynb'
     tmp = rdir/f'_tmp.{src.stem}.{os.getpid()}.{secrets.token_hex(4)}.ipynb'
     try:
-        pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name=kernel or kernel_name(),
-                            cwd=str(cwd or src.parent), progress_bar=False, log_output=log_output,
-                            kernel_manager_class=_kernel_manager(),
-                            # the kernel's own log (e.g. the interrupt jupyter_client sends at shutdown) is noise unless asked for
-                            extra_arguments=[] if log_output else ['--IPKernelApp.log_level=CRITICAL'])
+        _execute(src, tmp, params, cwd, kernel, log_output)
         os.replace(tmp, ok)
     except BaseException:
         ok.unlink(missing_ok=True)
@@ -277,6 +305,7 @@ def _failure(e) -> tuple[str|None, str]:
     if isinstance(e, KeyboardInterrupt): return None, 'interrupted'
     return None, f"{type(e).__name__}: {_one_line(e)}"
 
+# %% ../nbs/runner.ipynb #f3943659
 def _summary(man, names, mpath):
     for n in names:
         c = man['chapters'][n]
@@ -286,17 +315,111 @@ def _summary(man, names, mpath):
 
 @contextmanager
 def _run_lock(out:Path, runname:str, rdir:Path):
-    "Hold the run folder for one `mi-repro run`; clear what a killed run left (temporary notebooks, chapters marked running)."
+    "Hold the run folder for one `mi-repro run`; clear what a killed run left (temporary notebooks, running chapters)."
     with open(out/f'.{runname}.lock', 'w') as fh:
         try: fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError: raise UserError(f"another mi-repro run is writing to {rdir}: wait for it to finish") from None
+        except BlockingIOError:
+            raise UserError(f"another mi-repro run is writing to {rdir}: wait for it to finish") from None
         for p in rdir.glob('_tmp.*.ipynb'): p.unlink()
         m = read_json(rdir/'manifest.json')
         if isinstance(m, dict) and any(c.get('status') == 'running' for c in m.get('chapters', {}).values()):
-            for c in m['chapters'].values(): c['status'] = 'interrupted' if c.get('status') == 'running' else c.get('status')
+            for c in m['chapters'].values():
+                c['status'] = 'interrupted' if c.get('status') == 'running' else c.get('status')
             atomic_write(rdir/'manifest.json', json.dumps(m, indent=1) + '\n')
         yield
 
+# %% ../nbs/runner.ipynb #05f19cfc
+def _check_run(chapters, model, params, device, dtype, nbs) -> tuple:
+    "`run`'s checks: (nbs, chapters found, names to run, model, runname, (KEY, VALUE) text pairs, params per chapter)."
+    nbs = nbs_dir(nbs)
+    avail = list_chapters(nbs)
+    names = pick_chapters(chapters, avail)
+    from mi_repro.models import check_model, REGISTRY
+    if isinstance(model, (str, Path)) and str(model) not in REGISTRY and Path(model).expanduser().is_dir():
+        # resolved here, from the caller's folder: the kernels run in nbs/
+        model = str(Path(model).expanduser().resolve())
+    runname = check_model(model)
+    pick_device(device)
+    pick_dtype(dtype)
+    given = list(params.items()) if isinstance(params, dict) else [tuple(p) for p in params or []]
+    given = [(str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in given]
+    per = parse_params(given, {n: chapter_params(avail[n]) for n in names})
+    return nbs, avail, names, model, runname, given, per
+
+# %% ../nbs/runner.ipynb #253d7390
+def _start_manifest(rdir:Path, # the run folder
+                    full:bool, # every chapter runs: the earlier entries and metrics go
+                    head:dict, # model, runname, parameters, device, dtype
+                    repo:Path, # the repository, for `git_info`
+                    outputs:list[Path], # the runs and figures folders, left out of `git_info`'s dirty check
+                   ) -> dict:
+    "A new run's manifest: `head`, versions, machine, git state, and the earlier chapters' entries unless `full`."
+    mpath = rdir/'manifest.json'
+    try: prev = (read_json(mpath, {}) or {}).get('chapters', {})
+    except (ValueError, AttributeError):
+        raise UserError(f"{mpath} is not a manifest: move it away or delete it") from None
+    # a full run replaces the pack's figures, so none outlives the chapter that wrote it
+    if full: (rdir/'metrics.json').unlink(missing_ok=True)
+    return dict(**head, versions=versions(), machine=machine(), git=git_info(repo, exclude=outputs),
+                started=_now(), finished=None, wall_s=None, chapters=merge_chapters({} if full else prev, {}),
+                metrics={})
+
+# %% ../nbs/runner.ipynb #99cbaa41
+def _save(man:dict, names:list, rdir:Path):
+    "Write the manifest: chapters in order, this run's wall time (of its `names`), the metrics so far."
+    man['chapters'] = merge_chapters(man['chapters'], {})
+    man['wall_s'] = round(sum(man['chapters'][n]['wall_s'] or 0 for n in names if n in man['chapters']), 2)
+    man['metrics'] = read_json(rdir/'metrics.json', {})
+    atomic_write(rdir/'manifest.json', json.dumps(man, indent=1) + '\n')
+
+# %% ../nbs/runner.ipynb #0e99e6bf
+def _chapter_failed(man:dict, n:str, names:list, rdir:Path, e:BaseException, wall_s:float, bar) -> ChapterFailed|None:
+    "Record chapter `n`'s failure `e`, end the run and print its summary; the `ChapterFailed` to raise (None: `e`)."
+    failed = rdir/f'{n}.failed.ipynb'
+    cell, why = _failure(e)
+    man['chapters'][n].update(status='failed', wall_s=wall_s, notebook=failed.name if failed.exists() else None,
+                              cell=cell, error=why)
+    man['finished'] = _now()
+    _save(man, names, rdir)
+    bar.close()
+    _summary(man, names[:names.index(n)+1], rdir/'manifest.json')
+    see = f" (see {failed})" if failed.exists() else ' (no notebook was written)'
+    if isinstance(e, Exception):
+        return ChapterFailed(f"{n} failed" + (f" in cell {cell}" if cell else '') + f": {why}{see}")
+
+# %% ../nbs/runner.ipynb #9dcec4fe
+def _run_one(man:dict, n:str, names:list, src:Path, rdir:Path, nbs:Path, kernel:str, log_output:bool, bar,
+             extra:dict): # chapter `n`'s own parameters
+    "Run chapter `n` (from `src`) into `rdir` and record it in `man`; on failure end the run and raise."
+    p = dict(model=man['model'], device=man['device'], dtype=man['dtype'], **extra)
+    ch = man['chapters'][n] = dict(status='running', started=_now(), wall_s=None, notebook=None, parameters=p,
+                                   git=man['git'])  # chapters of a pack may come from different runs
+    _save(man, names, rdir)
+    t0 = time.monotonic()
+    try: nb = run_chapter(src, rdir, p, cwd=nbs, kernel=kernel, log_output=log_output)
+    except BaseException as e:
+        err = _chapter_failed(man, n, names, rdir, e, round(time.monotonic()-t0, 2), bar)
+        if err is None: raise
+        raise err from e
+    ch.update(status='ok', wall_s=round(time.monotonic()-t0, 2), notebook=nb.name)
+    _save(man, names, rdir)
+
+# %% ../nbs/runner.ipynb #7cd97b82
+def _run_all(man:dict, names:list, avail:dict, per:dict, rdir:Path, fdir:Path, nbs:Path, log_output:bool) -> dict:
+    "Run the chapters `names` in order, with the run and figure folders set for `record` and `save_fig`."
+    kernel = kernel_name()
+    bar = tqdm(names, unit='chapter', dynamic_ncols=True)
+    with _env(MI_REPRO_RUN_DIR=rdir, MI_REPRO_FIG_DIR=fdir), _papermill_log(log_output):
+        for n in bar:
+            bar.set_description(n)
+            _run_one(man, n, names, avail[n], rdir, nbs, kernel, log_output, bar, per[n])
+    bar.close()
+    man['finished'] = _now()
+    _save(man, names, rdir)
+    _summary(man, names, rdir/'manifest.json')
+    return man
+
+# %% ../nbs/runner.ipynb #49ea8bc8
 def run(chapters:list[str]|None=None, # chapter names ('01', '1', '01_forward', 'forward'); None: all
         model:str='smollm2-135m', # model name, local folder or Hugging Face id (see `mi-repro models`)
         params:list|dict|None=None, # extra parameters: (KEY, VALUE) pairs or a dict; values as text
@@ -307,69 +430,21 @@ def run(chapters:list[str]|None=None, # chapter names ('01', '1', '01_forward', 
         nbs:str|Path|None=None, # notebook folder; None: the repository's `nbs/`
         log_output:bool=False, # log cell outputs while chapters run
        ) -> dict:
-    "Run `chapters` for `model`; return the manifest. Raises `UserError` before running anything, `ChapterFailed` on failure."
-    nbs = nbs_dir(nbs)
-    avail = list_chapters(nbs)
-    names = pick_chapters(chapters, avail)
-    from mi_repro.models import check_model, REGISTRY
-    if isinstance(model, (str, Path)) and str(model) not in REGISTRY and Path(model).expanduser().is_dir():
-        model = str(Path(model).expanduser().resolve())  # resolved here, from the caller's folder: the kernels run in nbs/
-    runname = check_model(model)
-    pick_device(device); pick_dtype(dtype)
-    given = list(params.items()) if isinstance(params, dict) else [tuple(p) for p in params or []]
-    given = [(str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in given]
-    per = parse_params(given, {n: chapter_params(avail[n]) for n in names})
+    "Run `chapters` for `model`; the manifest. `UserError` before running anything, `ChapterFailed` on a failure."
+    nbs, avail, names, model, runname, given, per = _check_run(chapters, model, params, device, dtype, nbs)
     repo = nbs.parent
     out = Path(out or repo/'runs').absolute()
     figures = Path(figures or repo/'figures').absolute()
     rdir, fdir = out/runname, figures/runname
     rdir.mkdir(parents=True, exist_ok=True)
     with _run_lock(out, runname, rdir):
-        mpath = rdir/'manifest.json'
-        try: prev = (read_json(mpath, {}) or {}).get('chapters', {})
-        except (ValueError, AttributeError): raise UserError(f"{mpath} is not a manifest: move it away or delete it") from None
-        full = set(names) == set(avail)
-        if full: (rdir/'metrics.json').unlink(missing_ok=True)  # a full run replaces the pack's figures, so none outlives the chapter that wrote it
-        man = dict(model=model, runname=runname, parameters=dict(given), device=device, dtype=dtype,
-                   versions=versions(), machine=machine(), git=git_info(repo, exclude=[out, figures]), started=_now(), finished=None, wall_s=None,
-                   chapters=merge_chapters({} if full else prev, {}), metrics={})
-        def save():
-            man['chapters'] = merge_chapters(man['chapters'], {})
-            man['wall_s'] = round(sum(man['chapters'][n]['wall_s'] or 0 for n in names if n in man['chapters']), 2)  # this run's chapters
-            man['metrics'] = read_json(rdir/'metrics.json', {})
-            atomic_write(mpath, json.dumps(man, indent=1) + '\n')
-        kernel = kernel_name()
-        bar = tqdm(names, unit='chapter', dynamic_ncols=True)
-        with _env(MI_REPRO_RUN_DIR=rdir, MI_REPRO_FIG_DIR=fdir), _papermill_log(log_output):
-            for n in bar:
-                bar.set_description(n)
-                p = dict(model=model, device=device, dtype=dtype, **per[n])
-                ch = man['chapters'][n] = dict(status='running', started=_now(), wall_s=None, notebook=None, parameters=p, git=man['git'])  # chapters of a pack may come from different runs
-                save()
-                t0 = time.monotonic()
-                try: nb = run_chapter(avail[n], rdir, p, cwd=nbs, kernel=kernel, log_output=log_output)
-                except BaseException as e:
-                    failed = rdir/f'{n}.failed.ipynb'
-                    cell, why = _failure(e)
-                    ch.update(status='failed', wall_s=round(time.monotonic()-t0, 2),
-                              notebook=failed.name if failed.exists() else None, cell=cell, error=why)
-                    man['finished'] = _now()
-                    save()
-                    bar.close()
-                    _summary(man, names[:names.index(n)+1], mpath)
-                    see = f" (see {failed})" if failed.exists() else ' (no notebook was written)'
-                    if isinstance(e, Exception): raise ChapterFailed(f"{n} failed" + (f" in cell {cell}" if cell else '') + f": {why}{see}") from e
-                    raise
-                ch.update(status='ok', wall_s=round(time.monotonic()-t0, 2), notebook=nb.name)
-                save()
-        bar.close()
-        man['finished'] = _now()
-        save()
-        _summary(man, names, mpath)
-        return man
+        head = dict(model=model, runname=runname, parameters=dict(given), device=device, dtype=dtype)
+        man = _start_manifest(rdir, set(names) == set(avail), head, repo, [out, figures])
+        return _run_all(man, names, avail, per, rdir, fdir, nbs, log_output)
 
 # %% ../nbs/runner.ipynb #0df5f2ad
-def _timing(key:str) -> bool: return bool(re.search(r'(^s|_s|seconds|_gib)$|^s_per_|maxrss', key))  # wall times, speeds, memory peaks
+def _timing(key:str) -> bool:  # wall times, speeds, memory peaks
+    return bool(re.search(r'(^s|_s|seconds|_gib)$|^s_per_|maxrss', key))
 
 def _flat(d, pre=''):
     "Nested dicts as {'a.b.c': leaf}."
@@ -378,26 +453,33 @@ def _flat(d, pre=''):
 
 def _manifest(p:str|Path) -> dict:
     "The manifest of a run folder (`runs/<model>`), or the manifest file itself."
-    p = Path(p); p = p/'manifest.json' if p.is_dir() else p
+    p = Path(p)
+    p = p/'manifest.json' if p.is_dir() else p
     m = read_json(p)
-    if not isinstance(m, dict) or 'metrics' not in m: raise UserError(f"{p} is not a run manifest: give a runs/<model> folder of `mi-repro run`")
+    if not isinstance(m, dict) or 'metrics' not in m:
+        raise UserError(f"{p} is not a run manifest: give a runs/<model> folder of `mi-repro run`")
     return m
+
+# %% ../nbs/runner.ipynb #7870a701
+def _metrics(p:str|Path) -> dict:
+    "A run's metrics, flat, without wall times, speeds, memory peaks and absolute paths."
+    return {k: v for k, v in _flat(_manifest(p)['metrics']).items()
+            if not any(_timing(part) for part in k.split('.')) and not (isinstance(v, str) and os.path.isabs(v))}
 
 def compare(a:str|Path, # a run folder (`runs/<model>`) or its manifest.json
             b:str|Path, # the other run
             rtol:float=0.0, # relative tolerance for numbers (0: equal to the last digit)
            ) -> list[tuple[str, object, object]]:
-    "The metrics (wall times, speeds and memory peaks left out) whose values differ between runs `a` and `b`, as (key, a's value, b's value)."
-    def load(p):
-        return {k: v for k, v in _flat(_manifest(p)['metrics']).items()
-                if not any(_timing(part) for part in k.split('.')) and not (isinstance(v, str) and os.path.isabs(v))}
-    ma, mb = load(a), load(b)
+    "The metrics (not wall times, speeds, memory peaks) that differ between runs `a` and `b`: (key, a's, b's value)."
+    ma, mb = _metrics(a), _metrics(b)
     def same(x, y):
         if isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
             return x == y or abs(x - y) <= rtol * max(abs(x), abs(y))
         return x == y
-    return [(k, ma.get(k), mb.get(k)) for k in sorted(set(ma) | set(mb)) if k not in ma or k not in mb or not same(ma[k], mb[k])]
+    keys = sorted(set(ma) | set(mb))
+    return [(k, ma.get(k), mb.get(k)) for k in keys if k not in ma or k not in mb or not same(ma[k], mb[k])]
 
+# %% ../nbs/runner.ipynb #9c084707
 def same_machine(a:str|Path, # a run folder or its manifest.json
                  b:str|Path, # the other run
                 ) -> bool|None:
@@ -409,7 +491,7 @@ def same_machine(a:str|Path, # a run folder or its manifest.json
 # %% ../nbs/runner.ipynb #32ddf0f7
 def aggregate_seeds(metrics:dict, # {seed: that seed's metrics.json}
                    ) -> dict:
-    "Every numeric metric in all seeds (not wall times, speeds, memory): values, mean, sd, min, max, seeds agreeing in sign."
+    "Each numeric metric in all seeds (no wall times, speeds, memory): values, mean, sd, min, max, seeds of one sign."
     num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     keep = lambda k, v: num(v) and not any(_timing(p) for p in k.split('.'))
     flat = {s: {k: v for k, v in _flat(m).items() if keep(k, v)} for s, m in metrics.items()}
@@ -418,24 +500,35 @@ def aggregate_seeds(metrics:dict, # {seed: that seed's metrics.json}
         v = [flat[s][k] for s in flat]
         pos, neg = sum(x > 0 for x in v), sum(x < 0 for x in v)
         out[k] = dict(values={str(s): flat[s][k] for s in flat}, mean=statistics.fmean(v),
-                      sd=statistics.stdev(v) if len(v) > 1 else 0.0, min=min(v), max=max(v), n_seeds=len(v), agree_sign=max(pos, neg))
+                      sd=statistics.stdev(v) if len(v) > 1 else 0.0, min=min(v), max=max(v), n_seeds=len(v),
+                      agree_sign=max(pos, neg))
     return out
-
 
 # %% ../nbs/runner.ipynb #e162fcc3
 SEED_CHAPTERS = ['06', '07', '08', '09', '10']  # the chapters whose headlines rest on the dictionaries
 
+def _write_seeds(rdir:Path, agg:dict):
+    "Write `agg` to `rdir/seeds.json` and its summary into `rdir/metrics.json` under `seeds`."
+    atomic_write(rdir/'seeds.json', json.dumps(agg, indent=1) + '\n')
+    m = read_json(rdir/'metrics.json', {}) or {}
+    summ = {k: {c: v[c] for c in ('mean', 'sd', 'min', 'max', 'agree_sign')} for k, v in agg['metrics'].items()}
+    m['seeds'] = dict(seeds=agg['seeds'], **summ)
+    atomic_write(rdir/'metrics.json', json.dumps(m, indent=1) + '\n')
+
+# %% ../nbs/runner.ipynb #77b096e3
 def run_seeds(model:str='smollm2-135m', # model name
               seeds:list[int]=(0, 1, 2), # dictionary seeds (chapter 04's `seed`, chapters 06-10's `dict_seed`)
               chapters:list[str]|None=None, # downstream chapters; None: `SEED_CHAPTERS`
               out:str|Path|None=None, # runs folder; None: `<repo>/runs`
               **kw, # passed to `run` (device, dtype, figures, nbs, log_output)
              ) -> dict:
-    "Chapter 04 and the downstream chapters per dictionary seed into runs/<model>/seeds/<seed>/; metrics aggregated in seeds.json."
+    "Chapter 04 and the downstream chapters per dictionary seed, into runs/<model>/seeds/<seed>/; seeds.json sums up."
     if len(set(seeds)) < 2:
-        raise UserError(f"give at least 2 different seeds (e.g. --seeds 0 1 2), not {list(seeds)}: one seed has no spread")
+        raise UserError(f"give at least 2 different seeds (e.g. --seeds 0 1 2), not {list(seeds)}: "
+                        "one seed has no spread")
     from mi_repro.models import check_model
-    nbs = nbs_dir(kw.pop('nbs', None)); rdir = Path(out or nbs.parent/'runs').absolute()/check_model(model)
+    nbs = nbs_dir(kw.pop('nbs', None))
+    rdir = Path(out or nbs.parent/'runs').absolute()/check_model(model)
     figs = Path(kw.pop('figures', None) or nbs.parent/'figures').absolute()/check_model(model)/'seeds'
     down, mets = chapters or SEED_CHAPTERS, {}
     for s in seeds:
@@ -444,13 +537,8 @@ def run_seeds(model:str='smollm2-135m', # model name
         run(down, model=model, params={'dict_seed': s}, out=o, figures=figs/str(s), nbs=nbs, **kw)
         mets[s] = read_json(o/check_model(model)/'metrics.json', {})
     agg = dict(model=model, seeds=list(seeds), chapters=['04', *down], metrics=aggregate_seeds(mets))
-    atomic_write(rdir/'seeds.json', json.dumps(agg, indent=1) + '\n')
-    m = read_json(rdir/'metrics.json', {}) or {}
-    summ = {k: {c: v[c] for c in ('mean', 'sd', 'min', 'max', 'agree_sign')} for k, v in agg['metrics'].items()}
-    m['seeds'] = dict(seeds=list(seeds), **summ)
-    atomic_write(rdir/'metrics.json', json.dumps(m, indent=1) + '\n')
+    _write_seeds(rdir, agg)
     return agg
-
 
 # %% ../nbs/runner.ipynb #4a445481
 def _human(x, col):
@@ -485,15 +573,14 @@ def describe_params(path:Path, # a chapter notebook
     return '\n'.join([name or Path(path).stem] + (lines or ['  (no parameters)']))
 
 # %% ../nbs/runner.ipynb #b93fc902
-def _parser():
-    p = argparse.ArgumentParser(prog='mi-repro', description='Run the chapters of the mi-repro reproduction.')
-    sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
+def _run_parser(sub):
     r = sub.add_parser('run', help='run chapters for a model', description='Run chapter notebooks for a model '
                        'with papermill; results go to OUT/<model>/ (executed notebooks, metrics.json, manifest.json).',
                        epilog="a chapter's parameters, their types, defaults and meaning: `mi-repro params CHAPTER` "
                               "(or `papermill --help-notebook nbs/NN_name.ipynb`); set them with -p KEY VALUE")
     r.add_argument('chapters', nargs='*', metavar='CHAPTER', help="'01', '1', '01_forward' or 'forward' (default: all)")
-    r.add_argument('--model', '-m', default='smollm2-135m', help='model name, local folder or HF id (see `mi-repro models`; default: %(default)s)')
+    r.add_argument('--model', '-m', default='smollm2-135m',
+                   help='model name, local folder or HF id (see `mi-repro models`; default: %(default)s)')
     r.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('KEY', 'VALUE'),
                    help='set a chapter parameter (repeatable); lists and dicts as JSON or YAML')
     r.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda', 'cuda:1', ... (default: %(default)s)")
@@ -502,54 +589,89 @@ def _parser():
     r.add_argument('--figures', help='figures folder (default: <repo>/figures)')
     r.add_argument('--nbs', help=argparse.SUPPRESS)
     r.add_argument('--log-output', action='store_true', help='print the cells\' output while chapters run')
+
+# %% ../nbs/runner.ipynb #092e28a1
+def _list_parsers(sub):
+    "The `params` and `models` commands."
     pp = sub.add_parser('params', help="list a chapter's parameters", description='List the parameters of '
-                        'chapters (default: all): name, type, default and meaning, as `-p KEY VALUE` of `run` takes them.')
-    pp.add_argument('chapters', nargs='*', metavar='CHAPTER', help="'01', '1', '01_forward' or 'forward' (default: all)")
+                        'chapters (default: all): name, type, default and meaning, as `-p KEY VALUE` of `run` '
+                        'takes them.')
+    pp.add_argument('chapters', nargs='*', metavar='CHAPTER',
+                    help="'01', '1', '01_forward' or 'forward' (default: all)")
     pp.add_argument('--nbs', help=argparse.SUPPRESS)
-    sub.add_parser('models', help='list the models', description='List the known models and whether their weights are here.')
+    sub.add_parser('models', help='list the models',
+                   description='List the known models and whether their weights are here.')
+
+def _compare_parser(sub):
     c = sub.add_parser('compare', help='list the metrics that differ between two runs', description='List the metrics '
-                       '(wall times, speeds and memory peaks left out) that differ between two runs; exit code 1 if any does.')
-    c.add_argument('a', help='a runs/<model> folder or its manifest.json'); c.add_argument('b', help='the other run')
+                       '(wall times, speeds and memory peaks left out) that differ between two runs; exit code 1 if '
+                       'any does.')
+    c.add_argument('a', help='a runs/<model> folder or its manifest.json')
+    c.add_argument('b', help='the other run')
     c.add_argument('--rtol', type=float, default=0.0, help='relative tolerance for numbers (default: equal)')
+
+# %% ../nbs/runner.ipynb #8e3ef1d0
+def _seeds_parser(sub):
     s = sub.add_parser('seeds', help='train dictionaries per seed, run chapters 06-10 on each, aggregate',
                        description='Chapter 04 per dictionary seed, then the downstream chapters on each set, into '
-                       'OUT/<model>/seeds/<seed>/; every metric aggregated over seeds (mean, sd, min, max, seeds agreeing in sign) into OUT/<model>/seeds.json.')
+                       'OUT/<model>/seeds/<seed>/; every metric aggregated over seeds (mean, sd, min, max, seeds '
+                       'agreeing in sign) into OUT/<model>/seeds.json.')
     s.add_argument('--model', '-m', default='smollm2-135m', help='model name (default: %(default)s)')
     s.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='dictionary seeds (default: 0 1 2)')
     s.add_argument('--chapters', nargs='+', help="downstream chapters (default: 06 07 08 09 10)")
-    s.add_argument('--device', default='auto'); s.add_argument('--dtype', default='fp32')
+    s.add_argument('--device', default='auto')
+    s.add_argument('--dtype', default='fp32')
     s.add_argument('--out', help='runs folder (default: <repo>/runs)')
+
+def _parser():
+    p = argparse.ArgumentParser(prog='mi-repro', description='Run the chapters of the mi-repro reproduction.')
+    sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
+    _run_parser(sub)
+    _list_parsers(sub)
+    _compare_parser(sub)
+    _seeds_parser(sub)
     return p
 
+# %% ../nbs/runner.ipynb #072b4ab0
+def _compare_cmd(a, b, rtol) -> int:
+    "`mi-repro compare`: print the metrics that differ (and whether the machines do); 1 if any does."
+    diff = compare(a, b, rtol)
+    for k, x, y in diff: print(f"{k}: {_one_line(json.dumps(x), 200)} | {_one_line(json.dumps(y), 200)}")
+    print(f"{len(diff)} metrics differ" if diff else "same metrics (wall times, speeds and memory peaks left out)")
+    sm = same_machine(a, b)
+    if sm is not True:
+        which = "different machines" if sm is False else "machines a manifest does not name"
+        print("note: the runs come from " + which + ": floating-point round-off differs between CPUs and training "
+              "amplifies it, so compare them as independent runs")
+    return 1 if diff else 0
+
+# %% ../nbs/runner.ipynb #4741960d
+def _command(args) -> int:
+    "Run the parsed command."
+    if args.cmd == 'compare': return _compare_cmd(args.a, args.b, args.rtol)
+    if args.cmd == 'params':
+        chs = list_chapters(nbs_dir(args.nbs))
+        print('\n\n'.join(describe_params(chs[c], c) for c in pick_chapters(args.chapters, chs)))
+        return 0
+    if args.cmd == 'models':
+        from mi_repro.models import model_table
+        print(fmt_table(model_table()))
+        return 0
+    if args.cmd == 'seeds':
+        agg = run_seeds(args.model, args.seeds, args.chapters, out=args.out, device=args.device, dtype=args.dtype)
+        print(f"{len(agg['metrics'])} metrics over seeds {agg['seeds']} -> seeds.json")
+        return 0
+    run(args.chapters, model=args.model, params=args.param, device=args.device, dtype=args.dtype,
+        out=args.out, figures=args.figures, nbs=args.nbs, log_output=args.log_output)
+    return 0
+
+# %% ../nbs/runner.ipynb #65cbba49
 def main(argv:list[str]|None=None, # arguments; None: sys.argv[1:]
         ) -> int:
     "The `mi-repro` command: returns 0 on success, 1 if a chapter failed, 2 on a usage error."
     try: args = _parser().parse_args(argv)
     except SystemExit as e: return e.code if isinstance(e.code, int) else 2
-    try:
-        if args.cmd == 'compare':
-            diff = compare(args.a, args.b, args.rtol)
-            for k, x, y in diff: print(f"{k}: {_one_line(json.dumps(x), 200)} | {_one_line(json.dumps(y), 200)}")
-            print(f"{len(diff)} metrics differ" if diff else "same metrics (wall times, speeds and memory peaks left out)")
-            sm = same_machine(args.a, args.b)
-            if sm is not True: print("note: the runs come from " + ("different machines" if sm is False else "machines a manifest does not name")
-                                      + ": floating-point round-off differs between CPUs and training amplifies it, so compare them as independent runs")
-            return 1 if diff else 0
-        if args.cmd == 'params':
-            chs = list_chapters(nbs_dir(args.nbs))
-            print('\n\n'.join(describe_params(chs[c], c) for c in pick_chapters(args.chapters, chs)))
-            return 0
-        if args.cmd == 'models':
-            from mi_repro.models import model_table
-            print(fmt_table(model_table()))
-            return 0
-        if args.cmd == 'seeds':
-            agg = run_seeds(args.model, args.seeds, args.chapters, out=args.out, device=args.device, dtype=args.dtype)
-            print(f"{len(agg['metrics'])} metrics over seeds {agg['seeds']} -> seeds.json")
-            return 0
-        run(args.chapters, model=args.model, params=args.param, device=args.device, dtype=args.dtype,
-            out=args.out, figures=args.figures, nbs=args.nbs, log_output=args.log_output)
-        return 0
+    try: return _command(args)
     except UserError as e:
         print(f"mi-repro: error: {_one_line(e, 2000)}", file=sys.stderr)
         return 2

@@ -23,70 +23,46 @@ def random_set(out:str|Path, # folder to write
                dtype:torch.dtype=torch.float32, seed:int=0, model:str='') -> Path:
     "Write a random JumpReLU transcoder set in circuit-tracer's layout, one layer at a time."
     if not 0 < density < 1: raise UserError(f"density must be between 0 and 1, not {density}")
-    out = Path(out).absolute(); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
     th = math.sqrt(2) * torch.special.erfinv(torch.tensor(1 - 2 * density)).item()
     for l in range(n_layers):
         Wd = torch.randn(n_features, d, generator=g)
-        t = dict(W_enc=torch.randn(n_features, d, generator=g) / math.sqrt(d), W_dec=Wd * (dec_norm / Wd.norm(dim=1, keepdim=True)),
-                 b_enc=torch.zeros(n_features), b_dec=torch.zeros(d), **{'activation_function.threshold': torch.full((n_features,), th)})
-        with atomic_path(out/f'layer_{l}.safetensors') as tmp: save_file({k: v.to(dtype).contiguous() for k, v in t.items()}, str(tmp))
+        t = dict(W_enc=torch.randn(n_features, d, generator=g) / math.sqrt(d),
+                 W_dec=Wd * (dec_norm / Wd.norm(dim=1, keepdim=True)), b_enc=torch.zeros(n_features),
+                 b_dec=torch.zeros(d), **{'activation_function.threshold': torch.full((n_features,), th)})
+        with atomic_path(out/f'layer_{l}.safetensors') as tmp:
+            save_file({k: v.to(dtype).contiguous() for k, v in t.items()}, str(tmp))
     write_ct_config(out, list(range(n_layers)), model, 'mi-repro-random')
     return out
 
-
 # %% ../nbs/scale.ipynb #s10
 def _dist() -> tuple[int, int]:
-    "(rank, world): joins the process group when started by `torchrun` (WORLD_SIZE > 1); on GPUs, each rank uses its LOCAL_RANK's."
+    "(rank, world): joins the process group when started by `torchrun` (WORLD_SIZE > 1); a rank uses LOCAL_RANK's GPU."
     if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not dist.is_initialized():
         if torch.cuda.is_available(): torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', '0')))
         dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
-def graphs(model:str, # registry name or model folder
-           tset:str|Path, # a circuit-tracer transcoder-set folder
-           prompts:list[str], out:str|Path, # run folder
-           max_feature_nodes:int=8192, batch_size:int=64,
-           lazy:bool=True, device:str|None=None, dtype:str|None=None) -> list[dict]:
-    "Attribution graphs of `prompts` into `out`, spread over the ranks; rank 0 returns (and writes) the gathered summaries."
-    from mi_repro.models import load_model
-    from mi_repro.dictionaries import import_circuit_tracer
-    from mi_repro.attribution import Replacement, attribute, graph_json, write_graph
-    from mi_repro.models import prompt_ids
-    if not prompts: raise UserError("no prompts given: pass at least one prompt")
-    rank, world = _dist()
-    m = load_model(model, device, dtype)
-    tok, spec = m.tok, m.spec
-    tcs = import_circuit_tracer(tset, spec, lazy=lazy, device=m.model.device)
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    mine = []
-    for i in range(rank, len(prompts), world):
-        t0 = time.perf_counter()
-        g = attribute(Replacement(m.hf, spec, tcs, prompt_ids(tok, prompts[i])), tok, prompts[i], max_feature_nodes,
-                      batch_size, progress=False)
-        js = graph_json(g, slug=f'prompt-{i:04d}', model=spec.name)
-        write_graph(js, out/f'graph_{i:04d}.json')
-        mine.append(dict(i=i, prompt=prompts[i], rank=rank, file=f'graph_{i:04d}.json', n_active=g.info['n_active'],
-                         n_selected=g.info['n_selected'], replacement=js['metadata']['info']['replacement'],
-                         s=round(time.perf_counter() - t0, 3)))
-    return _gather(mine, out/'graphs.json', rank, world)
-
-# %% ../nbs/scale.ipynb #s11
+# %% ../nbs/scale.ipynb #a171c54a
 def _gather(rows:list[dict], # this rank's rows, each with its item index `i`
             path:Path|None, # where rank 0 writes them (None: nowhere)
             rank:int, world:int,
             name:str='graphs', # the key of the rows in the file
             **meta) -> list[dict]:
-    "Every rank's rows to rank 0, which writes `{world, **meta, name: rows}` sorted by index to `path` and returns them; [] on other ranks."
+    "Every rank's rows to rank 0, which writes `{world, **meta, name: rows}` sorted by `i` to `path`; [] elsewhere."
     every = [rows]
     if world > 1:
         every = [None] * world if rank == 0 else None
         dist.gather_object(rows, every, dst=0)
     if rank: return []
     rows = sorted((r for rs in every for r in rs), key=lambda r: r['i'])
-    if path is not None: atomic_write(path, json.dumps(dict(world=world, **meta, **{name: rows}), indent=1))
+    if path is not None:
+        atomic_write(path, json.dumps(dict(world=world, **meta, **{name: rows}), indent=1))
     return rows
 
+# %% ../nbs/scale.ipynb #08222bec
 def _on0(fn, rank:int, world:int):
     "`fn()` on rank 0 only; its result reaches every rank, and so does its `UserError`, raised on every rank."
     if world == 1: return fn()
@@ -98,35 +74,80 @@ def _on0(fn, rank:int, world:int):
     if res[0][1] is not None: raise UserError(res[0][1])
     return res[0][0]
 
+# %% ../nbs/scale.ipynb #a34e0655
+def _one_graph(m, tcs, prompt:str, i:int, out:Path, rank:int, max_feature_nodes:int, batch_size:int) -> dict:
+    "Attribute prompt `i` with the loaded model `m` and transcoders `tcs`, write its graph into `out`; its summary."
+    from mi_repro.attribution import Replacement, attribute, graph_json, write_graph
+    from mi_repro.models import prompt_ids
+    t0 = time.perf_counter()
+    g = attribute(Replacement(m.hf, m.spec, tcs, prompt_ids(m.tok, prompt)), m.tok, prompt, max_feature_nodes,
+                  batch_size, progress=False)
+    js = graph_json(g, slug=f'prompt-{i:04d}', model=m.spec.name)
+    write_graph(js, out/f'graph_{i:04d}.json')
+    return dict(i=i, prompt=prompt, rank=rank, file=f'graph_{i:04d}.json', n_active=g.info['n_active'],
+                n_selected=g.info['n_selected'], replacement=js['metadata']['info']['replacement'],
+                s=round(time.perf_counter() - t0, 3))
+
+# %% ../nbs/scale.ipynb #3d051e84
+def graphs(model:str, # registry name or model folder
+           tset:str|Path, # a circuit-tracer transcoder-set folder
+           prompts:list[str], out:str|Path, # run folder
+           max_feature_nodes:int=8192, batch_size:int=64,
+           lazy:bool=True, device:str|None=None, dtype:str|None=None) -> list[dict]:
+    "Attribution graphs of `prompts` into `out`, spread over the ranks; rank 0 returns (and writes) the summaries."
+    from mi_repro.models import load_model
+    from mi_repro.dictionaries import import_circuit_tracer
+    if not prompts: raise UserError("no prompts given: pass at least one prompt")
+    rank, world = _dist()
+    m = load_model(model, device, dtype)
+    tcs = import_circuit_tracer(tset, m.spec, lazy=lazy, device=m.model.device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    mine = [_one_graph(m, tcs, prompts[i], i, out, rank, max_feature_nodes, batch_size)
+            for i in range(rank, len(prompts), world)]
+    return _gather(mine, out/'graphs.json', rank, world)
+
 # %% ../nbs/scale.ipynb #s16
+def _prepare_store(m, contexts, out:Path, layers, sites, batch_size:int, store_dtype:str, lock:list) -> dict:
+    "Create or check the store (no shard captured), then hold its lock (kept in `lock`); its manifest."
+    import fcntl
+    from mi_repro.activations import capture as capture1
+    capture1(m.model, m.spec, contexts, out, layers, sites, batch_size, store_dtype, max_shards=0, progress=False)
+    lock.append(open(out/'.lock', 'w'))
+    fcntl.flock(lock[0], fcntl.LOCK_EX)
+    return read_json(out/'manifest.json')
+
+def _capture_mine(m, contexts, out:Path, man:dict, rank:int, world:int, batch_size:int, store_dtype:str,
+                  progress:bool) -> list[dict]:
+    "Capture this rank's missing shards of the store `man`; on rank 0, every rank's new shards, in order."
+    from mi_repro.activations import capture_shards
+    have = {s['file'] for s in man['shards']}
+    part = man if world == 1 else dict(man, shards=[])  # one rank: the manifest itself, written after each shard
+    todo = [k for k in range(rank, man['n_shards'], world) if f'shard_{k:05d}.safetensors' not in have]
+    capture_shards(m.model, m.spec, contexts, out, part, todo,
+                   man['layers'], man['sites'], pick_dtype(store_dtype), man['drop_first'], man['outlier_k'],
+                   batch_size, progress and rank == 0, write=world == 1)
+    new = [dict(i=int(s['file'][6:11]), shard=s) for s in part['shards'] if s['file'] not in have]
+    return _gather(new, None, rank, world)
+
+# %% ../nbs/scale.ipynb #bbbdf4ae
 def capture(model:str, # registry name or model folder
-            contexts:torch.Tensor|dict, # [n, ctx] token ids, or keyword arguments of `corpus.contexts` (e.g. dict(ctx=128, n_tokens=204800))
+            contexts:torch.Tensor|dict, # [n, ctx] token ids, or keyword arguments of `corpus.contexts` (e.g. ctx=128)
             out:str|Path, # the store folder
             layers:list[int]|None=None, sites:list[str]=('mlp_in', 'mlp_out'),
             batch_size:int=8, store_dtype:str='bf16', # as in `activations.capture`
             device:str|None=None, dtype:str|None=None, progress:bool=True):
-    "`activations.capture` of `contexts` into the store `out`, its shards spread over the ranks: the `Store` on rank 0, None on the others."
-    import fcntl
+    "`activations.capture` of `contexts` into the store `out`, shards over the ranks: the `Store` on rank 0, else None."
     from mi_repro.models import load_model
-    from mi_repro.activations import capture as capture1, capture_shards, add_shards, Store
+    from mi_repro.activations import add_shards, Store
     rank, world = _dist()
     m, out, lock = load_model(model, device, dtype), Path(out), []
     if isinstance(contexts, dict):
         from mi_repro.corpus import contexts as windows
         contexts = _on0(lambda: windows(m.tok, **contexts, progress=False), rank, world)
-    def prep():  # create or check the store (no shard captured), then hold its lock until the manifest is merged
-        capture1(m.model, m.spec, contexts, out, layers, sites, batch_size, store_dtype, max_shards=0, progress=False)
-        lock.append(open(out/'.lock', 'w')); fcntl.flock(lock[0], fcntl.LOCK_EX)
-        return read_json(out/'manifest.json')
     try:
-        man = _on0(prep, rank, world)
-        have = {s['file'] for s in man['shards']}
-        part = man if world == 1 else dict(man, shards=[])  # one rank: the manifest itself, written after each shard
-        todo = [k for k in range(rank, man['n_shards'], world) if f'shard_{k:05d}.safetensors' not in have]
-        capture_shards(m.model, m.spec, contexts, out, part, todo,
-                       man['layers'], man['sites'], pick_dtype(store_dtype), man['drop_first'], man['outlier_k'],
-                       batch_size, progress and rank == 0, write=world == 1)
-        new = _gather([dict(i=int(s['file'][6:11]), shard=s) for s in part['shards'] if s['file'] not in have], None, rank, world)
+        man = _on0(lambda: _prepare_store(m, contexts, out, layers, sites, batch_size, store_dtype, lock), rank, world)
+        new = _capture_mine(m, contexts, out, man, rank, world, batch_size, store_dtype, progress)
         if rank == 0 and world > 1:
             add_shards(man, [r['shard'] for r in new])
             atomic_write(out/'manifest.json', json.dumps(man, indent=1))
@@ -135,74 +156,118 @@ def capture(model:str, # registry name or model folder
     return Store(out) if rank == 0 else None
 
 # %% ../nbs/scale.ipynb #s20
+def _answerable(tok, prompts:list[dict]) -> list[int]:
+    "Indices of the prompts whose correct and incorrect answers are single tokens for `tok`."
+    from mi_repro.prompts import answer_id
+    return [i for i, p in enumerate(prompts)
+            if None not in (answer_id(tok, p['prompt'], p[k]) for k in ('correct_answer', 'incorrect_answer'))]
+
+def _ablation_row(m, tcs, prompt:dict, i:int, feats:list, n_draws:int, seed:int, rank:int) -> dict:
+    "`set_vs_random` of `feats` on prompt `i` (seeded `seed + i`), as a row of plain values."
+    from mi_repro.interventions import set_vs_random
+    plain = lambda v: None if isinstance(v, float) and math.isnan(v) else v
+    t0 = time.perf_counter()
+    r = set_vs_random(m.model, m.spec, tcs, m.tok, [prompt], feats, n_draws, seed + i).iloc[0].to_dict()
+    return dict(i=i, **{k: plain(v.item() if hasattr(v, 'item') else v) for k, v in r.items()}, rank=rank,
+                s=round(time.perf_counter() - t0, 3))
+
+# %% ../nbs/scale.ipynb #6bc2a855
 def interventions(model:str, # registry name or model folder
                   tset:str|Path, # a circuit-tracer transcoder-set folder
                   prompts:list[dict], # prompt dicts (chapter 02): prompt, correct_answer, incorrect_answer
                   feats:list, # [(layer, feature)]: the set to ablate
                   out:str|Path, # run folder
                   n_draws:int=64, seed:int=0, device:str|None=None, dtype:str|None=None) -> list[dict]:
-    "Chapter 07's `set_vs_random` of `feats` on each prompt (prompt i seeded `seed + i`), spread over the ranks; rank 0 returns (and writes) the gathered rows."
+    "Chapter 07's `set_vs_random` of `feats` per prompt (prompt i seeded `seed + i`) over the ranks; rows on rank 0."
     from mi_repro.models import load_model
     from mi_repro.dictionaries import import_circuit_tracer
-    from mi_repro.interventions import Edit, by_layer, check_edit, set_vs_random
-    from mi_repro.prompts import answer_id
+    from mi_repro.interventions import Edit, by_layer, check_edit
     if not prompts: raise UserError("no prompts given: pass at least one prompt")
     if not feats: raise UserError("no features given: pass at least one (layer, feature) pair")
     rank, world = _dist()
     m = load_model(model, device, dtype)
     tcs = import_circuit_tracer(tset, m.spec, device=m.model.device)
     for l, fs in by_layer(feats).items(): check_edit(Edit(l, fs), m.spec, tcs, 1)
-    ok = [i for i, p in enumerate(prompts) if None not in (answer_id(m.tok, p['prompt'], p[k]) for k in ('correct_answer', 'incorrect_answer'))]
+    ok = _answerable(m.tok, prompts)
     if not ok: raise UserError(f"no prompt has single-token answers for {m.spec.name}'s tokenizer")
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    plain = lambda v: None if isinstance(v, float) and math.isnan(v) else v
-    mine = []
-    for i in ok[rank::world]:
-        t0 = time.perf_counter()
-        r = set_vs_random(m.model, m.spec, tcs, m.tok, [prompts[i]], feats, n_draws, seed + i).iloc[0].to_dict()
-        mine.append(dict(i=i, **{k: plain(v.item() if hasattr(v, 'item') else v) for k, v in r.items()}, rank=rank,
-                         s=round(time.perf_counter() - t0, 3)))
-    return _gather(mine, out/'interventions.json', rank, world, 'prompts', feats=[list(lf) for lf in feats], n_draws=n_draws, seed=seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    mine = [_ablation_row(m, tcs, prompts[i], i, feats, n_draws, seed, rank) for i in ok[rank::world]]
+    return _gather(mine, out/'interventions.json', rank, world, 'prompts', feats=[list(lf) for lf in feats],
+                   n_draws=n_draws, seed=seed)
 
 # %% ../nbs/scale.ipynb #s23
+def _graphs_parser(sub):
+    g = sub.add_parser('graphs', help='attribution graphs of prompts')
+    for a in ('model', 'tset', 'out'): g.add_argument(a)
+    g.add_argument('prompts', nargs='+')
+    g.add_argument('--max-feature-nodes', type=int, default=8192)
+    g.add_argument('--batch-size', type=int, default=64)
+    g.add_argument('--eager', action='store_true', help='read the whole set into memory')
+    return g
+
+def _capture_parser(sub):
+    c = sub.add_parser('capture', help='an activation store of corpus windows')
+    c.add_argument('model')
+    c.add_argument('out')
+    c.add_argument('--split', default='train')
+    c.add_argument('--ctx', type=int, default=128)
+    c.add_argument('--n-tokens', type=int)
+    c.add_argument('--layers', type=int, nargs='+')
+    c.add_argument('--sites', nargs='+', default=['mlp_in', 'mlp_out'])
+    c.add_argument('--batch-size', type=int, default=8)
+    c.add_argument('--store-dtype', default='bf16')
+    return c
+
+# %% ../nbs/scale.ipynb #cae5aeaf
+def _interventions_parser(sub):
+    i = sub.add_parser('interventions', help='zero-ablation of a feature set against random controls, per prompt')
+    for a in ('model', 'tset', 'out'): i.add_argument(a)
+    i.add_argument('prompts', help='a behaviour, thesis/<name> or a .jsonl file')
+    i.add_argument('--features', required=True, help='LAYER:FEATURE pairs, comma-separated, e.g. 3:17,5:2')
+    i.add_argument('--split')
+    i.add_argument('--language')
+    i.add_argument('--draws', type=int, default=64)
+    i.add_argument('--seed', type=int, default=0)
+    return i
+
 def _parser():
     import argparse
-    ap = argparse.ArgumentParser(prog='python -m mi_repro.scale', description='Attribution graphs, activation capture and interventions '
-                                 'over a prompt or token set, spread over ranks (torchrun).')
+    ap = argparse.ArgumentParser(prog='python -m mi_repro.scale', description='Attribution graphs, activation capture '
+                                 'and interventions over a prompt or token set, spread over ranks (torchrun).')
     sub = ap.add_subparsers(dest='cmd', required=True)
-    g = sub.add_parser('graphs', help='attribution graphs of prompts'); g.add_argument('model'); g.add_argument('tset'); g.add_argument('out')
-    g.add_argument('prompts', nargs='+'); g.add_argument('--max-feature-nodes', type=int, default=8192)
-    g.add_argument('--batch-size', type=int, default=64); g.add_argument('--eager', action='store_true', help='read the whole set into memory')
-    c = sub.add_parser('capture', help='an activation store of corpus windows'); c.add_argument('model'); c.add_argument('out')
-    c.add_argument('--split', default='train'); c.add_argument('--ctx', type=int, default=128); c.add_argument('--n-tokens', type=int)
-    c.add_argument('--layers', type=int, nargs='+'); c.add_argument('--sites', nargs='+', default=['mlp_in', 'mlp_out'])
-    c.add_argument('--batch-size', type=int, default=8); c.add_argument('--store-dtype', default='bf16')
-    i = sub.add_parser('interventions', help='zero-ablation of a feature set against random controls, per prompt')
-    i.add_argument('model'); i.add_argument('tset'); i.add_argument('out'); i.add_argument('prompts', help='a behaviour, thesis/<name> or a .jsonl file')
-    i.add_argument('--features', required=True, help='LAYER:FEATURE pairs, comma-separated, e.g. 3:17,5:2')
-    i.add_argument('--split'); i.add_argument('--language'); i.add_argument('--draws', type=int, default=64); i.add_argument('--seed', type=int, default=0)
-    for p in (g, c, i): p.add_argument('--device'); p.add_argument('--dtype')
+    for p in (_graphs_parser(sub), _capture_parser(sub), _interventions_parser(sub)):
+        p.add_argument('--device')
+        p.add_argument('--dtype')
     return ap
 
+# %% ../nbs/scale.ipynb #a6a0ecf7
 def _pairs(s:str) -> list[tuple[int, int]]:
     "'3:17,5:2' -> [(3, 17), (5, 2)]."
     try: return [(int(l), int(f)) for l, f in (x.split(':') for x in s.split(',') if x.strip())]
-    except ValueError: raise UserError(f"--features takes LAYER:FEATURE pairs separated by commas, e.g. 3:17,5:2, not {s!r}") from None
+    except ValueError:
+        raise UserError(f"--features takes LAYER:FEATURE pairs separated by commas, e.g. 3:17,5:2, not {s!r}") from None
 
 # %% ../nbs/scale.ipynb #s13
+def _command(a):
+    "Run the parsed command `a`."
+    if a.cmd == 'graphs':
+        graphs(a.model, a.tset, a.prompts, a.out, a.max_feature_nodes, a.batch_size, not a.eager, a.device, a.dtype)
+    elif a.cmd == 'capture':
+        capture(a.model, dict(split=a.split, ctx=a.ctx, n_tokens=a.n_tokens), a.out, a.layers, a.sites, a.batch_size,
+                a.store_dtype, a.device, a.dtype, progress=False)
+    else:
+        from mi_repro.prompts import load_prompts
+        prompts = load_prompts(a.prompts, a.split, a.language)
+        interventions(a.model, a.tset, prompts, _pairs(a.features), a.out, a.draws, a.seed, a.device, a.dtype)
+
 def main(argv=None):
-    "Command line: `python -m mi_repro.scale {graphs,capture,interventions} ...`; the same under `torchrun --nproc_per_node N -m mi_repro.scale ...`."
+    "Command line: `python -m mi_repro.scale {graphs,capture,interventions} ...`, also under `torchrun ... -m`."
     a = _parser().parse_args(argv)
-    try:
-        if a.cmd == 'graphs': graphs(a.model, a.tset, a.prompts, a.out, a.max_feature_nodes, a.batch_size, not a.eager, a.device, a.dtype)
-        elif a.cmd == 'capture':
-            capture(a.model, dict(split=a.split, ctx=a.ctx, n_tokens=a.n_tokens), a.out, a.layers, a.sites, a.batch_size, a.store_dtype,
-                    a.device, a.dtype, progress=False)
-        else:
-            from mi_repro.prompts import load_prompts
-            interventions(a.model, a.tset, load_prompts(a.prompts, a.split, a.language), _pairs(a.features), a.out, a.draws, a.seed, a.device, a.dtype)
+    try: _command(a)
     except UserError as e:
-        print(f"mi-repro: error: {e}", file=sys.stderr); return 2
+        print(f"mi-repro: error: {e}", file=sys.stderr)
+        return 2
     finally:
         if dist.is_initialized(): dist.destroy_process_group()
     return 0

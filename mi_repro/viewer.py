@@ -12,67 +12,103 @@ from .core import UserError, atomic_path
 __all__ = ['KINDS', 'CSS', 'JS', 'PAGE', 'validate', 'toy_graph', 'random_graph', 'page', 'render', 'show']
 
 # %% ../nbs/viewer.ipynb #7859c76e
-KINDS = {'cross layer transcoder': 'feature', 'mlp reconstruction error': 'error', 'embedding': 'embedding', 'logit': 'logit'}
+KINDS = {'cross layer transcoder': 'feature', 'mlp reconstruction error': 'error', 'embedding': 'embedding',
+         'logit': 'logit'}
 
 def _num(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
-def validate(graph:dict, # a graph in circuit-tracer's frontend schema
-            ) -> dict:
-    "Check `graph` against the frontend schema; return it, or raise `UserError` naming what is wrong."
-    if not isinstance(graph, dict): raise UserError(f"graph must be a dict (circuit-tracer's frontend JSON), not {type(graph).__name__}")
+# %% ../nbs/viewer.ipynb #fe6fcd0b
+def _check_head(graph) -> list:
+    "Check the top-level keys, `metadata` and `qParams` of `graph`; its prompt tokens."
+    if not isinstance(graph, dict):
+        raise UserError(f"graph must be a dict (circuit-tracer's frontend JSON), not {type(graph).__name__}")
     for k in ('metadata', 'qParams', 'nodes', 'links'):
-        if k not in graph: raise UserError(f"graph has no {k!r}: expected circuit-tracer's frontend schema with keys metadata, qParams, nodes, links")
+        if k not in graph:
+            raise UserError(f"graph has no {k!r}: expected circuit-tracer's frontend schema with keys metadata, "
+                            "qParams, nodes, links")
     meta = graph['metadata']
     if not isinstance(meta, dict): raise UserError("graph metadata must be a dict")
     for k in ('slug', 'prompt', 'prompt_tokens'):
         if k not in meta: raise UserError(f"graph metadata has no {k!r}")
     toks = meta['prompt_tokens']
-    if not isinstance(toks, list) or not all(isinstance(t, str) for t in toks): raise UserError("graph metadata.prompt_tokens must be a list of strings")
+    if not isinstance(toks, list) or not all(isinstance(t, str) for t in toks):
+        raise UserError("graph metadata.prompt_tokens must be a list of strings")
     if not isinstance(graph['qParams'], dict): raise UserError("graph qParams must be a dict")
-    sn = graph['qParams'].get('supernodes', [])
-    if not isinstance(sn, list) or not all(isinstance(s, list) and s and all(isinstance(x, str) for x in s) for s in sn):
+    supernodes = graph['qParams'].get('supernodes', [])
+    if not isinstance(supernodes, list) or not all(isinstance(s, list) and s and all(isinstance(x, str) for x in s)
+                                                   for s in supernodes):
         raise UserError("graph qParams.supernodes must be a list of [name, node_id, ...] lists of strings")
+    return toks
+
+# %% ../nbs/viewer.ipynb #c101ce27
+def _check_node(i:int, # the node's index in `graph['nodes']`
+                n, # the node
+                toks:list, # the prompt tokens
+                ids:set, # the node ids seen so far; `n`'s is added
+               ):
+    if not isinstance(n, dict): raise UserError(f"graph nodes[{i}] must be a dict")
+    for k in ('node_id', 'feature', 'layer', 'ctx_idx', 'feature_type'):
+        if k not in n: raise UserError(f"graph nodes[{i}] ({n.get('node_id', 'no node_id')!r}) has no {k!r}")
+    nid = n['node_id']
+    if not isinstance(nid, str): raise UserError(f"graph nodes[{i}].node_id must be a string, not {nid!r}")
+    if nid in ids: raise UserError(f"graph nodes[{i}]: node_id {nid!r} appears twice")
+    ids.add(nid)
+    kind = n['feature_type']
+    if kind not in KINDS:
+        raise UserError(f"graph node {nid!r}: unknown feature_type {kind!r}; expected one of {', '.join(KINDS)}")
+    if not (isinstance(n['ctx_idx'], int) and 0 <= n['ctx_idx'] < len(toks)):
+        raise UserError(f"graph node {nid!r}: ctx_idx {n['ctx_idx']!r} is not a position of the "
+                        f"{len(toks)} prompt tokens")
+    if KINDS[kind] in ('feature', 'error') and not re.fullmatch(r'-?\d+', str(n['layer'])):
+        raise UserError(f"graph node {nid!r}: layer {n['layer']!r} is not a layer number")
+    for k in ('activation', 'influence', 'token_prob'):
+        if n.get(k) is not None and not _num(n[k]):
+            raise UserError(f"graph node {nid!r}: {k} {n[k]!r} is not a finite number")
+
+# %% ../nbs/viewer.ipynb #57ccbd1c
+def _check_link(i:int, link, ids:set):
+    "Check `graph['links'][i]`, whose ends must be among the node `ids`."
+    if not isinstance(link, dict): raise UserError(f"graph links[{i}] must be a dict")
+    for k in ('source', 'target', 'weight'):
+        if k not in link: raise UserError(f"graph links[{i}] has no {k!r}")
+        if k != 'weight' and link[k] not in ids:
+            raise UserError(f"graph links[{i}]: {k} {link[k]!r} is not a node of the graph")
+    if not _num(link['weight']): raise UserError(f"graph links[{i}]: weight {link['weight']!r} is not a finite number")
+
+def validate(graph:dict, # a graph in circuit-tracer's frontend schema
+            ) -> dict:
+    "Check `graph` against the frontend schema; return it, or raise `UserError` naming what is wrong."
+    toks = _check_head(graph)
     if not isinstance(graph['nodes'], list): raise UserError("graph nodes must be a list")
     ids = set()
-    for i, n in enumerate(graph['nodes']):
-        if not isinstance(n, dict): raise UserError(f"graph nodes[{i}] must be a dict")
-        for k in ('node_id', 'feature', 'layer', 'ctx_idx', 'feature_type'):
-            if k not in n: raise UserError(f"graph nodes[{i}] ({n.get('node_id', 'no node_id')!r}) has no {k!r}")
-        nid = n['node_id']
-        if not isinstance(nid, str): raise UserError(f"graph nodes[{i}].node_id must be a string, not {nid!r}")
-        if nid in ids: raise UserError(f"graph nodes[{i}]: node_id {nid!r} appears twice")
-        ids.add(nid)
-        if n['feature_type'] not in KINDS: raise UserError(f"graph node {nid!r}: unknown feature_type {n['feature_type']!r}; expected one of {', '.join(KINDS)}")
-        if not (isinstance(n['ctx_idx'], int) and 0 <= n['ctx_idx'] < len(toks)):
-            raise UserError(f"graph node {nid!r}: ctx_idx {n['ctx_idx']!r} is not a position of the {len(toks)} prompt tokens")
-        if KINDS[n['feature_type']] in ('feature', 'error') and not re.fullmatch(r'-?\d+', str(n['layer'])):
-            raise UserError(f"graph node {nid!r}: layer {n['layer']!r} is not a layer number")
-        for k in ('activation', 'influence', 'token_prob'):
-            if n.get(k) is not None and not _num(n[k]): raise UserError(f"graph node {nid!r}: {k} {n[k]!r} is not a finite number")
+    for i, n in enumerate(graph['nodes']): _check_node(i, n, toks, ids)
     if not isinstance(graph['links'], list): raise UserError("graph links must be a list")
-    for i, l in enumerate(graph['links']):
-        if not isinstance(l, dict): raise UserError(f"graph links[{i}] must be a dict")
-        for k in ('source', 'target', 'weight'):
-            if k not in l: raise UserError(f"graph links[{i}] has no {k!r}")
-            if k != 'weight' and l[k] not in ids: raise UserError(f"graph links[{i}]: {k} {l[k]!r} is not a node of the graph")
-        if not _num(l['weight']): raise UserError(f"graph links[{i}]: weight {l['weight']!r} is not a finite number")
+    for i, link in enumerate(graph['links']): _check_link(i, link, ids)
     return graph
 
 # %% ../nbs/viewer.ipynb #fc809407
-def _feat(layer, f, pos, act, infl, clerp): return dict(node_id=f'{layer}_{f}_{pos}', feature=f, layer=str(layer), ctx_idx=pos,
-    feature_type='cross layer transcoder', token_prob=0.0, is_target_logit=False, influence=infl, activation=act, clerp=clerp)
-def _emb(tok_id, pos): return dict(node_id=f'E_{tok_id}_{pos}', feature=pos, layer='E', ctx_idx=pos, feature_type='embedding',
-    token_prob=0.0, is_target_logit=False, influence=None, activation=None, clerp='')
-def _err(layer, pos, infl): return dict(node_id=f'{layer}_-1_{pos}', feature=-1, layer=str(layer), ctx_idx=pos,
-    feature_type='mlp reconstruction error', token_prob=0.0, is_target_logit=False, influence=infl, activation=None, clerp='')
-def _logit(tok_id, tok, pos, n_layers, p, target): return dict(node_id=f'{n_layers + 1}_{tok_id}_{pos}', feature=tok_id,
-    layer=str(n_layers + 1), ctx_idx=pos, feature_type='logit', token_prob=p, is_target_logit=target, influence=None,
-    activation=None, clerp=f'Output "{tok}" (p={p:.3f})')
-def _graph(slug, toks, nodes, links): return dict(
-    metadata=dict(slug=slug, scan='toy', transcoder_list=[], prompt_tokens=toks, prompt=''.join(toks), node_threshold=0.8, schema_version=1),
-    qParams=dict(pinnedIds=[], supernodes=[], linkType='both', clickedId='', sg_pos=''), nodes=nodes,
-    links=[dict(source=s, target=t, weight=w) for s, t, w in links])
+def _node(node_id, feature, layer, pos, kind, p=0.0, target=False, infl=None, act=None, clerp=''):
+    "A node with the frontend schema's keys, in its order."
+    return dict(node_id=node_id, feature=feature, layer=layer, ctx_idx=pos, feature_type=kind, token_prob=p,
+                is_target_logit=target, influence=infl, activation=act, clerp=clerp)
 
+def _feat(layer, f, pos, act, infl, clerp):
+    return _node(f'{layer}_{f}_{pos}', f, str(layer), pos, 'cross layer transcoder', infl=infl, act=act, clerp=clerp)
+def _emb(tok_id, pos): return _node(f'E_{tok_id}_{pos}', pos, 'E', pos, 'embedding')
+def _err(layer, pos, infl):
+    return _node(f'{layer}_-1_{pos}', -1, str(layer), pos, 'mlp reconstruction error', infl=infl)
+def _logit(tok_id, tok, pos, n_layers, p, target):
+    return _node(f'{n_layers + 1}_{tok_id}_{pos}', tok_id, str(n_layers + 1), pos, 'logit', p, target,
+                 clerp=f'Output "{tok}" (p={p:.3f})')
+def _graph(slug, toks, nodes, links):
+    "A graph in the frontend schema; `links` as (source, target, weight) triples."
+    meta = dict(slug=slug, scan='toy', transcoder_list=[], prompt_tokens=toks, prompt=''.join(toks),
+                node_threshold=0.8, schema_version=1)
+    q_params = dict(pinnedIds=[], supernodes=[], linkType='both', clickedId='', sg_pos='')
+    return dict(metadata=meta, qParams=q_params, nodes=nodes,
+                links=[dict(source=s, target=t, weight=w) for s, t, w in links])
+
+# %% ../nbs/viewer.ipynb #3816cbe9
 def toy_graph() -> dict:
     "A small hand-made attribution graph in circuit-tracer's frontend schema (4 layers, 6 tokens)."
     toks = ['<bos>', 'The', ' capital', ' of', ' Texas', ' is']
@@ -86,12 +122,26 @@ def toy_graph() -> dict:
     links = [(E[4], '0_812_4', 12.0), (E[2], '0_77_2', 8.5), (E[3], '0_77_2', -0.4),
              ('0_812_4', '1_15_4', 3.1), (E[4], '1_15_4', 1.2), ('0_77_2', '1_4096_5', 2.4), (E[5], '1_4096_5', 0.9),
              ('0_812_4', '2_1203_5', 2.2), ('1_15_4', '2_1203_5', 1.4), ('1_4096_5', '2_1203_5', 1.8),
-             ('1_15_4', '2_9_5', 0.7), ('1_4096_5', '2_9_5', -0.5), ('2_1203_5', '3_3071_5', 1.6), ('2_9_5', '3_3071_5', 0.4),
-             ('1_4096_5', '3_3071_5', 1.1), ('2_-1_5', '3_3071_5', 0.3), (E[5], '2_-1_5', 0.6),
-             ('2_1203_5', '5_14666_5', 4.5), ('3_3071_5', '5_14666_5', 2.0), ('2_9_5', '5_11109_5', 1.3),
-             ('2_1203_5', '5_11109_5', -1.9), ('3_3071_5', '5_11109_5', 1.2), ('2_-1_5', '5_14666_5', 0.25), (E[5], '5_11109_5', 0.2)]
+             ('1_15_4', '2_9_5', 0.7), ('1_4096_5', '2_9_5', -0.5), ('2_1203_5', '3_3071_5', 1.6),
+             ('2_9_5', '3_3071_5', 0.4), ('1_4096_5', '3_3071_5', 1.1), ('2_-1_5', '3_3071_5', 0.3),
+             (E[5], '2_-1_5', 0.6), ('2_1203_5', '5_14666_5', 4.5), ('3_3071_5', '5_14666_5', 2.0),
+             ('2_9_5', '5_11109_5', 1.3), ('2_1203_5', '5_11109_5', -1.9), ('3_3071_5', '5_11109_5', 1.2),
+             ('2_-1_5', '5_14666_5', 0.25), (E[5], '5_11109_5', 0.2)]
     return _graph('toy-texas-capital', toks, nodes, links)
 
+# %% ../nbs/viewer.ipynb #b9a5ae7b
+def _random_links(rng:random.Random, nodes:list[dict], n_links:int) -> dict:
+    "`{(source, target): weight}` of up to `n_links` random links, each to a higher row and not to an earlier token."
+    row = lambda n: -1 if n['layer'] == 'E' else int(n['layer'])
+    links = {}
+    for _ in range(n_links):
+        a, b = rng.sample(nodes, 2)
+        if row(a) > row(b) or (row(a) == row(b)): a, b = b, a
+        if row(a) < row(b) and a['ctx_idx'] <= b['ctx_idx'] and a['feature_type'] != 'logit':
+            links[a['node_id'], b['node_id']] = rng.choice([1, 1, 1, -1]) * rng.lognormvariate(0, 1)
+    return links
+
+# %% ../nbs/viewer.ipynb #a16b0984
 def random_graph(n_tokens:int=12, # prompt length
                  n_layers:int=12, # model layers
                  n_features:int=150, # feature nodes
@@ -101,24 +151,20 @@ def random_graph(n_tokens:int=12, # prompt length
     rng = random.Random(seed)
     toks = [f' tok{i}' for i in range(n_tokens)]
     emb = [_emb(100 + p, p) for p in range(n_tokens)]
-    feats = {(rng.randrange(n_layers), rng.randrange(4096), min(n_tokens - 1, int(n_tokens * rng.random() ** 0.5))) for _ in range(n_features)}
-    feats = [_feat(l, f, p, rng.uniform(0.5, 10), rng.random(), f'feature {f} of layer {l}') for l, f, p in sorted(feats)]
+    feats = {(rng.randrange(n_layers), rng.randrange(4096), min(n_tokens - 1, int(n_tokens * rng.random() ** 0.5)))
+             for _ in range(n_features)}
+    feats = [_feat(l, f, p, rng.uniform(0.5, 10), rng.random(), f'feature {f} of layer {l}')
+             for l, f, p in sorted(feats)]
     errs = [_err(l, n_tokens - 1, rng.random() / 10) for l in range(0, n_layers, 3)]
     logits = [_logit(500 + i, f' word{i}', n_tokens - 1, n_layers, p, i == 0) for i, p in enumerate([0.4, 0.2, 0.1])]
-    row = lambda n: -1 if n['layer'] == 'E' else int(n['layer'])
     nodes = emb + feats + errs + logits
-    links = {}
-    for _ in range(n_links):
-        a, b = rng.sample(nodes, 2)
-        if row(a) > row(b) or (row(a) == row(b)): a, b = b, a
-        if row(a) < row(b) and a['ctx_idx'] <= b['ctx_idx'] and a['feature_type'] != 'logit':
-            links[a['node_id'], b['node_id']] = rng.choice([1, 1, 1, -1]) * rng.lognormvariate(0, 1)
+    links = _random_links(rng, nodes, n_links)
     used = {x for k in links for x in k}
     nodes = [n for n in nodes if n['node_id'] in used or n['feature_type'] in ('embedding', 'logit')]
     return _graph(f'random-{seed}', toks, nodes, [(s, t, w) for (s, t), w in links.items()])
 
 # %% ../nbs/viewer.ipynb #018f7e6c
-CSS = r'''
+_CSS_TOP = r'''
 * { box-sizing: border-box; }
 body { margin: 0; font: 13px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; display: flex; flex-direction: column; height: 100vh; }
 header { padding: 6px 12px; border-bottom: 1px solid #ddd; }
@@ -128,7 +174,10 @@ header .prompt { margin-left: 12px; color: #555; font-family: ui-monospace, mono
 #toolbar input[type=range] { width: 180px; }
 #toolbar .legend span { display: inline-block; width: 10px; height: 10px; margin: 0 3px 0 8px; vertical-align: middle; }
 #status { color: #666; }
-main { flex: 1; display: flex; min-height: 0; }
+'''
+
+# %% ../nbs/viewer.ipynb #8099523d
+_CSS_PANEL = r'''main { flex: 1; display: flex; min-height: 0; }
 #canvas { flex: 1; overflow: auto; } #graph { display: block; }
 #panel { width: 360px; overflow: auto; border-left: 1px solid #ddd; padding: 8px 12px; }
 #panel h3 { margin: 4px 0 6px; font-size: 15px; word-break: break-word; }
@@ -141,7 +190,10 @@ main { flex: 1; display: flex; min-height: 0; }
 #panel li .w { width: 70px; flex: none; text-align: right; font-family: ui-monospace, monospace; }
 #panel textarea { width: 100%; height: 120px; font-family: ui-monospace, monospace; font-size: 11px; }
 .pos { color: #2c62b0; } .neg { color: #c8364b; } .muted { color: #888; }
-#tip { position: fixed; pointer-events: none; background: #fff; border: 1px solid #999; border-radius: 4px; padding: 4px 8px; white-space: pre-line; max-width: 360px; box-shadow: 0 2px 6px rgba(0,0,0,.2); z-index: 2; }
+'''
+
+# %% ../nbs/viewer.ipynb #b6ab4ae1
+_CSS_GRAPH = r'''#tip { position: fixed; pointer-events: none; background: #fff; border: 1px solid #999; border-radius: 4px; padding: 4px 8px; white-space: pre-line; max-width: 360px; box-shadow: 0 2px 6px rgba(0,0,0,.2); z-index: 2; }
 svg text { font-size: 11px; fill: #333; }
 svg .axis { fill: #777; } svg .grid { stroke: #eee; }
 svg .node { cursor: pointer; }
@@ -151,8 +203,11 @@ svg .edges path { fill: none; }
 svg .supernode rect { fill: #fff7e6; stroke: #c77d00; stroke-width: 1.5; }
 '''
 
+# %% ../nbs/viewer.ipynb #b4af6d17
+CSS = _CSS_TOP + _CSS_PANEL + _CSS_GRAPH
+
 # %% ../nbs/viewer.ipynb #eedc4149
-JS = r'''
+_JS_DATA = r'''
 "use strict";
 (function () {
 const G = JSON.parse(document.getElementById("graph-data").textContent);
@@ -163,7 +218,10 @@ const toks = G.metadata.prompt_tokens;
 const nodes = G.nodes.map(n => Object.assign({}, n, {id: n.node_id, kind: KIND[n.feature_type]}));
 const byId = new Map(nodes.map(n => [n.id, n]));
 const $ = id => document.getElementById(id);
+'''
 
+# %% ../nbs/viewer.ipynb #235c6ba6
+_JS_ROWS = r'''
 // ---- layout: rows by layer (embeddings bottom, logits top), columns by token position ----
 const layers = [...new Set(nodes.filter(n => n.kind === "feature" || n.kind === "error").map(n => +n.layer))].sort((a, b) => a - b);
 const nRows = layers.length + 2;
@@ -176,7 +234,10 @@ for (const n of nodes) {
   if (!cells.has(key)) cells.set(key, []);
   cells.get(key).push(n);
 }
-const colW = toks.map(() => 56);
+'''
+
+# %% ../nbs/viewer.ipynb #535004ce
+_JS_COLUMNS = r'''const colW = toks.map(() => 56);
 for (const [key, list] of cells) {
   const c = +key.split("|")[1];
   colW[c] = Math.max(colW[c], Math.min(CELLMAX, list.length * STEP) + 24);
@@ -191,7 +252,10 @@ for (const list of cells.values()) {
   const c = list[0].ctx_idx, step = Math.min(STEP, CELLMAX / list.length);
   list.forEach((n, i) => { n.x = colX[c] + colW[c] / 2 + (i - (list.length - 1) / 2) * step; n.y = yOf(n.row); });
 }
+'''
 
+# %% ../nbs/viewer.ipynb #699580a8
+_JS_HELPERS = r'''
 // ---- helpers ----
 function el(tag, attrs, text) {
   const e = tag.startsWith("svg:") ? document.createElementNS(SVGNS, tag.slice(4)) : document.createElement(tag);
@@ -211,7 +275,10 @@ function label(n) {
   return "logit " + n.feature;
 }
 const logitTok = n => { const m = /^Output "(.*)" \(p=/.exec(n.clerp || ""); return m ? m[1] : label(n); };
+'''
 
+# %% ../nbs/viewer.ipynb #7dd25891
+_JS_STATE = r'''
 // ---- state ----
 let groups = new Map(), memberOf = new Map(), agg = [], absSorted = [], snCount = 0;
 let clicked = null, threshold = 0;
@@ -219,7 +286,10 @@ const selected = new Set();
 const item = id => groups.get(id) || byId.get(id);
 const rep = id => memberOf.get(id) || id;
 
-function regroup() {
+'''
+
+# %% ../nbs/viewer.ipynb #24d53aa2
+_JS_REGROUP = r'''function regroup() {
   memberOf = new Map();
   for (const g of groups.values()) {
     for (const m of g.members) memberOf.set(m, g.id);
@@ -237,7 +307,10 @@ function regroup() {
   absSorted = agg.map(e => Math.abs(e.weight)).sort((a, b) => a - b);
   setThreshold();
 }
-function setThreshold() {
+'''
+
+# %% ../nbs/viewer.ipynb #4435034f
+_JS_GROUPING = r'''function setThreshold() {
   const q = +$("threshold").value / 1000;
   threshold = absSorted.length ? absSorted[Math.min(absSorted.length - 1, Math.floor(q * absSorted.length))] : 0;
   if (q === 0) threshold = 0;
@@ -259,7 +332,10 @@ function ungroup() {
   if (!item(clicked)) clicked = null;
   regroup();
 }
+'''
 
+# %% ../nbs/viewer.ipynb #7680f914
+_JS_AXES = r'''
 // ---- drawing ----
 function drawAxes(svg) {
   const g = el("svg:g");
@@ -275,7 +351,10 @@ function drawAxes(svg) {
   });
   svg.append(g);
 }
-function shape(n) {
+'''
+
+# %% ../nbs/viewer.ipynb #3223a6ed
+_JS_SHAPE = r'''function shape(n) {
   const g = el("svg:g", {class: "node " + n.kind, "data-id": n.id, transform: "translate(" + n.x + " " + n.y + ")"});
   if (n.kind === "feature") g.append(el("svg:circle", {r: 5.5, fill: "#f4a340", stroke: "#8a5a14"}));
   else if (n.kind === "error") g.append(el("svg:rect", {x: -5, y: -5, width: 10, height: 10, fill: "#c4c4c4", stroke: "#555"}));
@@ -292,7 +371,10 @@ function shape(n) {
   g.classList.toggle("clicked", clicked === n.id);
   return g;
 }
-function render() {
+'''
+
+# %% ../nbs/viewer.ipynb #af4a4764
+_JS_RENDER = r'''function render() {
   const shown = agg.filter(e => Math.abs(e.weight) >= threshold);
   const touched = new Set(shown.flatMap(e => [e.source, e.target]));
   const items = [...nodes.filter(n => !memberOf.has(n.id)), ...groups.values()];
@@ -321,7 +403,10 @@ function render() {
     visible.length + " nodes" + (selected.size ? ", " + selected.size + " selected" : "");
   panel();
 }
+'''
 
+# %% ../nbs/viewer.ipynb #1861c826
+_JS_EDGE_LIST = r'''
 // ---- side panel ----
 function edgeList(title, list, other) {
   const box = el("div", {class: title.toLowerCase()});
@@ -337,7 +422,10 @@ function edgeList(title, list, other) {
   if (list.length > 25) box.append(el("div", {class: "muted"}, (list.length - 25) + " more"));
   return box;
 }
-function panel() {
+'''
+
+# %% ../nbs/viewer.ipynb #b97e8743
+_JS_PANEL = r'''function panel() {
   const p = $("panel");
   p.replaceChildren();
   const n = clicked === null ? null : item(clicked);
@@ -370,7 +458,10 @@ function panel() {
   }
   p.append(edgeList("Inputs", agg.filter(e => e.target === n.id), "source"), edgeList("Outputs", agg.filter(e => e.source === n.id), "target"));
 }
+'''
 
+# %% ../nbs/viewer.ipynb #975e6bff
+_JS_HOVER = r'''
 // ---- events ----
 const tip = $("tip");
 $("graph").addEventListener("mouseover", e => {
@@ -388,7 +479,10 @@ $("graph").addEventListener("mouseover", e => {
   tip.textContent = lines.join("\n");
   tip.hidden = false;
 });
-$("graph").addEventListener("mousemove", e => { tip.style.left = (e.clientX + 14) + "px"; tip.style.top = (e.clientY + 14) + "px"; });
+'''
+
+# %% ../nbs/viewer.ipynb #7fba17a0
+_JS_EVENTS = r'''$("graph").addEventListener("mousemove", e => { tip.style.left = (e.clientX + 14) + "px"; tip.style.top = (e.clientY + 14) + "px"; });
 $("graph").addEventListener("mouseout", e => { if (e.target.closest(".node")) tip.hidden = true; });
 $("graph").addEventListener("click", e => {
   const g = e.target.closest(".node");
@@ -407,7 +501,10 @@ $("export").addEventListener("click", () => {
   const p = $("panel");
   p.replaceChildren(el("h4", {}, "qParams.supernodes"), el("textarea", {readonly: ""}, JSON.stringify([...groups.values()].map(g => [g.name, ...g.members]))));
 });
+'''
 
+# %% ../nbs/viewer.ipynb #1adc4a52
+_JS_START = r'''
 // ---- start: supernodes from qParams, a default threshold that keeps at most 1500 edges ----
 for (const [name, ...ids] of (G.qParams.supernodes || [])) {
   const members = ids.filter(id => byId.has(id) && ![...groups.values()].some(g => g.members.includes(id)));
@@ -417,6 +514,10 @@ $("threshold").value = G.links.length > 1500 ? Math.round(1000 * (1 - 1500 / G.l
 regroup();
 })();
 '''
+
+# %% ../nbs/viewer.ipynb #bb023f9d
+JS = ''.join([_JS_DATA, _JS_ROWS, _JS_COLUMNS, _JS_HELPERS, _JS_STATE, _JS_REGROUP, _JS_GROUPING,
+              _JS_AXES, _JS_SHAPE, _JS_RENDER, _JS_EDGE_LIST, _JS_PANEL, _JS_HOVER, _JS_EVENTS, _JS_START])
 
 # %% ../nbs/viewer.ipynb #7dcc5ca9
 PAGE = '''<!DOCTYPE html>
@@ -441,6 +542,7 @@ PAGE = '''<!DOCTYPE html>
 </body></html>
 '''
 
+# %% ../nbs/viewer.ipynb #adf4e915
 def _script_json(obj) -> str:
     "JSON that is safe inside a <script> element: `<`, `>` and `&` (which JSON allows only inside strings) escaped."
     try: s = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(',', ':'))
@@ -448,35 +550,45 @@ def _script_json(obj) -> str:
     return s.replace('<', '\\u003c').replace('>', '\\u003e').replace('&', '\\u0026')
 
 def _load(graph) -> dict:
+    "`graph` validated; read first from its JSON (or gzipped JSON) file when it is a path."
     if isinstance(graph, (str, Path)):
         p = Path(graph)
         if not p.is_file(): raise UserError(f"graph file {str(p)!r} does not exist")
         try: graph = json.loads(gzip.decompress(p.read_bytes()) if p.suffix == '.gz' else p.read_text(encoding='utf-8'))
-        except (json.JSONDecodeError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as e: raise UserError(f"graph file {str(p)!r} is not valid JSON (or gzipped JSON): {e}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as e:
+            raise UserError(f"graph file {str(p)!r} is not valid JSON (or gzipped JSON): {e}") from None
     return validate(graph)
 
+# %% ../nbs/viewer.ipynb #b1f7c847
 def page(graph:dict|str|Path, # graph in circuit-tracer's frontend schema, or the path of its JSON file
-         feature_pages:str|Path|None=None, # folder (relative to the page, or a URL) of chapter 05's `L{layer}_F{feature}.html` pages
+         feature_pages:str|Path|None=None, # folder (relative to the page, or a URL) of chapter 05's feature pages
          max_links:int=20_000, # embed at most this many links, the strongest by |weight| (the page says so)
          pages:list|None=None, # (layer, feature) pairs that have a page; None: every feature node links to one
         ) -> str:
     "The viewer's self-contained HTML page for `graph`."
     g = _load(graph)
-    if isinstance(max_links, bool) or not isinstance(max_links, int) or max_links < 1: raise UserError(f"max_links must be a positive int, not {max_links!r}")
+    if isinstance(max_links, bool) or not isinstance(max_links, int) or max_links < 1:
+        raise UserError(f"max_links must be a positive int, not {max_links!r}")
     n_all, note = len(g['links']), ''
     if n_all > max_links:
         g = {**g, 'links': sorted(g['links'], key=lambda e: -abs(e['weight']))[:max_links]}
-        note = f'<span class="prompt"> · the {max_links:,} strongest of {n_all:,} links (all are in the graph JSON)</span>'
+        note = (f'<span class="prompt"> · the {max_links:,} strongest of {n_all:,} links '
+                '(all are in the graph JSON)</span>')
     fp = feature_pages.as_posix() if isinstance(feature_pages, Path) else feature_pages
-    if fp is not None and not isinstance(fp, str): raise UserError(f"feature_pages must be a folder or URL prefix, not {fp!r}")
-    parts = dict(TITLE=html.escape(str(g['metadata']['slug'])), PROMPT=html.escape(str(g['metadata']['prompt'])), CSS=CSS, JS=JS,
-                 DATA=_script_json(g), CONFIG=_script_json(dict(feature_pages=fp, pages=None if pages is None else [f'L{int(l)}_F{int(f)}' for l, f in pages])), NOTE=note)
+    if fp is not None and not isinstance(fp, str):
+        raise UserError(f"feature_pages must be a folder or URL prefix, not {fp!r}")
+    title, prompt = html.escape(str(g['metadata']['slug'])), html.escape(str(g['metadata']['prompt']))
+    data = _script_json(g)
+    names = None if pages is None else [f'L{int(l)}_F{int(f)}' for l, f in pages]
+    config = _script_json(dict(feature_pages=fp, pages=names))
+    parts = dict(TITLE=title, PROMPT=prompt, CSS=CSS, JS=JS, DATA=data, CONFIG=config, NOTE=note)
     return re.sub(r'__([A-Z]+)__', lambda m: parts[m.group(1)], PAGE)  # one pass: text put in is never scanned again
 
+# %% ../nbs/viewer.ipynb #3bb495cf
 def render(graph:dict|str|Path, # graph in circuit-tracer's frontend schema, or the path of its JSON file
            out:str|Path, # the HTML file to write (atomically)
            feature_pages:str|Path|None=None, # folder (relative to `out`, or a URL) of chapter 05's feature pages
-           max_links:int=20_000, # embed at most this many links, the strongest (a graph's file size grows with its links)
+           max_links:int=20_000, # embed at most this many links, the strongest (file size grows with the links)
            pages:list|None=None, # (layer, feature) pairs that have a page; None: every feature node links to one
           ) -> Path:
     "Write the interactive viewer for `graph` as one self-contained HTML file; its path."
@@ -487,4 +599,5 @@ def render(graph:dict|str|Path, # graph in circuit-tracer's frontend schema, or 
 def show(graph:dict|str|Path, height:int=620, feature_pages:str|Path|None=None):
     "Show the viewer inline in a notebook (an iframe holding the page)."
     from IPython.display import HTML
-    return HTML(f'<iframe srcdoc="{html.escape(page(graph, feature_pages))}" style="width:100%;height:{height}px;border:1px solid #ddd"></iframe>')
+    doc = html.escape(page(graph, feature_pages))
+    return HTML(f'<iframe srcdoc="{doc}" style="width:100%;height:{height}px;border:1px solid #ddd"></iframe>')
