@@ -447,9 +447,11 @@ def _timing(key:str) -> bool:  # wall times, speeds, memory peaks
     return bool(re.search(r'(^s|_s|seconds|_gib)$|^s_per_|maxrss', key))
 
 def _flat(d, pre=''):
-    "Nested dicts as {'a.b.c': leaf}."
-    if not isinstance(d, dict) or not d: return {pre: d}
-    return {k2: v2 for k, v in d.items() for k2, v2 in _flat(v, f"{pre}.{k}" if pre else str(k)).items()}
+    "Nested dicts and lists as {'a.b.0': leaf}: a list's items by index (a `[mean, lo, hi]` interval gives 3 leaves)."
+    if isinstance(d, dict) and d: items = d.items()
+    elif isinstance(d, list) and d: items = enumerate(d)
+    else: return {pre: d}
+    return {k2: v2 for k, v in items for k2, v2 in _flat(v, f"{pre}.{k}" if pre else str(k)).items()}
 
 def _manifest(p:str|Path) -> dict:
     "The manifest of a run folder (`runs/<model>`), or the manifest file itself."
@@ -505,7 +507,17 @@ def aggregate_seeds(metrics:dict, # {seed: that seed's metrics.json}
     return out
 
 # %% ../nbs/runner.ipynb #e162fcc3
-SEED_CHAPTERS = ['06', '07', '08', '09', '10']  # the chapters whose headlines rest on the dictionaries
+SEED_CHAPTERS = ['06', '07', '08', '09', '10', '11']  # the chapters whose headlines rest on the dictionaries
+
+def _seed_done(folder:Path, # runs/<model>/seeds/<seed>/<model>
+               chapters:list[str], seed:int) -> bool:
+    "Whether every chapter ran to the end in `folder` with this seed (chapter 04's `seed`, the others' `dict_seed`)."
+    m = read_json(folder/'manifest.json', {}) or {}
+    done = {k.split('_')[0]: v for k, v in m.get('chapters', {}).items() if v.get('status') == 'ok'}
+    def same(c):
+        p = done[c].get('parameters', {})
+        return str(p.get('seed' if c == '04' else 'dict_seed')) == str(seed)
+    return all(c in done and same(c) for c in chapters)
 
 def _write_seeds(rdir:Path, agg:dict):
     "Write `agg` to `rdir/seeds.json` and its summary into `rdir/metrics.json` under `seeds`."
@@ -520,6 +532,7 @@ def run_seeds(model:str='smollm2-135m', # model name
               seeds:list[int]=(0, 1, 2), # dictionary seeds (chapter 04's `seed`, chapters 06-10's `dict_seed`)
               chapters:list[str]|None=None, # downstream chapters; None: `SEED_CHAPTERS`
               out:str|Path|None=None, # runs folder; None: `<repo>/runs`
+              redo:bool=False, # rerun seeds whose chapters all ran already (False: reuse them, e.g. after a stop)
               **kw, # passed to `run` (device, dtype, figures, nbs, log_output)
              ) -> dict:
     "Chapter 04 and the downstream chapters per dictionary seed, into runs/<model>/seeds/<seed>/; seeds.json sums up."
@@ -533,8 +546,10 @@ def run_seeds(model:str='smollm2-135m', # model name
     down, mets = chapters or SEED_CHAPTERS, {}
     for s in seeds:
         o = rdir/'seeds'/str(s)
-        run(['04'], model=model, params={'seed': s}, out=o, figures=figs/str(s), nbs=nbs, **kw)
-        run(down, model=model, params={'dict_seed': s}, out=o, figures=figs/str(s), nbs=nbs, **kw)
+        if redo or not _seed_done(o/check_model(model), ['04', *down], s):
+            run(['04'], model=model, params={'seed': s}, out=o, figures=figs/str(s), nbs=nbs, **kw)
+            run(down, model=model, params={'dict_seed': s}, out=o, figures=figs/str(s), nbs=nbs, **kw)
+        else: print(f"seed {s}: every chapter ran already in {o} (reused; redo=True or --redo runs it again)")
         mets[s] = read_json(o/check_model(model)/'metrics.json', {})
     agg = dict(model=model, seeds=list(seeds), chapters=['04', *down], metrics=aggregate_seeds(mets))
     _write_seeds(rdir, agg)
@@ -618,7 +633,8 @@ def _seeds_parser(sub):
                        'agreeing in sign) into OUT/<model>/seeds.json.')
     s.add_argument('--model', '-m', default='smollm2-135m', help='model name (default: %(default)s)')
     s.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='dictionary seeds (default: 0 1 2)')
-    s.add_argument('--chapters', nargs='+', help="downstream chapters (default: 06 07 08 09 10)")
+    s.add_argument('--chapters', nargs='+', help=f"downstream chapters (default: {' '.join(SEED_CHAPTERS)})")
+    s.add_argument('--redo', action='store_true', help='rerun seeds whose chapters all ran already (default: reuse)')
     s.add_argument('--device', default='auto')
     s.add_argument('--dtype', default='fp32')
     s.add_argument('--out', help='runs folder (default: <repo>/runs)')
@@ -658,7 +674,8 @@ def _command(args) -> int:
         print(fmt_table(model_table()))
         return 0
     if args.cmd == 'seeds':
-        agg = run_seeds(args.model, args.seeds, args.chapters, out=args.out, device=args.device, dtype=args.dtype)
+        agg = run_seeds(args.model, args.seeds, args.chapters, out=args.out, redo=args.redo, device=args.device,
+                        dtype=args.dtype)
         print(f"{len(agg['metrics'])} metrics over seeds {agg['seeds']} -> seeds.json")
         return 0
     run(args.chapters, model=args.model, params=args.param, device=args.device, dtype=args.dtype,
