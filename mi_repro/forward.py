@@ -85,7 +85,8 @@ def mlp(x:torch.Tensor, # [B, T, d] normalized residual
         spec:Spec, # its names and nonlinearity ('silu' or 'gelu_tanh')
        ) -> tuple[torch.Tensor, torch.Tensor]:
     "MLP output [B, T, d] and hidden activation h [B, T, m]."
-    if spec.act not in ('silu', 'gelu_tanh'): raise UserError(f"MLP activation {spec.act!r} is not rebuilt in chapter 01")
+    if spec.act not in ('silu', 'gelu_tanh'):
+        raise UserError(f"MLP activation {spec.act!r} is not rebuilt in chapter 01")
     phi = F.silu if spec.act == 'silu' else (lambda t: F.gelu(t, approximate='tanh'))
     W = lambda role: getattr(m, getattr(spec, role)).weight
     h = phi(x @ W('gate_proj').T) * (x @ W('up_proj').T)
