@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .core import UserError, atomic_write, atomic_path
 from .models import Spec
-from .forward import arch_of, embed, rms_norm, attention, mlp
+from .forward import embed, rms_norm, attention, mlp
 from .dictionaries import Transcoder
 
 # %% auto #0
@@ -95,12 +95,12 @@ def _inv_rms(x:torch.Tensor, # [1, T, d] a norm's input
 @patch
 def _gain(self:Replacement, hf, role:str, l:int|None=None) -> torch.Tensor:
     "The gain [d] of the norm `role` (of layer `l`), as the frozen map multiplies by it."
-    return self.arch.gain_offset + self.spec.module(hf, role, l).weight.detach().float()
+    return self.spec.gain_offset + self.spec.module(hf, role, l).weight.detach().float()
 
 @patch
 def _norm(self:Replacement, hf, role:str, l:int, x:torch.Tensor) -> torch.Tensor:
     "The model's own norm `role` of layer `l` applied to `x`."
-    return rms_norm(x, self.spec.module(hf, role, l).weight, self.arch.eps, self.arch.gain_offset)
+    return rms_norm(x, self.spec.module(hf, role, l).weight, self.spec.eps, self.spec.gain_offset)
 
 # %% ../nbs/06_attribution.ipynb #cbc10603
 @patch
@@ -108,16 +108,17 @@ def _freeze_attn(self:Replacement, hf, l:int,
                  x:torch.Tensor, # [1, T, d] the residual stream before layer `l`
                 ) -> tuple[torch.Tensor, dict]:
     "Run layer `l`'s attention: the stream after it, and what the frozen map keeps (scales, gains, pattern, weights)."
-    a, at = self.arch, self.spec.module(hf, 'attn', l)
-    r = dict(r1=_inv_rms(x, a.eps), g1=self._gain(hf, 'attn_norm', l))
-    o, A = attention(self._norm(hf, 'attn_norm', l, x), at, self.spec, a, l)
+    spec = self.spec
+    r = dict(r1=_inv_rms(x, spec.eps), g1=self._gain(hf, 'attn_norm', l))
+    o, A = attention(self._norm(hf, 'attn_norm', l, x), spec.module(hf, 'attn', l), spec, l)
     r['A'] = A[0].float()
-    if a.sandwich:
-        r['ra'], r['ga'] = _inv_rms(o, a.eps), self._gain(hf, 'attn_post_norm', l)
+    if spec.sandwich:
+        r['ra'], r['ga'] = _inv_rms(o, spec.eps), self._gain(hf, 'attn_post_norm', l)
         o = self._norm(hf, 'attn_post_norm', l, o)
-    r['Wv'], r['Wo'] = at.v_proj.weight.detach().float(), at.o_proj.weight.detach().float()
-    r['bv'] = at.v_proj.bias.detach().float() if at.v_proj.bias is not None else None
-    r['bo'] = at.o_proj.bias.detach().float() if at.o_proj.bias is not None else None
+    v, w_o = spec.module(hf, 'v_proj', l), spec.module(hf, 'o_proj', l)
+    r['Wv'], r['Wo'] = v.weight.detach().float(), w_o.weight.detach().float()
+    r['bv'] = v.bias.detach().float() if v.bias is not None else None
+    r['bo'] = w_o.bias.detach().float() if w_o.bias is not None else None
     return x + o, r
 
 # %% ../nbs/06_attribution.ipynb #9654d0c2
@@ -127,13 +128,13 @@ def _freeze_mlp(self:Replacement, hf, l:int,
                 r:dict, # what `_freeze_attn` kept of layer `l`: the MLP's norm scales are added
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Run layer `l`'s MLP: the stream after it, and the MLP's input and output [T, d] (before a post-norm)."
-    a = self.arch
-    r['r2'], r['g2'] = _inv_rms(x, a.eps), self._gain(hf, 'mlp_norm', l)
+    spec = self.spec
+    r['r2'], r['g2'] = _inv_rms(x, spec.eps), self._gain(hf, 'mlp_norm', l)
     u = self._norm(hf, 'mlp_norm', l, x)
-    y, _ = mlp(u, self.spec.module(hf, 'mlp', l), a.act)
+    y, _ = mlp(u, spec.module(hf, 'mlp', l), spec)
     m_in, m_out = u[0].float(), y[0].float()
-    if a.sandwich:
-        r['rm'], r['gm'] = _inv_rms(y, a.eps), self._gain(hf, 'mlp_post_norm', l)
+    if spec.sandwich:
+        r['rm'], r['gm'] = _inv_rms(y, spec.eps), self._gain(hf, 'mlp_post_norm', l)
         y = self._norm(hf, 'mlp_post_norm', l, y)
     return x + y, m_in, m_out
 
@@ -141,8 +142,7 @@ def _freeze_mlp(self:Replacement, hf, l:int,
 @patch
 def _record(self:Replacement, hf) -> tuple[list, list]:
     "Run the model once on the prompt, freezing every layer (`lay`) and the final norm: the MLP inputs and outputs."
-    a = self.arch
-    x = embed(self.spec.module(hf, 'embed').weight, self.ids[None], a.embed_scale)
+    x = embed(self.spec.module(hf, 'embed').weight, self.ids[None], self.spec.embed_scale)
     self.x0 = x[0].float()
     first = [x[0, 0].float()]  # position 0's residual stream after the embedding, each attention and each MLP
     self.lay = []  # per layer: frozen scales, gains, pattern and the weights the linear map needs
@@ -155,7 +155,7 @@ def _record(self:Replacement, hf) -> tuple[list, list]:
         self.lay.append(r)
         m_in.append(u)
         m_out.append(y)
-    self.rf, self.gf = _inv_rms(x, a.eps), self._gain(hf, 'final_norm')
+    self.rf, self.gf = _inv_rms(x, self.spec.eps), self._gain(hf, 'final_norm')
     pinned = self.drop_first and self.drop_first_token
     self.first = torch.stack(first) if pinned else None  # [2L+1, d]: pinned in `forward`
     self.W_U = self.spec.module(hf, 'unembed').weight.detach().float()
@@ -218,7 +218,7 @@ def __init__(self:Replacement, hf:torch.nn.Module, # the transformers model (`lo
             ):
     "Record the prompt's run and encode its MLP inputs: the nodes and the frozen linear map between them."
     ids = _checked_ids(spec, tcs, ids)
-    self.spec, self.arch = spec, arch_of(hf.config)
+    self.spec = spec
     self.drop_first, self.drop_first_token = drop_first, drop_first_token
     self.ids, self.T, self.L, self.d = ids.to(next(hf.parameters()).device), len(ids), spec.n_layers, spec.d_model
     m_in, m_out = self._record(hf)
@@ -254,7 +254,7 @@ def _attn_fwd(self:Replacement, l:int,
     v = v.view(B, T, Hkv, dh).transpose(1, 2).repeat_interleave(H // Hkv, 1)
     o = (r['A'] @ v).transpose(1, 2).reshape(B, T, H * dh) @ r['Wo'].T
     if r['bo'] is not None: o = o + r['bo']
-    if self.arch.sandwich: o = o * (r['ra'][:, None] * r['ga'])
+    if self.spec.sandwich: o = o * (r['ra'][:, None] * r['ga'])
     return o
 
 # %% ../nbs/06_attribution.ipynb #630d9491
@@ -270,7 +270,7 @@ def _mlp_fwd(self:Replacement, l:int,
     pre = (u[:, p] * self._enc(l, f)).sum(-1) + self._benc(l, f)
     y = self.K[l] + ce[:, l, :, None] * self.err[l] + self.tcs[l].skip(u)
     y = y.index_add(1, p, cf[:, s:e, None] * self.dec[s:e])
-    if self.arch.sandwich: y = y * (r['rm'][:, None] * r['gm'])
+    if self.spec.sandwich: y = y * (r['rm'][:, None] * r['gm'])
     return pre, y
 
 # %% ../nbs/06_attribution.ipynb #6abae6f4
@@ -306,7 +306,7 @@ def forward(self:Replacement,
         x = pin(x + y, 2 * l + 2)
     xf = x * (self.rf[:, None] * self.gf)
     logits = (xf if all_logits else xf[:, -1]) @ self.W_U.T
-    cap = self.arch.final_softcap
+    cap = self.spec.final_softcap
     if cap: logits = cap * torch.tanh(logits / cap)
     return torch.cat(pres, 1), logits
 
@@ -328,10 +328,10 @@ def _attn_T(self:Replacement, l:int,
             G:torch.Tensor, # [B, P, d] the gradient at the output of layer `l`'s attention (first P positions)
            ) -> torch.Tensor:
     "The transpose of layer `l`'s frozen attention: the gradient [B, P, d] at its input."
-    r, a = self.lay[l], self.arch
+    r = self.lay[l]
     B, P = G.shape[:2]
     H, Hkv, dh = self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim
-    go = G * (r['ra'][:P, None] * r['ga']) if a.sandwich else G
+    go = G * (r['ra'][:P, None] * r['ga']) if self.spec.sandwich else G
     gz = (go @ r['Wo']).view(B, P, H, dh).transpose(1, 2)  # [B, H, P, dh]
     gv = (r['A'][:, :P, :P].transpose(-1, -2) @ gz).view(B, Hkv, H // Hkv, P, dh).sum(2)
     return (gv.transpose(1, 2).reshape(B, P, Hkv * dh) @ r['Wv']) * (r['r1'][:P, None] * r['g1'])
@@ -358,7 +358,7 @@ def _back_mlp(self:Replacement, l:int,
              ) -> torch.Tensor:
     "Layer `l`'s MLP in the backward pass: its nodes' direct effects into `out`; the gradient at its input side."
     r, P = self.lay[l], G.shape[1]
-    g_out = G * (r['rm'][:P, None] * r['gm']) if self.arch.sandwich else G  # gradient at the MLP output
+    g_out = G * (r['rm'][:P, None] * r['gm']) if self.spec.sandwich else G  # gradient at the MLP output
     s, e = self.starts[l], self.starts[l + 1]
     if e > s and l < top:
         feat_pos = self.active[s:e, 1]

@@ -258,10 +258,7 @@ def build_index(lm, spec:Spec,
 
 # %% ../nbs/05_features.ipynb #d886919f
 def _norm_gain(hf, spec, role, layer=None):
-    from mi_repro.forward import arch_of
-    a = arch_of(hf.config)
-    g = spec.module(hf, role, layer).weight.detach().float()
-    return a.gain_offset + g, a
+    return spec.gain_offset + spec.module(hf, role, layer).weight.detach().float()
 
 @torch.no_grad()
 def top_dot(A:torch.Tensor, # [F, d] one direction per feature
@@ -291,9 +288,9 @@ def unembed_dirs(hf, spec:Spec, tc:Transcoder,
                  feats:list|None=None, # feature indices (None: all)
               ) -> torch.Tensor:
     "Each feature's decoder row as the unembedding reads it [n, d]: gamma * W_dec,f / y_scale (gamma the final norm's gain, times the post-MLP norm's on Gemma); its dot with W_U[t] is the direct logit effect per unit activation."
-    g, _ = _norm_gain(hf, spec, 'final_norm')
+    g = _norm_gain(hf, spec, 'final_norm')
     D = (tc.W_dec.detach() if feats is None else tc.W_dec.detach()[list(feats)]).float() / tc.y_scale.float()
-    if spec.mlp_post_norm: D = D * _norm_gain(hf, spec, 'mlp_post_norm', layer)[0]  # Gemma: the MLP output is normed again
+    if spec.sandwich: D = D * _norm_gain(hf, spec, 'mlp_post_norm', layer)  # Gemma: the MLP output is normed again
     return D.to(g.device) * g
 
 @torch.no_grad()
@@ -316,9 +313,9 @@ def input_tokens(hf, spec:Spec, tc:Transcoder, layer:int,
                 ) -> dict:
     "The `n` tokens whose normalized embedding most excites each feature's encoder: `in_ids`, `in_vals` [F, n]."
     from mi_repro.forward import rms_norm
-    g, a = _norm_gain(hf, spec, 'mlp_norm', layer)
+    g = _norm_gain(hf, spec, 'mlp_norm', layer)
     E = spec.module(hf, 'embed').weight.detach()
-    U = rms_norm(E.float() * a.embed_scale, g, a.eps).to(tc.W_enc.device)
+    U = rms_norm(E.float() * spec.embed_scale, g, spec.eps).to(tc.W_enc.device)
     # pre(u) = (u * x_scale - x_mean) W_enc^T + b_enc = u (x_scale W_enc)^T + (b_enc - W_enc x_mean)
     W = tc.W_enc.detach().float() * tc.x_scale
     c = (tc.b_enc.detach() - tc.W_enc.detach() @ tc.x_mean).float()

@@ -4,57 +4,13 @@
 
 # %% ../nbs/01_forward.ipynb #7d19f514
 from __future__ import annotations
-from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from .core import UserError
 from .models import Spec
 
 # %% auto #0
-__all__ = ['Arch', 'arch_of', 'embed', 'rms_norm', 'rope', 'attention', 'mlp', 'rebuild', 'logit_lens']
-
-# %% ../nbs/01_forward.ipynb #7a2c4942
-@dataclass
-class Arch:
-    "The constants and switches of the forward pass that differ between model families."
-    eps: float  # RMSNorm epsilon
-    gain_offset: float  # RMSNorm multiplies by (gain_offset + g): 0 for Llama/Qwen, 1 for Gemma
-    embed_scale: float  # X0 = embed_scale * W_E[t]: 1, or sqrt(d) for Gemma
-    act: str  # MLP nonlinearity: 'silu' or 'gelu_tanh'
-    attn_scale: float  # multiplies q.k
-    thetas: list  # RoPE base per layer
-    windows: list  # sliding window per layer (None: full causal attention)
-    qk_norm: bool  # RMSNorm on each q and k head (Qwen3, Gemma-3)
-    sandwich: bool  # norms after attention and MLP too (Gemma-3)
-    final_softcap: float|None = None  # logits = c tanh(logits / c) if set
-    attn_softcap: float|None = None
-
-_ACTS = {'silu': 'silu', 'swish': 'silu', 'gelu_pytorch_tanh': 'gelu_tanh', 'gelu_tanh': 'gelu_tanh'}
-
-def _theta(rp:dict, kind:str) -> float:
-    rp = rp.get(kind, rp) if kind in rp else rp
-    if rp.get('rope_type', 'default') != 'default':
-        raise UserError(f"RoPE type {rp['rope_type']!r} is not rebuilt in chapter 01 (only 'default')")
-    return float(rp['rope_theta'])
-
-def arch_of(cfg) -> Arch:
-    "Read the `Arch` of a transformers config."
-    n = cfg.num_hidden_layers
-    gemma = cfg.model_type.startswith('gemma')
-    act = getattr(cfg, 'hidden_act', None) or getattr(cfg, 'hidden_activation', None)
-    if act not in _ACTS: raise UserError(f"MLP activation {act!r} is not rebuilt in chapter 01")
-    kinds = getattr(cfg, 'layer_types', None) or ['full_attention']*n
-    win = getattr(cfg, 'sliding_window', None) if getattr(cfg, 'use_sliding_window', True) else None
-    rp = cfg.rope_parameters
-    return Arch(eps=cfg.rms_norm_eps, gain_offset=1.0 if gemma else 0.0,
-                embed_scale=cfg.hidden_size**0.5 if gemma else 1.0, act=_ACTS[act],
-                attn_scale=(getattr(cfg, 'query_pre_attn_scalar', None) or cfg.head_dim) ** -0.5 if gemma else
-                           (getattr(cfg, 'head_dim', None) or cfg.hidden_size // cfg.num_attention_heads) ** -0.5,
-                thetas=[_theta(rp, k) for k in kinds],
-                windows=[win if k == 'sliding_attention' else None for k in kinds],
-                qk_norm=cfg.model_type in ('qwen3', 'gemma3_text'), sandwich=gemma,
-                final_softcap=getattr(cfg, 'final_logit_softcapping', None),
-                attn_softcap=getattr(cfg, 'attn_logit_softcapping', None))
+__all__ = ['embed', 'rms_norm', 'rope', 'attention', 'mlp', 'rebuild', 'logit_lens']
 
 # %% ../nbs/01_forward.ipynb #5815d995
 def embed(W_E:torch.Tensor, # [V, d] embedding matrix
@@ -92,42 +48,49 @@ def rope(x:torch.Tensor, # [B, H, T, d_h] queries or keys
 
 # %% ../nbs/01_forward.ipynb #e5169663
 def attention(x:torch.Tensor, # [B, T, d] normalized residual
-              attn:torch.nn.Module, # the layer's attention module (q/k/v/o_proj, optional q_norm/k_norm)
-              spec:Spec, arch:Arch,
+              attn:torch.nn.Module, # the layer's attention module (the spec's q/k/v/o_proj, optional q_norm/k_norm)
+              spec:Spec,
               layer:int, # layer index (for RoPE base and window)
               pos:torch.Tensor|None=None, # [T] positions (default 0..T-1)
              ) -> tuple[torch.Tensor, torch.Tensor]:
     "Attention block output [B, T, d] and pattern [B, H, T, T], from the module's weights."
     B, T, _ = x.shape
     H, Hkv, dh = spec.n_heads, spec.n_kv_heads, spec.head_dim
+    if (rt := spec.rope_types[layer]) != 'default' or spec.thetas[layer] is None:
+        raise UserError(f"RoPE type {rt!r} is not rebuilt in chapter 01 (only 'default')")
     if pos is None: pos = torch.arange(T, device=x.device)
-    lin = lambda name, n: (x @ getattr(attn, name).weight.T + (b if (b := getattr(attn, name).bias) is not None else 0)).view(B, T, n, dh)
+    sub = lambda role: getattr(attn, getattr(spec, role))
+    lin = lambda role, n: (x @ sub(role).weight.T + (b if (b := sub(role).bias) is not None else 0)).view(B, T, n, dh)
     q, k, v = lin('q_proj', H), lin('k_proj', Hkv), lin('v_proj', Hkv)
-    if arch.qk_norm:
-        q = rms_norm(q, attn.q_norm.weight, arch.eps, arch.gain_offset)
-        k = rms_norm(k, attn.k_norm.weight, arch.eps, arch.gain_offset)
+    if spec.qk_norm:
+        q = rms_norm(q, sub('q_norm').weight, spec.eps, spec.gain_offset)
+        k = rms_norm(k, sub('k_norm').weight, spec.eps, spec.gain_offset)
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, heads, T, d_h]
-    q, k = rope(q, pos, arch.thetas[layer]), rope(k, pos, arch.thetas[layer])
+    q, k = rope(q, pos, spec.thetas[layer]), rope(k, pos, spec.thetas[layer])
     k, v = k.repeat_interleave(H // Hkv, 1), v.repeat_interleave(H // Hkv, 1)  # share each kv head across its group
-    s = (q @ k.transpose(-1, -2)) * arch.attn_scale
-    if arch.attn_softcap: s = arch.attn_softcap * torch.tanh(s / arch.attn_softcap)
+    s = (q @ k.transpose(-1, -2)) * spec.attn_scale
+    if spec.attn_softcap: s = spec.attn_softcap * torch.tanh(s / spec.attn_softcap)
     i, j = pos[:, None], pos[None, :]
     allowed = j <= i
-    if arch.windows[layer] is not None: allowed &= (i - j) < arch.windows[layer]
+    if spec.windows[layer] is not None: allowed &= (i - j) < spec.windows[layer]
     s = s.masked_fill(~allowed, float('-inf'))
     A = torch.softmax(s.float(), -1).to(q.dtype)
     z = (A @ v).transpose(1, 2).reshape(B, T, H * dh)
-    return z @ attn.o_proj.weight.T + (attn.o_proj.bias if attn.o_proj.bias is not None else 0), A
+    o = sub('o_proj')
+    return z @ o.weight.T + (o.bias if o.bias is not None else 0), A
 
 # %% ../nbs/01_forward.ipynb #5ffce7bb
 def mlp(x:torch.Tensor, # [B, T, d] normalized residual
-        m:torch.nn.Module, # the layer's MLP module (gate/up/down_proj)
-        act:str, # 'silu' or 'gelu_tanh'
+        m:torch.nn.Module, # the layer's MLP module (the spec's gate/up/down_proj)
+        spec:Spec, # its names and nonlinearity ('silu' or 'gelu_tanh')
        ) -> tuple[torch.Tensor, torch.Tensor]:
     "MLP output [B, T, d] and hidden activation h [B, T, m]."
-    phi = F.silu if act == 'silu' else (lambda t: F.gelu(t, approximate='tanh'))
-    h = phi(x @ m.gate_proj.weight.T) * (x @ m.up_proj.weight.T)
-    return h @ m.down_proj.weight.T, h
+    if spec.act not in ('silu', 'gelu_tanh'):
+        raise UserError(f"MLP activation {spec.act!r} is not rebuilt in chapter 01")
+    phi = F.silu if spec.act == 'silu' else (lambda t: F.gelu(t, approximate='tanh'))
+    W = lambda role: getattr(m, getattr(spec, role)).weight
+    h = phi(x @ W('gate_proj').T) * (x @ W('up_proj').T)
+    return h @ W('down_proj').T, h
 
 # %% ../nbs/01_forward.ipynb #f5db2335
 @torch.no_grad()
@@ -138,23 +101,23 @@ def rebuild(hf:torch.nn.Module, # the transformers model (`load_model(...).hf`)
            ):
     "The forward pass in plain torch from the model's weights: logits [B, T, V] (and a dict of intermediates)."
     if ids.ndim != 2 or ids.shape[1] == 0: raise UserError(f"ids must be [batch, tokens] with at least one token, got shape {tuple(ids.shape)}")
-    arch = arch_of(hf.config)
     mod = lambda role, l=None: spec.module(hf, role, l)
-    x = embed(mod('embed').weight, ids, arch.embed_scale)
+    norm = lambda x, role, l=None: rms_norm(x, mod(role, l).weight, spec.eps, spec.gain_offset)
+    x = embed(mod('embed').weight, ids, spec.embed_scale)
     cache = {k: [] for k in ('resid', 'mlp_in', 'h', 'mlp_out', 'attn_out', 'pattern')}
     for l in range(spec.n_layers):
-        a, A = attention(rms_norm(x, mod('attn_norm', l).weight, arch.eps, arch.gain_offset), mod('attn', l), spec, arch, l)
-        if arch.sandwich: a = rms_norm(a, mod('attn_post_norm', l).weight, arch.eps, arch.gain_offset)
+        a, A = attention(norm(x, 'attn_norm', l), mod('attn', l), spec, l)
+        if spec.sandwich: a = norm(a, 'attn_post_norm', l)
         if keep: cache['resid'].append(x); cache['attn_out'].append(a); cache['pattern'].append(A)
         x = x + a
-        u = rms_norm(x, mod('mlp_norm', l).weight, arch.eps, arch.gain_offset)
-        y, h = mlp(u, mod('mlp', l), arch.act)
+        u = norm(x, 'mlp_norm', l)
+        y, h = mlp(u, mod('mlp', l), spec)
         if keep: cache['mlp_in'].append(u); cache['h'].append(h); cache['mlp_out'].append(y)
-        if arch.sandwich: y = rms_norm(y, mod('mlp_post_norm', l).weight, arch.eps, arch.gain_offset)
+        if spec.sandwich: y = norm(y, 'mlp_post_norm', l)
         x = x + y
     cache['final'] = x
-    logits = rms_norm(x, mod('final_norm').weight, arch.eps, arch.gain_offset) @ mod('unembed').weight.T
-    if arch.final_softcap: logits = arch.final_softcap * torch.tanh(logits / arch.final_softcap)
+    logits = norm(x, 'final_norm') @ mod('unembed').weight.T
+    if spec.final_softcap: logits = spec.final_softcap * torch.tanh(logits / spec.final_softcap)
     return (logits, cache) if keep else logits
 
 # %% ../nbs/01_forward.ipynb #e5b92fc1
@@ -165,9 +128,8 @@ def logit_lens(hf:torch.nn.Module, spec:Spec,
                pos:int=-1, # position to read
               ) -> dict:
     "Probability and rank of `token` read from the residual stream before each layer and after the last."
-    arch = arch_of(hf.config)
     xs = [r[:, pos] for r in cache['resid']] + [cache['final'][:, pos]]
     W_U, g = spec.module(hf, 'unembed').weight, spec.module(hf, 'final_norm').weight
-    lp = [torch.log_softmax((rms_norm(x, g, arch.eps, arch.gain_offset) @ W_U.T).float(), -1)[0] for x in xs]
+    lp = [torch.log_softmax((rms_norm(x, g, spec.eps, spec.gain_offset) @ W_U.T).float(), -1)[0] for x in xs]
     return dict(p=[l[token].exp().item() for l in lp], rank=[int((l > l[token]).sum()) for l in lp],
                 norm=[x.float().norm().item() for x in xs])

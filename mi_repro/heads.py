@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from .core import UserError
 from .models import Spec
-from .forward import arch_of, attention
+from .forward import attention
 from .attribution import Replacement, Graph
 from .models import prompt_ids, hf_model
 
@@ -26,10 +26,10 @@ def patterns(lm, spec:Spec,
     if ids.ndim != 2 or ids.shape[1] == 0:
         raise UserError(f"ids must be [batch, tokens] with at least one token, got shape {tuple(ids.shape)}")
     hf = hf_model(lm)
-    a, us = arch_of(hf.config), []
+    us = []
     with lm.trace(ids.to(lm.device)):
         for l in range(spec.n_layers): us.append(spec.module(lm, 'attn_norm', l).output.save())
-    return torch.stack([attention(u, spec.module(hf, 'attn', l), spec, a, l)[1].float() for l, u in enumerate(us)])
+    return torch.stack([attention(u, spec.module(hf, 'attn', l), spec, l)[1].float() for l, u in enumerate(us)])
 
 # %% ../nbs/09_heads.ipynb #ebb405be
 SCORES = ('previous', 'induction', 'duplicate', 'sink')
@@ -160,7 +160,7 @@ def head_means(lm, spec:Spec,
         if len(ids) < 2: raise UserError("head_means: every prompt needs a token after position 0")
         zs = []
         with lm.trace(ids[None].to(lm.device)):
-            for l in range(spec.n_layers): zs.append(spec.module(lm, 'attn', l).o_proj.input.save())
+            for l in range(spec.n_layers): zs.append(spec.module(lm, 'o_proj', l).input.save())
         tot = tot + torch.stack([z[0, 1:].float().sum(0) for z in zs])
         n += len(ids) - 1
     return (tot / n).cpu()
@@ -180,7 +180,7 @@ def _ablated_margins(lm, spec:Spec, ids:torch.Tensor, correct:int, incorrect:int
             for l in range(L):
                 rows = [(b, h) for b, (ll, h) in enumerate(ch) if ll == l]
                 if not rows: continue
-                z = spec.module(lm, 'attn', l).o_proj.input
+                z = spec.module(lm, 'o_proj', l).input
                 for b, h in rows:
                     s = slice(h * dh, (h + 1) * dh)
                     z[b, 1:, s] = 0.0 if means is None else means[l, s].to(z.device, z.dtype)
@@ -243,14 +243,14 @@ def _node(rep:Replacement, g:Graph, i:int, role:str) -> tuple:
 def _grads(rep:Replacement, layer:int, pos:int, vec:torch.Tensor) -> list:
     ("Gradient [T, d] of a target (read `vec` at `layer`'s MLP input, or after the final norm when layer = L) at the "
      "residual stream after each layer's attention, as chapter 06's backward pass computes it.")
-    L, T, d, a = rep.L, rep.T, rep.d, rep.arch
+    L, T, d = rep.L, rep.T, rep.d
     G = torch.zeros(T, d, device=rep.x0.device)
     if layer == L: G[pos] += vec * rep.rf[pos] * rep.gf
     out = [None] * L
     for l in range(min(layer, L - 1), -1, -1):
         r = rep.lay[l]
         if l < layer and rep.tcs[l].W_skip is not None:
-            gm = G * (r['rm'][:, None] * r['gm']) if a.sandwich else G
+            gm = G * (r['rm'][:, None] * r['gm']) if rep.spec.sandwich else G
             G = G + rep._skip_T(l, gm) * (r['r2'][:, None] * r['g2'])
         if l == layer: G[pos] += vec * r['r2'][pos] * r['g2']
         out[l] = G.clone()
@@ -285,21 +285,21 @@ def _head_hops(rep:Replacement, sl:int, sp:int, # the source's layer (-1: a toke
                Gm:list, # the target's gradients after each layer's attention (`_grads`)
               ) -> torch.Tensor:
     "Each head's share of the edge by destination position [L, H, T]: the paths that leave `sp` through it."
-    L, T, a = rep.L, rep.T, rep.arch
+    L, T, sandwich = rep.L, rep.T, rep.spec.sandwich
     H, Hkv, dh, d = rep.spec.n_heads, rep.spec.n_kv_heads, rep.spec.head_dim, rep.d
-    if sl >= 0 and a.sandwich: x = x * rep.lay[sl]['rm'][sp] * rep.lay[sl]['gm']  # as it enters the residual stream
+    if sl >= 0 and sandwich: x = x * rep.lay[sl]['rm'][sp] * rep.lay[sl]['gm']  # as it enters the residual stream
     by_pos = torch.zeros(L, H, T, device=x.device)
     for l in range(sl + 1, min(tl, L - 1) + 1):
         r = rep.lay[l]
         v = ((x * r['r1'][sp] * r['g1']) @ r['Wv'].T).view(Hkv, dh).repeat_interleave(H // Hkv, 0)  # [H, dh]
         o = torch.einsum('dhk,hk->hd', r['Wo'].view(d, H, dh), v)  # [H, d]: each head's OV image of the source vector
-        gq = Gm[l] * (r['ra'][:, None] * r['ga']) if a.sandwich else Gm[l]
+        gq = Gm[l] * (r['ra'][:, None] * r['ga']) if sandwich else Gm[l]
         by_pos[l] = r['A'][:, :, sp] * (o @ gq.T)  # [H, T]: A_h[q, p_s] (o_h . grad_q)
         stay = (r['A'][:, sp, sp, None] * o).sum(0)
-        x = x + (stay * r['ra'][sp] * r['ga'] if a.sandwich else stay)
+        x = x + (stay * r['ra'][sp] * r['ga'] if sandwich else stay)
         if l < tl and rep.tcs[l].W_skip is not None:
             y = rep.tcs[l].skip(x * r['r2'][sp] * r['g2'])
-            x = x + (y * r['rm'][sp] * r['gm'] if a.sandwich else y)
+            x = x + (y * r['rm'][sp] * r['gm'] if sandwich else y)
     by_pos[:, :, :sp + 1] = 0  # the diagonal stays at p_s (carried on in x); earlier positions get none
     return by_pos
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch, torch.nn.functional as F
 from .core import UserError
 from .models import Spec
-from .forward import arch_of, attention
+from .forward import attention
 from .dictionaries import Transcoder
 from .attribution import Graph, feature_influence
 from .prompts import answer_id
@@ -155,13 +155,11 @@ class Clean:
     m_out: torch.Tensor  # [L, T, d] MLP outputs
     frozen: dict|None = None  # {role: [L, T] 1/rms}, 'final': [T], 'A': [L, H, T, T] patterns
 
-_NORMS = ('attn_norm', 'attn_post_norm', 'mlp_norm', 'mlp_post_norm')
-
 # %% ../nbs/07_interventions.ipynb #468735e6
 def _record_clean(lm, spec:Spec, ids:torch.Tensor, freeze:bool) -> tuple:
     ("One trace of `ids`: MLP inputs and outputs per layer, and (freeze) each norm's inputs {role: [per layer]}, "
      "the attention norm's outputs and the final norm's input (`res['fin']`); the logits in `res['logits']`.")
-    norms = [r for r in _NORMS if getattr(spec, r)] if freeze else []
+    norms = spec.norms if freeze else ()
     m_in, m_out, nin, u, res = [], [], {r: [] for r in norms}, [], {}  # filled inside the trace (made outside it)
     with lm.trace(ids[None].to(lm.device)):
         # forward order: attention norm, (post-attention norm), MLP norm, MLP, (post-MLP norm)
@@ -170,27 +168,27 @@ def _record_clean(lm, spec:Spec, ids:torch.Tensor, freeze:bool) -> tuple:
                 n = spec.module(lm, 'attn_norm', l)
                 nin['attn_norm'].append(n.input.save())
                 u.append(n.output.save())
-                if spec.attn_post_norm: nin['attn_post_norm'].append(spec.module(lm, 'attn_post_norm', l).input.save())
+                if spec.sandwich: nin['attn_post_norm'].append(spec.module(lm, 'attn_post_norm', l).input.save())
                 nin['mlp_norm'].append(spec.module(lm, 'mlp_norm', l).input.save())
             m = spec.module(lm, 'mlp', l)
             m_in.append(m.input.save())
             m_out.append(m.output.save())
-            if freeze and spec.mlp_post_norm:
+            if freeze and spec.sandwich:
                 nin['mlp_post_norm'].append(spec.module(lm, 'mlp_post_norm', l).input.save())
         if freeze: res['fin'] = spec.module(lm, 'final_norm').input.save()
         res['logits'] = lm.output.logits.save()
     return m_in, m_out, nin, u, res
 
 # %% ../nbs/07_interventions.ipynb #2bb998a4
-def _frozen(spec:Spec, a, hf, nin:dict, u:list, fin:torch.Tensor) -> dict:
+def _frozen(spec:Spec, hf, nin:dict, u:list, fin:torch.Tensor) -> dict:
     ("What a frozen run holds fixed, from `_record_clean`'s norm inputs `nin`, attention-norm outputs `u` and final "
-     "norm input `fin` (`a`: the architecture): 1/rms per norm [L, T] and 'final', position 0's inputs, 'A'.")
-    rs = lambda x: torch.rsqrt(x[0].float().pow(2).mean(-1) + a.eps)
+     "norm input `fin`: 1/rms per norm [L, T] and 'final', position 0's inputs, 'A'.")
+    rs = lambda x: torch.rsqrt(x[0].float().pow(2).mean(-1) + spec.eps)
     fr = {r: torch.stack([rs(x) for x in v]) for r, v in nin.items()}
     fr['final'] = rs(fin)
     for r, v in nin.items(): fr[f'first_{r}'] = torch.stack([x[0, 0].float() for x in v])  # position 0's norm inputs
     fr['first_final'] = fin[0, 0].float()
-    fr['A'] = torch.stack([attention(u[l], spec.module(hf, 'attn', l), spec, a, l)[1][0].float()
+    fr['A'] = torch.stack([attention(u[l], spec.module(hf, 'attn', l), spec, l)[1][0].float()
                            for l in range(spec.n_layers)])
     return fr
 
@@ -205,10 +203,9 @@ def clean_run(lm, spec:Spec,
     ids = torch.as_tensor(ids).reshape(-1)
     if not len(ids): raise UserError("the prompt has no tokens")
     hf = hf_model(lm)
-    a = arch_of(hf.config)
     m_in, m_out, nin, u, res = _record_clean(lm, spec, ids, freeze)
     logits = res['logits']
-    fr = _frozen(spec, a, hf, nin, u, res['fin']) if freeze else None
+    fr = _frozen(spec, hf, nin, u, res['fin']) if freeze else None
     m_in, m_out = torch.stack([x[0] for x in m_in]).float(), torch.stack([x[0] for x in m_out]).float()
     return Clean(ids.cpu(), logits[0].float(), m_in, m_out, fr)
 
@@ -268,11 +265,9 @@ def _prepare(lm, spec:Spec, tcs:dict, ids, rows:list, mode:str, freeze:bool, cle
 def _gains(lm, spec:Spec) -> dict:
     "The norms' gains in fp32, with the architecture's offset: {(role, layer): [d]} and 'final'."
     hf = hf_model(lm)
-    a = arch_of(hf.config)
     L = spec.n_layers
-    gain = {(r, l): a.gain_offset + spec.module(hf, r, l).weight.float() for r in _NORMS if getattr(spec, r)
-            for l in range(L)}
-    gain['final'] = a.gain_offset + spec.module(hf, 'final_norm').weight.float()
+    gain = {(r, l): spec.gain_offset + spec.module(hf, r, l).weight.float() for r in spec.norms for l in range(L)}
+    gain['final'] = spec.gain_offset + spec.module(hf, 'final_norm').weight.float()
     return gain
 
 def _freeze_norm(lm, spec:Spec, fz:tuple, # (`Clean.frozen`, `_gains`, pin: hold position 0 as recorded)
@@ -293,9 +288,9 @@ def _freeze_attn(lm, spec:Spec, fz:tuple, # (`Clean.frozen`, `_gains`, pin)
                  l:int, dev):
     "Inside a trace: layer `l`'s norms up to the MLP's, and its attention pattern, held at their clean values."
     _freeze_norm(lm, spec, fz, 'attn_norm', l)
-    at = spec.module(lm, 'attn', l)
-    at.o_proj.input = _frozen_attn(fz[0]['A'][l].to(dev), at.v_proj.output, spec)
-    if spec.attn_post_norm: _freeze_norm(lm, spec, fz, 'attn_post_norm', l)
+    v = spec.module(lm, 'v_proj', l).output
+    spec.module(lm, 'o_proj', l).input = _frozen_attn(fz[0]['A'][l].to(dev), v, spec)
+    if spec.sandwich: _freeze_norm(lm, spec, fz, 'attn_post_norm', l)
     _freeze_norm(lm, spec, fz, 'mlp_norm', l)
 
 # %% ../nbs/07_interventions.ipynb #17dc0ccb
@@ -330,7 +325,7 @@ def _edited_run(lm, spec:Spec, tcs:dict, ids:torch.Tensor, chk:list, mode:str, c
             m = spec.module(lm, 'mlp', l)
             _edit_mlp(m, l, tcs, [[e for e in row if e[0] == l] for row in chk], mode, clean, dev, B)
             if save_mlp: outs.append(m.output.save())
-            if fz is not None and spec.mlp_post_norm: _freeze_norm(lm, spec, fz, 'mlp_post_norm', l)
+            if fz is not None and spec.sandwich: _freeze_norm(lm, spec, fz, 'mlp_post_norm', l)
         if fz is not None: _freeze_norm(lm, spec, fz, 'final')
         res['lg'] = lm.output.logits.save()
     return res['lg'], outs
@@ -454,7 +449,7 @@ def _site(lm, spec, site, l):
     if site == 'resid': return spec.module(lm, 'layers')[l].output
     if site == 'attn': return spec.module(lm, 'attn', l).output[0]
     if site == 'mlp': return spec.module(lm, 'mlp', l).output
-    return spec.module(lm, 'attn', l).o_proj.input
+    return spec.module(lm, 'o_proj', l).input
 
 # %% ../nbs/07_interventions.ipynb #2d59f61e
 def _patch_ids(lm, clean_ids, corrupt_ids, correct:int, incorrect:int, site:str) -> tuple:

@@ -18,9 +18,13 @@ __all__ = ['SMOL_GGUF', 'TINY', 'TINY_VERSION', 'QWEN3_4B_SHAPE', 'QWEN3_MID', '
            'doc_start', 'prompt_ids', 'hf_model', 'Loaded', 'load_model']
 
 # %% ../nbs/00_models.ipynb #dfd2c169
+_IN_BLOCK = dict(q_proj='attn', k_proj='attn', v_proj='attn', o_proj='attn', q_norm='attn', k_norm='attn',
+                 gate_proj='mlp', up_proj='mlp', down_proj='mlp')  # sub-roles: the block they sit in
+
 @dataclass
 class Spec:
-    "Sizes of a decoder-only transformer and the dotted paths of the modules the method reads and writes."
+    ("Everything architecture-specific about a decoder-only transformer: its sizes, the dotted paths of the modules "
+     "the method reads and writes, and the constants and switches of its forward pass.")
     name: str  # registry name, directory or hub id
     arch: str  # transformers class, e.g. 'Qwen3ForCausalLM'
     n_layers: int
@@ -41,7 +45,43 @@ class Spec:
     embed: str = 'model.embed_tokens'
     final_norm: str = 'model.norm'
     unembed: str = 'lm_head'
+    # inside each layer's attention block (`attn`) and MLP block (`mlp`): `path('o_proj', layer)`
+    q_proj: str = 'q_proj'
+    k_proj: str = 'k_proj'
+    v_proj: str = 'v_proj'
+    o_proj: str = 'o_proj'  # its input: the heads' outputs, concatenated
+    q_norm: str|None = None  # per-head RMSNorm of the queries (Qwen3, Gemma-3)
+    k_norm: str|None = None  # per-head RMSNorm of the keys
+    gate_proj: str = 'gate_proj'
+    up_proj: str = 'up_proj'
+    down_proj: str = 'down_proj'
+    # the forward pass (chapter 01 rebuilds it), read from the config by `spec_from_config`
+    eps: float = 1e-6  # RMSNorm epsilon
+    gain_offset: float = 0.0  # RMSNorm multiplies by (gain_offset + g): 0 for Llama/Qwen, 1 for Gemma
+    embed_scale: float = 1.0  # X0 = embed_scale * W_E[t]: 1, or sqrt(d) for Gemma
+    act: str|None = 'silu'  # MLP nonlinearity: 'silu' or 'gelu_tanh' (any other is not rebuilt)
+    attn_scale: float = 1.0  # multiplies q.k
+    thetas: list|None = None  # RoPE base per layer
+    rope_types: list|None = None  # RoPE type per layer (only 'default' is rebuilt)
+    windows: list|None = None  # sliding window per layer (None: full causal attention)
+    final_softcap: float|None = None  # logits = c tanh(logits / c) if set
+    attn_softcap: float|None = None  # attention scores likewise
     doc_start: int|None = None  # token id that starts a document (`doc_start`); set by `load_model`
+
+    @property
+    def sandwich(self) -> bool:
+        "Norms after the attention and MLP blocks too (Gemma-3): what each block adds is normed again."
+        return self.attn_post_norm is not None
+
+    @property
+    def qk_norm(self) -> bool:
+        "RMSNorm on each query and key head (Qwen3, Gemma-3)."
+        return self.q_norm is not None
+
+    @property
+    def norms(self) -> tuple:
+        "The roles of a layer's norms, in forward order."
+        return tuple(r for r in ('attn_norm', 'attn_post_norm', 'mlp_norm', 'mlp_post_norm') if getattr(self, r))
 
     def check_layer(self, layer:int) -> int:
         "Check `layer` is an int in range (negative counts from the end) and return it as 0..n_layers-1."
@@ -52,9 +92,12 @@ class Spec:
         return layer % self.n_layers
 
     def path(self, role:str, layer:int|None=None) -> str:
-        "Dotted path of module `role` ('mlp', 'attn', 'unembed', ...), inside decoder layer `layer` if given."
-        p = getattr(self, role, None)
+        "Dotted path of module `role` ('mlp', 'attn', 'o_proj', 'unembed', ...), inside decoder layer `layer` if given."
+        p = getattr(self, role, None) if role not in ('name', 'arch', 'act') else None
         if not isinstance(p, str): raise UserError(f"{self.arch} has no module for role {role!r}")
+        if role in _IN_BLOCK:
+            if layer is None: raise UserError(f"{role!r} is inside a layer's {_IN_BLOCK[role]} block: give the layer")
+            p = f"{getattr(self, _IN_BLOCK[role])}.{p}"
         return p if layer is None else f"{self.layers}.{self.check_layer(layer)}.{p}"
 
     def module(self, model, role:str, layer:int|None=None):
@@ -62,9 +105,30 @@ class Spec:
         return reduce(lambda o, k: o[int(k)] if k.isdigit() else getattr(o, k), self.path(role, layer).split('.'), model)
 
 # %% ../nbs/00_models.ipynb #13318ffe
-_ARCHS = {'llama': {}, 'mistral': {}, 'qwen2': {}, 'qwen3': {},
+_QK = dict(q_norm='q_norm', k_norm='k_norm')
+_ARCHS = {'llama': {}, 'mistral': {}, 'qwen2': {}, 'qwen3': _QK,
           'gemma3_text': dict(mlp_norm='pre_feedforward_layernorm', attn_post_norm='post_attention_layernorm',
-                              mlp_post_norm='post_feedforward_layernorm')}
+                              mlp_post_norm='post_feedforward_layernorm', **_QK)}
+_ACTS = {'silu': 'silu', 'swish': 'silu', 'gelu_pytorch_tanh': 'gelu_tanh', 'gelu_tanh': 'gelu_tanh'}
+
+def _forward_consts(cfg) -> dict:
+    "The constants and switches of the forward pass that differ between model families, from a transformers config."
+    gemma = cfg.model_type.startswith('gemma')
+    act = getattr(cfg, 'hidden_act', None) or getattr(cfg, 'hidden_activation', None)
+    kinds = getattr(cfg, 'layer_types', None) or ['full_attention'] * cfg.num_hidden_layers
+    win = getattr(cfg, 'sliding_window', None) if getattr(cfg, 'use_sliding_window', True) else None
+    rp = cfg.rope_parameters
+    ropes = [rp.get(k, rp) if k in rp else rp for k in kinds]  # Gemma-3: one set per layer kind
+    d_h = getattr(cfg, 'head_dim', None) or cfg.hidden_size // cfg.num_attention_heads
+    return dict(eps=cfg.rms_norm_eps, gain_offset=1.0 if gemma else 0.0,
+                embed_scale=cfg.hidden_size**0.5 if gemma else 1.0, act=_ACTS.get(act, act),
+                attn_scale=(getattr(cfg, 'query_pre_attn_scalar', None) or cfg.head_dim) ** -0.5 if gemma else
+                           d_h ** -0.5,
+                thetas=[float(r['rope_theta']) if 'rope_theta' in r else None for r in ropes],
+                rope_types=[r.get('rope_type', 'default') for r in ropes],
+                windows=[win if k == 'sliding_attention' else None for k in kinds],
+                final_softcap=getattr(cfg, 'final_logit_softcapping', None),
+                attn_softcap=getattr(cfg, 'attn_logit_softcapping', None))
 
 def spec_from_config(cfg, # a transformers config
                      name:str, # how the model was named
@@ -76,7 +140,7 @@ def spec_from_config(cfg, # a transformers config
     return Spec(name=str(name), arch=arch, n_layers=cfg.num_hidden_layers, d_model=cfg.hidden_size,
                 d_mlp=cfg.intermediate_size, n_heads=cfg.num_attention_heads, n_kv_heads=cfg.num_key_value_heads,
                 head_dim=getattr(cfg, 'head_dim', None) or cfg.hidden_size // cfg.num_attention_heads,
-                vocab=cfg.vocab_size, **_ARCHS[cfg.model_type])
+                vocab=cfg.vocab_size, **_ARCHS[cfg.model_type], **_forward_consts(cfg))
 
 # %% ../nbs/00_models.ipynb #5b48c771
 def _pkg_dir(pkg:str) -> Path|None:
