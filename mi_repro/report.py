@@ -112,10 +112,19 @@ def _headline_late(m:dict) -> list[tuple]:
         ('08', 'Louvain ARI across seeds, mean (min)', f"{f(val(m, 'multilingual.communities', 'mean_ari'))} "
          f"({f(val(m, 'multilingual.communities', 'min_ari'))})")]
 
+# %% ../nbs/report.ipynb #cc0bb0ec
+def _headline_more(m:dict) -> list[tuple]:
+    "The headline rows of chapters 11 onwards: addition."
+    g = val(m, 'addition.gate')
+    verdict = '' if isinstance(g, Absent) else ('; passes' if g.get('passes') else '; fails: traced, not reproduced')
+    return [('11', 'two-digit addition, held-out whole-answer top-1 [95 % CI over prompts] (gate 0.50)',
+             f"{ci(val(m, 'addition.gate', 'whole_top1_ci'))}{verdict}")]
+
+
 # %% ../nbs/report.ipynb #e807eb15
 def headline(m:dict): # metrics of one run
     "The README's headline table, every figure from `m`."
-    return _table(_headline_early(m) + _headline_late(m))
+    return _table(_headline_early(m) + _headline_late(m) + _headline_more(m))
 
 # %% ../nbs/report.ipynb #a2724c81
 _C = 'interventions.controls.'
