@@ -374,27 +374,33 @@ def save_dict(tc:Transcoder, path:str|Path, extra:dict|None=None) -> Path:
 def load_dict(path:str|Path) -> Transcoder:
     "Load a dictionary saved by `save_dict`; a clear error if it is missing or does not match its config."
     path = Path(path)
+    cfg_name = path.with_suffix('.json').name
     meta = read_json(path.with_suffix('.json'))
-    if meta is None or not path.exists(): raise UserError(f"no dictionary at {path} (needs {path.name} and {path.with_suffix('.json').name})")
+    if meta is None or not path.exists(): raise UserError(f"no dictionary at {path} (needs {path.name} and {cfg_name})")
     tc = Transcoder(**meta['cfg'])
     t = load_tensors(path)
     try: tc.load_state_dict(t)
-    except Exception as e: raise UserError(f"{path} does not match its config {path.with_suffix('.json').name}: {' '.join(str(e).split())[:300]}") from None
+    except Exception as e:
+        why = ' '.join(str(e).split())[:300]
+        raise UserError(f"{path} does not match its config {cfg_name}: {why}") from None
     return tc
 
+# %% ../nbs/04_dictionaries.ipynb #6f1fe773
 def dict_tag(act:str='batchtopk', skip:bool=True, expansion:int=8, k:int=32, epochs:float=2.0,
              batch_size:int=1024, bf16:bool=True, seed:int=0,
              ids:str='', # the training store's `ids_hash`
             ) -> str:
     "The cache folder name of a training run with these settings (chapter 04's, and what later chapters look up)."
-    return f"v{DICT_VERSION}-{act}{'-skip' if skip else ''}-x{expansion}-k{k}-e{epochs}-b{batch_size}{'' if bf16 else '-fp32'}-s{seed}-{ids}"
+    return (f"v{DICT_VERSION}-{act}{'-skip' if skip else ''}-x{expansion}-k{k}-e{epochs}-b{batch_size}"
+            f"{'' if bf16 else '-fp32'}-s{seed}-{ids}")
 
+# %% ../nbs/04_dictionaries.ipynb #ac2711b9
 def _steps_for(store, batch_size, epochs):
     n = store.n_tokens - store.man.get('n_flagged', 0)
     return max(1, int(epochs * (n // batch_size)))
 
 def _one_trainer(f):
-    "Let one process at a time train into a folder (outside `torchrun`): another one waits, then resumes from or loads its work."
+    "Let one process at a time train into a folder (outside `torchrun`): another one waits, then resumes or loads."
     @functools.wraps(f)
     def g(store, layers, out, *args, **kw):
         if int(os.environ.get('WORLD_SIZE', '1')) > 1: return f(store, layers, out, *args, **kw)
@@ -404,11 +410,12 @@ def _one_trainer(f):
             return f(store, layers, out, *args, **kw)
     return g
 
+# %% ../nbs/04_dictionaries.ipynb #1b895b28
 COMPLETE = 'complete.json'  # written last: a dictionary set without it is still being trained or saved
 
 def dicts_complete(out:str|Path, # a `fit` folder
                   ) -> bool:
-    "Whether `out` holds a finished dictionary set: its completion marker, or (saved before markers) every layer's files and no checkpoint."
+    "Whether `out` holds a finished dictionary set: its marker, or (older sets) every layer's files and no checkpoint."
     out = Path(out)
     run = read_json(out/'run.json')
     if run is None: return False
@@ -417,19 +424,91 @@ def dicts_complete(out:str|Path, # a `fit` folder
     return files and not any(out.glob('layer_*.ckpt*'))
 
 def _save_ckpts(trs:dict, out:Path):
-    "Checkpoint every layer as one set: write them all beside the current set, mark the new set complete, then move it into place."
+    "Checkpoint every layer as one set: write them all beside the current set, mark it complete, move it into place."
     for l, t in trs.items(): t.save(out/f'layer_{l}.ckpt.next')
     atomic_write(out/'ckpt.next', json.dumps(sorted(trs)))
     _commit_ckpts(out)
 
 def _commit_ckpts(out:Path):
-    "Finish moving a complete new checkpoint set into place (a kill may have stopped it halfway); drop an incomplete one."
+    "Finish moving a complete new checkpoint set in place (a kill may have stopped it midway); drop an incomplete set."
     done = (out/'ckpt.next').exists()
     for p in sorted(out.glob('layer_*.ckpt.next')):
         if done: p.replace(p.with_suffix(''))  # layer_0.ckpt.next -> layer_0.ckpt
         else: p.unlink()
     (out/'ckpt.next').unlink(missing_ok=True)
 
+# %% ../nbs/04_dictionaries.ipynb #516dce3d
+def _fit_start(epochs):
+    "Check `epochs`, join the process group under `torchrun`; this process's (rank, world size)."
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
+        raise UserError(f"epochs must be a number > 0 (passes over the store), not {epochs!r}")
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not dist.is_initialized():
+        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+def _fit_trainers(out:Path, layers, cfg:dict, lr, steps:int, seed:int, bf16:bool) -> dict:
+    "One `Trainer` per layer: resumed from its checkpoint in `out` (which must match `cfg`), or new."
+    trs = {}
+    for l in layers:
+        ck = out/f'layer_{l}.ckpt'
+        if ck.exists():
+            trs[l], meta = Trainer.load(ck)
+            want = {**cfg, 'seed': seed + l}
+            if (bad := next((k for k in want if meta['cfg'].get(k) != want[k]), None)) is not None:
+                raise UserError(f"{ck} was trained with other settings ({bad}: {meta['cfg'].get(bad)!r} there, "
+                                f"{want[bad]!r} now): delete it to start over, or train into another folder")
+        else:
+            torch.manual_seed(seed + l)
+            trs[l] = Trainer(Transcoder(**{**cfg, 'seed': seed + l}), lr=lr, steps=steps, seed=seed, bf16=bf16)
+    return trs
+
+# %% ../nbs/04_dictionaries.ipynb #ecd8f815
+def _fit_loop(store, trs:dict, out:Path, src, dst, steps:int, start:int, batch_size:int, seed:int, buffer:int,
+              ckpt_every:int, bar, rank:int=0, world:int=1) -> dict:
+    "Train every layer's `Trainer` from step `start` to `steps`, checkpointing on the way; the last step's logs."
+    layers, sites = sorted(trs), [src] if src == dst else [src, dst]
+    s, epoch, t0, last = 0, 0, time.perf_counter(), {}
+    while s < steps:
+        for b in store.batches(layers, sites, batch_size=batch_size, seed=seed + epoch, buffer=buffer):
+            if s >= steps: break
+            if s < start:  # fast-forward a resumed stream to the checkpoint's position
+                s += 1
+                continue
+            logs = last = {l: trs[l].step(b[(l, src)][rank::world], b[(l, dst)][rank::world])
+                           for l in layers}  # each process its rows
+            s += 1
+            if s % ckpt_every == 0 and s < steps and rank == 0:
+                _save_ckpts(trs, out)
+            bar.update(1)
+            m = lambda key: sum(v[key] for v in logs.values()) / len(logs)
+            tok_s = (s - start) * batch_size / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{m('loss'):.3f}", fvu=f"{m('fvu'):.3f}", l0=f"{m('l0'):.1f}", tok_s=f"{tok_s:.0f}",
+                            refresh=False)
+        epoch += 1
+        if s == 0:
+            raise UserError(f"the store has fewer than batch_size={batch_size} usable tokens: "
+                            "lower batch_size or capture more")
+    return last
+
+# %% ../nbs/04_dictionaries.ipynb #58882ea6
+def _fit_save(store, trs:dict, out:Path, src, dst, steps:int, batch_size:int, seed:int, last:dict,
+              main_proc:bool=True) -> dict:
+    "Calibrate each trained dictionary and save it; then mark the set in `out` complete and drop the checkpoints."
+    layers = sorted(trs)
+    calib = next(store.batches(layers, [src], batch_size=min(batch_size * 4, store.n_tokens // 2), seed=seed + 10_000))
+    res = {}
+    for l in layers:
+        tc = trs[l].tc.eval().calibrate(calib[(l, src)])
+        res[l] = tc
+        if not main_proc: continue
+        save_dict(tc, out/f'layer_{l}.safetensors', dict(layer=l, src=src, dst=dst, steps=steps, store=str(store.path),
+                                                         model=store.man['model'], final=last.get(l)))
+    if main_proc:  # the set is published as one unit: every layer saved (atomically), the marker, then the clean-up
+        atomic_write(out/COMPLETE, json.dumps(dict(layers=layers, steps=steps)))
+        for l in layers: (out/f'layer_{l}.ckpt').unlink(missing_ok=True)
+    return res
+
+# %% ../nbs/04_dictionaries.ipynb #e1979c27
 @_one_trainer
 def fit(store, # a chapter-03 `Store` holding the sites below
         layers:list[int], # layers to train (one dictionary each)
@@ -443,22 +522,19 @@ def fit(store, # a chapter-03 `Store` holding the sites below
         buffer:int=32, # store shards pooled for shuffling (memory: buffer x shard size x layers)
         progress:bool=True,
        ) -> dict[int, Transcoder]:
-    "Train one dictionary per layer from `store` in a single pass per epoch; resumable; under `torchrun`, data-parallel (DDP)."
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
-        raise UserError(f"epochs must be a number > 0 (passes over the store), not {epochs!r}")
-    if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not dist.is_initialized():
-        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    "Train one dictionary per layer from `store`, one pass per epoch; resumable; under `torchrun`, data-parallel."
+    rank, world = _fit_start(epochs)
     main_proc = rank == 0
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     layers = sorted(set(layers))
-    sites = [src] if src == dst else [src, dst]
     for l in layers: store._key(l, src), store._key(l, dst)
     d_in, d_out = (store.man['d_mlp'] if s == 'mlp_hidden' else store.man['d_model'] for s in (src, dst))
     steps = _steps_for(store, batch_size, epochs)
     cfg = dict(d_in=d_in, n_features=n_features or 8 * d_in, d_out=d_out, act=act, k=k, skip=skip, l1=l1, seed=seed)
-    run = dict(version=DICT_VERSION, store=str(store.path), store_ids=store.man['ids_hash'], layers=layers, src=src, dst=dst, cfg=cfg,
-               epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, steps=steps, bf16=bf16, buffer=buffer)
+    run = dict(version=DICT_VERSION, store=str(store.path), store_ids=store.man['ids_hash'], layers=layers, src=src,
+               dst=dst, cfg=cfg, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, steps=steps, bf16=bf16,
+               buffer=buffer)
     prev = read_json(out/'run.json')
     if prev is not None and prev != run:
         raise UserError(f"{out} holds a training run with other settings; pick another folder or delete it")
@@ -470,72 +546,56 @@ def fit(store, # a chapter-03 `Store` holding the sites below
         return {l: load_dict(p) for l, p in done.items()}
     if main_proc: _commit_ckpts(out)
     if world > 1: dist.barrier()
-    trs = {}
-    for l in layers:
-        ck = out/f'layer_{l}.ckpt'
-        if ck.exists():
-            trs[l], meta = Trainer.load(ck)
-            want = {**cfg, 'seed': seed + l}
-            if (bad := next((k for k in want if meta['cfg'].get(k) != want[k]), None)) is not None:
-                raise UserError(f"{ck} was trained with other settings ({bad}: {meta['cfg'].get(bad)!r} there, {want[bad]!r} now): "
-                                "delete it to start over, or train into another folder")
-        else:
-            torch.manual_seed(seed + l)
-            trs[l] = Trainer(Transcoder(**{**cfg, 'seed': seed + l}), lr=lr, steps=steps, seed=seed, bf16=bf16)
+    trs = _fit_trainers(out, layers, cfg, lr, steps, seed, bf16)
     start = min(t.step_i for t in trs.values())
-    if len({t.step_i for t in trs.values()}) > 1: raise UserError(f"checkpoints in {out} are at different steps: delete them to start over")
-    bar = tqdm(total=steps, initial=start, desc=f"fit {act} x{len(layers)} layers", unit='step', disable=not (progress and main_proc))
-    s, epoch, t0, last = 0, 0, time.perf_counter(), {}
-    while s < steps:
-        for b in store.batches(layers, sites, batch_size=batch_size, seed=seed + epoch, buffer=buffer):
-            if s >= steps: break
-            if s < start: s += 1; continue  # fast-forward a resumed stream to the checkpoint's position
-            logs = last = {l: trs[l].step(b[(l, src)][rank::world], b[(l, dst)][rank::world]) for l in layers}  # each process its rows
-            s += 1
-            if s % ckpt_every == 0 and s < steps and main_proc:
-                _save_ckpts(trs, out)
-            bar.update(1)
-            m = lambda key: sum(v[key] for v in logs.values()) / len(logs)
-            bar.set_postfix(loss=f"{m('loss'):.3f}", fvu=f"{m('fvu'):.3f}", l0=f"{m('l0'):.1f}", tok_s=f"{(s - start) * batch_size / (time.perf_counter() - t0):.0f}", refresh=False)
-        epoch += 1
-        if s == 0: raise UserError(f"the store has fewer than batch_size={batch_size} usable tokens: lower batch_size or capture more")
+    if len({t.step_i for t in trs.values()}) > 1:
+        raise UserError(f"checkpoints in {out} are at different steps: delete them to start over")
+    bar = tqdm(total=steps, initial=start, desc=f"fit {act} x{len(layers)} layers", unit='step',
+               disable=not (progress and main_proc))
+    last = _fit_loop(store, trs, out, src, dst, steps, start, batch_size, seed, buffer, ckpt_every, bar,
+                     rank, world)
     bar.close()
-    calib = next(store.batches(layers, [src], batch_size=min(batch_size * 4, store.n_tokens // 2), seed=seed + 10_000))
-    res = {}
-    for l in layers:
-        tc = trs[l].tc.eval().calibrate(calib[(l, src)])
-        res[l] = tc
-        if not main_proc: continue
-        save_dict(tc, done[l], dict(layer=l, src=src, dst=dst, steps=steps, store=str(store.path), model=store.man['model'],
-                                    final=last.get(l)))
-    if main_proc:  # the set is published as one unit: every layer saved (atomically), then the marker, then the clean-up
-        atomic_write(out/COMPLETE, json.dumps(dict(layers=layers, steps=steps)))
-        for l in layers: (out/f'layer_{l}.ckpt').unlink(missing_ok=True)
+    res = _fit_save(store, trs, out, src, dst, steps, batch_size, seed, last, main_proc)
     if world > 1: dist.barrier()
     return res
 
-def main(argv=None):
-    "Command line: `python -m mi_repro.dictionaries STORE OUT --layers 0 1 ...`; the same under `torchrun --nproc_per_node N -m mi_repro.dictionaries ...`."
-    import argparse, sys
-    ap = argparse.ArgumentParser(prog='python -m mi_repro.dictionaries', description='Train dictionaries from an activation store (chapter 03).')
-    ap.add_argument('store'); ap.add_argument('out')
+# %% ../nbs/04_dictionaries.ipynb #e784004d
+def _parser():
+    "The command line's arguments (see `main`)."
+    import argparse
+    ap = argparse.ArgumentParser(prog='python -m mi_repro.dictionaries',
+                                 description='Train dictionaries from an activation store (chapter 03).')
+    ap.add_argument('store')
+    ap.add_argument('out')
     ap.add_argument('--layers', type=int, nargs='+', required=True)
-    ap.add_argument('--src', default='mlp_in'); ap.add_argument('--dst', default='mlp_out')
-    ap.add_argument('--act', default='batchtopk'); ap.add_argument('--k', type=int, default=32)
-    ap.add_argument('--n-features', type=int); ap.add_argument('--epochs', type=float, default=1.0)
-    ap.add_argument('--batch-size', type=int, default=1024); ap.add_argument('--lr', type=float)
-    ap.add_argument('--seed', type=int, default=0); ap.add_argument('--ckpt-every', type=int, default=20)
+    ap.add_argument('--src', default='mlp_in')
+    ap.add_argument('--dst', default='mlp_out')
+    ap.add_argument('--act', default='batchtopk')
+    ap.add_argument('--k', type=int, default=32)
+    ap.add_argument('--n-features', type=int)
+    ap.add_argument('--epochs', type=float, default=1.0)
+    ap.add_argument('--batch-size', type=int, default=1024)
+    ap.add_argument('--lr', type=float)
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--ckpt-every', type=int, default=20)
     ap.add_argument('--skip', action='store_true', help='skip transcoders (a linear path W_skip x)')
     ap.add_argument('--buffer', type=int, default=32, help='store shards pooled for shuffling')
     ap.add_argument('--fp32', action='store_true', help='fp32 matmuls in training (default: bf16 autocast)')
-    a = ap.parse_args(argv)
+    return ap
+
+# %% ../nbs/04_dictionaries.ipynb #2a7dc9d3
+def main(argv=None):
+    "Command line: `python -m mi_repro.dictionaries STORE OUT --layers 0 1 ...`; the same under `torchrun -m ...`."
+    import sys
+    a = _parser().parse_args(argv)
     from mi_repro.activations import Store
     try:
         fit(Store(a.store).check(), a.layers, a.out, src=a.src, dst=a.dst, n_features=a.n_features, act=a.act, k=a.k,
-            skip=a.skip, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, bf16=not a.fp32, ckpt_every=a.ckpt_every,
-            buffer=a.buffer)
+            skip=a.skip, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, bf16=not a.fp32,
+            ckpt_every=a.ckpt_every, buffer=a.buffer)
     except UserError as e:
-        print(f"mi-repro: error: {e}", file=sys.stderr); return 2
+        print(f"mi-repro: error: {e}", file=sys.stderr)
+        return 2
     finally:
         if dist.is_initialized(): dist.destroy_process_group()
     return 0
@@ -766,4 +826,5 @@ class LazyTranscoder(Transcoder):
 
 # %% ../nbs/04_dictionaries.ipynb #2650cd3a
 if __name__ == '__main__' and '__file__' in globals():
-    import sys; sys.exit(main())
+    import sys
+    sys.exit(main())
