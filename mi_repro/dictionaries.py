@@ -10,6 +10,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
 from safetensors.torch import save_file, load_file, safe_open
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .core import UserError, atomic_path, atomic_write, read_json, load_tensors
 
 # %% auto #0
@@ -111,6 +112,15 @@ class _Jump(torch.autograd.Function):
 ACTS = ('relu', 'topk', 'batchtopk', 'jumprelu')
 DICT_VERSION = 4  # bump when the saved format or training changes; keys the cache and training runs
 
+def _check_cfg(d_in, n_features, act, k):
+    "A clear error for a dictionary's settings that cannot work."
+    for name, v in dict(d_in=d_in, n_features=n_features, k=k).items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"{name} must be a positive int, not {v!r}")
+    if act not in ACTS: raise UserError(f"unknown activation {act!r}: use one of {', '.join(ACTS)}")
+    if act in ('topk', 'batchtopk') and k > n_features: raise UserError(f"k={k} is larger than n_features={n_features}")
+
+# %% ../nbs/04_dictionaries.ipynb #c2c4ab0a
 class Transcoder(nn.Module):
     "A sparse dictionary y ≈ W_dec^T σ(W_enc x + b_enc) + b_dec (+ W_skip x); an SAE when it reconstructs its input."
     def __init__(self, d_in:int, # input width
@@ -123,18 +133,16 @@ class Transcoder(nn.Module):
                  eps:float=0.1, # JumpReLU kernel width (in normalized units)
                  seed:int=0):
         super().__init__()
-        for name, v in dict(d_in=d_in, n_features=n_features, k=k).items():
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise UserError(f"{name} must be a positive int, not {v!r}")
-        if act not in ACTS: raise UserError(f"unknown activation {act!r}: use one of {', '.join(ACTS)}")
-        if act in ('topk', 'batchtopk') and k > n_features: raise UserError(f"k={k} is larger than n_features={n_features}")
+        _check_cfg(d_in, n_features, act, k)
         d_out = d_out or d_in
-        self.cfg = dict(d_in=d_in, n_features=n_features, d_out=d_out, act=act, k=k, skip=skip, l1=l1, eps=eps, seed=seed)
+        self.cfg = dict(d_in=d_in, n_features=n_features, d_out=d_out, act=act, k=k, skip=skip, l1=l1, eps=eps,
+                        seed=seed)
         g = torch.Generator().manual_seed(seed)
         W = (torch.rand(n_features, d_in, generator=g) * 2 - 1) / math.sqrt(d_in)  # nn.Linear's init
         self.W_enc = nn.Parameter(W)
         self.b_enc = nn.Parameter(torch.zeros(n_features))
         Wd = W.clone() if d_out == d_in else torch.randn(n_features, d_out, generator=g)
-        self.W_dec = nn.Parameter(Wd / Wd.norm(dim=1, keepdim=True))  # decoder starts as the encoder's transpose, unit rows
+        self.W_dec = nn.Parameter(Wd / Wd.norm(dim=1, keepdim=True))  # starts as the encoder's transpose, unit rows
         self.b_dec = nn.Parameter(torch.zeros(d_out))
         self.W_skip = nn.Parameter(torch.zeros(d_out, d_in)) if skip else None
         self.log_threshold = nn.Parameter(torch.full((n_features,), math.log(0.1))) if act == 'jumprelu' else None
@@ -146,91 +154,110 @@ class Transcoder(nn.Module):
     n_features = property(lambda self: self.cfg['n_features'])
     act = property(lambda self: self.cfg['act'])
 
-    def pre(self, x):  # x in any dtype and on any device: read in the weights' own
-        return torch.addmm(self.b_enc, x.to(self.W_enc) * self.x_scale - self.x_mean, self.W_enc.T)
+# %% ../nbs/04_dictionaries.ipynb #5fc38415
+@patch
+def pre(self:Transcoder, x):  # x in any dtype and on any device: read in the weights' own
+    return torch.addmm(self.b_enc, x.to(self.W_enc) * self.x_scale - self.x_mean, self.W_enc.T)
 
-    def encode(self, x:torch.Tensor, # [B, d_in] raw activations
-              ) -> torch.Tensor:
-        "Dense feature activations z [B, F] (inference form: batchtopk uses its threshold)."
-        a, p = self.act, self.pre(x)
-        if a == 'relu': return p.relu()
-        if a == 'topk':
-            v, i = p.topk(self.cfg['k'], dim=-1, sorted=False)
-            return torch.zeros_like(p).scatter_(-1, i, v.relu())
-        if a == 'batchtopk': return p * (p > self.threshold)
-        return p * (p > self.log_threshold.exp())
+@patch
+def encode(self:Transcoder, x:torch.Tensor, # [B, d_in] raw activations
+          ) -> torch.Tensor:
+    "Dense feature activations z [B, F] (inference form: batchtopk uses its threshold)."
+    a, p = self.act, self.pre(x)
+    if a == 'relu': return p.relu()
+    if a == 'topk':
+        v, i = p.topk(self.cfg['k'], dim=-1, sorted=False)
+        return torch.zeros_like(p).scatter_(-1, i, v.relu())
+    if a == 'batchtopk': return p * (p > self.threshold)
+    return p * (p > self.log_threshold.exp())
 
-    def decode(self, z:torch.Tensor, x:torch.Tensor|None=None) -> torch.Tensor:
-        "Output [B, d_out] in raw units from feature activations (and the input, for the skip)."
-        y = z @ self.W_dec + self.b_dec
-        if self.W_skip is not None: y = y + self._skip(x)
-        return y / self.y_scale
+# %% ../nbs/04_dictionaries.ipynb #3ffc9d59
+@patch
+def decode(self:Transcoder, z:torch.Tensor, x:torch.Tensor|None=None) -> torch.Tensor:
+    "Output [B, d_out] in raw units from feature activations (and the input, for the skip)."
+    y = z @ self.W_dec + self.b_dec
+    if self.W_skip is not None: y = y + self._skip(x)
+    return y / self.y_scale
 
-    def _skip(self, x): return (x.to(self.W_skip) * self.x_scale) @ self.W_skip.T  # in normalized output units
+@patch
+def _skip(self:Transcoder, x): return (x.to(self.W_skip) * self.x_scale) @ self.W_skip.T  # normalized output units
 
-    def skip(self, x:torch.Tensor) -> torch.Tensor:
-        "The linear skip path W_skip x in raw output units (zeros without one): what the output holds besides the features."
-        return torch.zeros_like(x) if self.W_skip is None else self._skip(x) / self.y_scale
+@patch
+def skip(self:Transcoder, x:torch.Tensor) -> torch.Tensor:
+    "The linear skip path W_skip x in raw output units (zeros without one): what the output holds besides the features."
+    return torch.zeros_like(x) if self.W_skip is None else self._skip(x) / self.y_scale
 
-    def forward(self, x:torch.Tensor) -> torch.Tensor:
-        "Reconstruction of the target from raw input `x` (inference form)."
-        return self.decode(self.encode(x), x)
+@patch
+def forward(self:Transcoder, x:torch.Tensor) -> torch.Tensor:
+    "Reconstruction of the target from raw input `x` (inference form)."
+    return self.decode(self.encode(x), x)
 
-    def train_forward(self, x:torch.Tensor, # [B, d_in] normalized input
-                      dead:torch.Tensor|None=None, # [F] bool: features to offer AuxK (topk, batchtopk)
-                      ka:int=0, # AuxK candidates per token among `dead`
-                     ) -> tuple[torch.Tensor, dict]:
-        "Normalized reconstruction and the pieces the loss needs, with training-time sparsity mechanics."
-        a, k = self.act, self.cfg['k']
-        xc = x - self.x_mean
-        if a == 'topk':
-            v, i, av, ai = _TopK.apply(xc, self.W_enc, self.b_enc, k, dead, ka)
-            y = F.embedding_bag(i, self.W_dec, per_sample_weights=v, mode='sum') + self.b_dec
-            info = dict(idx=i, vals=v, l0=float(k), aux=(av, ai))
-        elif a == 'batchtopk':
-            v, r, c, av, ai = _BatchTopK.apply(xc, self.W_enc, self.b_enc, k, dead, ka)
-            y = _bag(v, r, c, self.W_dec, len(x)) + self.b_dec
-            with torch.no_grad():  # a running threshold for monitoring; `calibrate` sets the final one
-                self.threshold.lerp_(v.min().detach() if len(v) else self.threshold, 0.01 if self.threshold > 0 else 1.0)
-            info = dict(idx=c, vals=v, l0=len(v) / len(x), aux=(av, ai))
+# %% ../nbs/04_dictionaries.ipynb #95732e49
+@patch
+def train_forward(self:Transcoder, x:torch.Tensor, # [B, d_in] normalized input
+                  dead:torch.Tensor|None=None, # [F] bool: features to offer AuxK (topk, batchtopk)
+                  ka:int=0, # AuxK candidates per token among `dead`
+                 ) -> tuple[torch.Tensor, dict]:
+    "Normalized reconstruction and the pieces the loss needs, with training-time sparsity mechanics."
+    a, k = self.act, self.cfg['k']
+    xc = x - self.x_mean
+    if a == 'topk':
+        v, i, av, ai = _TopK.apply(xc, self.W_enc, self.b_enc, k, dead, ka)
+        y = F.embedding_bag(i, self.W_dec, per_sample_weights=v, mode='sum') + self.b_dec
+        info = dict(idx=i, vals=v, l0=float(k), aux=(av, ai))
+    elif a == 'batchtopk':
+        v, r, c, av, ai = _BatchTopK.apply(xc, self.W_enc, self.b_enc, k, dead, ka)
+        y = _bag(v, r, c, self.W_dec, len(x)) + self.b_dec
+        with torch.no_grad():  # a running threshold for monitoring; `calibrate` sets the final one
+            self.threshold.lerp_(v.min().detach() if len(v) else self.threshold, 0.01 if self.threshold > 0 else 1.0)
+        info = dict(idx=c, vals=v, l0=len(v) / len(x), aux=(av, ai))
+    else:
+        p = torch.addmm(self.b_enc, xc, self.W_enc.T)
+        if a == 'relu':
+            z = p.relu()
+            info = dict(sparsity=(z * self.W_dec.norm(dim=1)).sum(-1).mean())
         else:
-            p = torch.addmm(self.b_enc, xc, self.W_enc.T)
-            if a == 'relu':
-                z = p.relu()
-                info = dict(sparsity=(z * self.W_dec.norm(dim=1)).sum(-1).mean())
-            else:
-                t = self.log_threshold.exp()
-                z = _Jump.apply(p, t, self.cfg['eps'], False)
-                info = dict(sparsity=_Jump.apply(p, t, self.cfg['eps'], True).sum(-1).mean())
-            info.update(z=z, l0=(z > 0).float().sum(-1).mean().item())
-            y = z @ self.W_dec + self.b_dec
-        if self.W_skip is not None: y = y + x @ self.W_skip.T
-        return y, info
+            t = self.log_threshold.exp()
+            z = _Jump.apply(p, t, self.cfg['eps'], False)
+            info = dict(sparsity=_Jump.apply(p, t, self.cfg['eps'], True).sum(-1).mean())
+        info.update(z=z, l0=(z > 0).float().sum(-1).mean().item())
+        y = z @ self.W_dec + self.b_dec
+    if self.W_skip is not None: y = y + x @ self.W_skip.T
+    return y, info
 
-    @torch.no_grad()
-    def fold(self) -> 'Transcoder':
-        "Write the input/output scales into the weights (in place): the dictionary then acts on raw units with scales 1."
-        sx, sy = self.x_scale.item(), self.y_scale.item()
-        self.b_enc.sub_(self.W_enc @ self.x_mean); self.x_mean.zero_()
-        self.W_enc.mul_(sx); self.W_dec.div_(sy); self.b_dec.div_(sy)
-        if self.W_skip is not None: self.W_skip.mul_(sx / sy)
-        self.x_scale.fill_(1.); self.y_scale.fill_(1.)
-        return self
+# %% ../nbs/04_dictionaries.ipynb #a77cfa53
+@patch
+@torch.no_grad()
+def fold(self:Transcoder) -> Transcoder:
+    "Write the input/output scales into the weights (in place): the dictionary then acts on raw units with scales 1."
+    sx, sy = self.x_scale.item(), self.y_scale.item()
+    self.b_enc.sub_(self.W_enc @ self.x_mean)
+    self.x_mean.zero_()
+    self.W_enc.mul_(sx)
+    self.W_dec.div_(sy)
+    self.b_dec.div_(sy)
+    if self.W_skip is not None: self.W_skip.mul_(sx / sy)
+    self.x_scale.fill_(1.)
+    self.y_scale.fill_(1.)
+    return self
 
-    @torch.no_grad()
-    def calibrate(self, x:torch.Tensor, # [B, d_in] raw training inputs
-                 ) -> 'Transcoder':
-        "BatchTopK: set the inference threshold so that the mean L0 on `x` is k (the cut-off of the batch's k*B largest)."
-        if self.act == 'batchtopk':
-            r = self.pre(x).relu().flatten()
-            self.threshold.fill_(r.topk(min(self.cfg['k'] * len(x), r.numel()), sorted=False).values.min().item())
-        return self
+# %% ../nbs/04_dictionaries.ipynb #6cbe59de
+@patch
+@torch.no_grad()
+def calibrate(self:Transcoder, x:torch.Tensor, # [B, d_in] raw training inputs
+             ) -> Transcoder:
+    "BatchTopK: set the inference threshold so that the mean L0 on `x` is k (the cut-off of the batch's k*B largest)."
+    if self.act == 'batchtopk':
+        r = self.pre(x).relu().flatten()
+        self.threshold.fill_(r.topk(min(self.cfg['k'] * len(x), r.numel()), sorted=False).values.min().item())
+    return self
 
-    def thresholds(self) -> torch.Tensor|None:
-        "Per-feature inference thresholds (JumpReLU form), or None for relu/topk."
-        if self.act == 'jumprelu': return self.log_threshold.exp().detach()
-        if self.act == 'batchtopk': return self.threshold.expand(self.n_features).clone()
-        return None
+@patch
+def thresholds(self:Transcoder) -> torch.Tensor|None:
+    "Per-feature inference thresholds (JumpReLU form), or None for relu/topk."
+    if self.act == 'jumprelu': return self.log_threshold.exp().detach()
+    if self.act == 'batchtopk': return self.threshold.expand(self.n_features).clone()
+    return None
 
 # %% ../nbs/04_dictionaries.ipynb #cb422d73
 class _Fwd(nn.Module):
