@@ -262,7 +262,9 @@ def thresholds(self:Transcoder) -> torch.Tensor|None:
 # %% ../nbs/04_dictionaries.ipynb #cb422d73
 class _Fwd(nn.Module):
     "The training forward as a module's `forward`, so that DistributedDataParallel can wrap it."
-    def __init__(self, tc): super().__init__(); self.tc = tc
+    def __init__(self, tc):
+        super().__init__()
+        self.tc = tc
     def forward(self, xn, dead=None, ka=0): return self.tc.train_forward(xn, dead, ka)
 
 def _lr_at(step:int, steps:int, lr:float, warmup:float=0.05, decay:float=0.2) -> float:
@@ -271,6 +273,7 @@ def _lr_at(step:int, steps:int, lr:float, warmup:float=0.05, decay:float=0.2) ->
     if d and step >= steps - d: return lr * max(0.0, (steps - step) / d)
     return lr
 
+# %% ../nbs/04_dictionaries.ipynb #be40cc35
 class Trainer:
     "Adam training of one `Transcoder`: `step(x, y)` on raw activations; checkpoints; dead-feature tracking."
     def __init__(self, tc:Transcoder,
@@ -281,7 +284,8 @@ class Trainer:
                  aux_coef:float=1/32, # weight of the AuxK loss (topk)
                  bf16:bool=False, # autocast the matmuls to bf16
                 ):
-        self.tc, self.steps, self.seed, self.dead_steps, self.aux_coef, self.bf16 = tc, steps, seed, dead_steps, aux_coef, bf16
+        self.tc, self.steps, self.seed, self.bf16 = tc, steps, seed, bf16
+        self.dead_steps, self.aux_coef = dead_steps, aux_coef
         self.lr = lr if lr is not None else 4e-3 / math.sqrt(tc.n_features / 2**14)
         self.opt = torch.optim.Adam(tc.parameters(), lr=self.lr, betas=(0.9, 0.999))
         self.step_i = 0
@@ -297,97 +301,119 @@ class Trainer:
         dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
         return t
 
-    @torch.no_grad()
-    def _init_from(self, x, y):
-        "Scales, centring and b_dec from the first (global) batch."
-        tc, n = self.tc, self._sum(torch.tensor(float(len(x)))).item()
-        tc.x_scale.fill_(math.sqrt(x.shape[1] * n / self._sum(x.pow(2).sum()).item()))
-        tc.y_scale.fill_(math.sqrt(y.shape[1] * n / self._sum(y.pow(2).sum()).item()))
-        tc.x_mean.copy_(self._sum((x * tc.x_scale).sum(0)) / n)
-        tc.b_dec.copy_(self._sum((y * tc.y_scale).sum(0)) / n)
+# %% ../nbs/04_dictionaries.ipynb #1cbc42c8
+@patch
+@torch.no_grad()
+def _init_from(self:Trainer, x, y):
+    "Scales, centring and b_dec from the first (global) batch."
+    tc, n = self.tc, self._sum(torch.tensor(float(len(x)))).item()
+    tc.x_scale.fill_(math.sqrt(x.shape[1] * n / self._sum(x.pow(2).sum()).item()))
+    tc.y_scale.fill_(math.sqrt(y.shape[1] * n / self._sum(y.pow(2).sum()).item()))
+    tc.x_mean.copy_(self._sum((x * tc.x_scale).sum(0)) / n)
+    tc.b_dec.copy_(self._sum((y * tc.y_scale).sum(0)) / n)
 
-    def step(self, x:torch.Tensor, # [B, d_in] raw input
-             y:torch.Tensor, # [B, d_out] raw target
-            ) -> dict:
-        "One optimizer step; returns loss, fvu, l0 and the dead fraction."
-        tc = self.tc
-        if self.step_i == 0: self._init_from(x, y)
-        xn, yn = x * tc.x_scale, y * tc.y_scale
-        dead = self.since >= self.dead_steps
-        ka = min(2 * tc.cfg['k'], int(dead.sum())) if tc.act in ('topk', 'batchtopk') and self.aux_coef else 0
-        with torch.autocast('cpu' if x.device.type == 'cpu' else 'cuda', dtype=torch.bfloat16, enabled=self.bf16):
-            yh, info = self.net(xn, dead.to(x.device), ka)
-        yh = yh.float()
-        err = (yn - yh).pow(2).sum()
-        # the variance of the *global* batch: with DDP averaging gradients over processes, world x local error
-        # over global variance gives exactly the gradient of one process on the whole batch
-        n, s1, s2 = self._sum(torch.tensor(float(len(yn)))), self._sum(yn.sum(0)), self._sum(yn.pow(2).sum())
-        var = (s2 - s1.pow(2).sum() / n).clamp_min(1e-12)
-        fvu = self._sum(err.detach()) / var
-        loss = self.world * err / var + (tc.cfg['l1'] * info['sparsity'] if 'sparsity' in info else 0)
-        if ka:  # AuxK: the dead features' top candidates reconstruct the residual error
-            av, ai = info['aux']
-            r = F.embedding_bag(ai, tc.W_dec, per_sample_weights=av, mode='sum')
-            loss = loss + self.aux_coef * self.world * ((yn - yh).detach() - r).pow(2).sum() / var
-        fired = torch.zeros(tc.n_features, dtype=torch.bool)
-        if 'idx' in info: fired[info['idx'][info['vals'] > 0].cpu()] = True
-        else: fired |= (info['z'] > 0).any(0).cpu()
-        fired = self._sum(fired.to(torch.int32), dist.ReduceOp.MAX if self.world > 1 else None).bool()
-        self.since = torch.where(fired, 0, self.since + 1)
-        dead = self.since >= self.dead_steps
-        for g in self.opt.param_groups: g['lr'] = _lr_at(self.step_i, self.steps, self.lr)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.unit_dec:
-            with torch.no_grad():
-                W, G = tc.W_dec, tc.W_dec.grad
-                G -= (G * W).sum(1, keepdim=True) * W
-        self.opt.step()
-        if self.unit_dec:
-            with torch.no_grad(): tc.W_dec /= tc.W_dec.norm(dim=1, keepdim=True)
-        self.step_i += 1
-        return dict(loss=loss.item() / self.world, fvu=fvu.item(), l0=info['l0'], dead=dead.float().mean().item())
+# %% ../nbs/04_dictionaries.ipynb #42b0ad54
+@patch
+def _loss(self:Trainer, yn, yh, info:dict, ka:int):
+    "The loss (normalized MSE over the global batch's variance, sparsity, AuxK) and the FVU."
+    tc = self.tc
+    err = (yn - yh).pow(2).sum()
+    # the variance of the *global* batch: with DDP averaging gradients over processes, world x local error
+    # over global variance gives exactly the gradient of one process on the whole batch
+    n, s1, s2 = self._sum(torch.tensor(float(len(yn)))), self._sum(yn.sum(0)), self._sum(yn.pow(2).sum())
+    var = (s2 - s1.pow(2).sum() / n).clamp_min(1e-12)
+    fvu = self._sum(err.detach()) / var
+    loss = self.world * err / var + (tc.cfg['l1'] * info['sparsity'] if 'sparsity' in info else 0)
+    if ka:  # AuxK: the dead features' top candidates reconstruct the residual error
+        av, ai = info['aux']
+        r = F.embedding_bag(ai, tc.W_dec, per_sample_weights=av, mode='sum')
+        loss = loss + self.aux_coef * self.world * ((yn - yh).detach() - r).pow(2).sum() / var
+    return loss, fvu
 
-    # -- checkpoints
-    def state(self) -> tuple[dict, dict]:
-        "Tensors and JSON-able metadata of the full training state."
-        t = {f'model.{k}': v.detach().clone().contiguous() for k, v in self.tc.state_dict().items()}
-        st = self.opt.state_dict()
-        for pi, s in st['state'].items():
-            for k, v in s.items(): t[f'opt.{pi}.{k}'] = v.clone().contiguous() if torch.is_tensor(v) else torch.tensor(v)
-        t['since'] = self.since.clone()
-        t['rng'] = torch.get_rng_state()
-        meta = dict(cfg=self.tc.cfg, step=self.step_i, steps=self.steps, lr=self.lr, seed=self.seed,
-                    dead_steps=self.dead_steps, aux_coef=self.aux_coef, bf16=self.bf16)
-        return t, meta
+@patch
+def _track(self:Trainer, info:dict) -> torch.Tensor:
+    "Count the steps since each feature fired (on any process); the features now dead."
+    fired = torch.zeros(self.tc.n_features, dtype=torch.bool)
+    if 'idx' in info: fired[info['idx'][info['vals'] > 0].cpu()] = True
+    else: fired |= (info['z'] > 0).any(0).cpu()
+    fired = self._sum(fired.to(torch.int32), dist.ReduceOp.MAX if self.world > 1 else None).bool()
+    self.since = torch.where(fired, 0, self.since + 1)
+    return self.since >= self.dead_steps
 
-    def save(self, path:str|Path, extra:dict|None=None) -> Path:
-        "Write a checkpoint (atomic)."
-        t, meta = self.state()
-        meta.update(extra or {})
-        with atomic_path(path) as tmp: save_file(t, str(tmp), metadata={'mi_repro': json.dumps(meta)})
-        return Path(path)
+# %% ../nbs/04_dictionaries.ipynb #725959f4
+@patch
+def step(self:Trainer, x:torch.Tensor, # [B, d_in] raw input
+         y:torch.Tensor, # [B, d_out] raw target
+        ) -> dict:
+    "One optimizer step; returns loss, fvu, l0 and the dead fraction."
+    tc = self.tc
+    if self.step_i == 0: self._init_from(x, y)
+    xn, yn = x * tc.x_scale, y * tc.y_scale
+    dead = self.since >= self.dead_steps
+    ka = min(2 * tc.cfg['k'], int(dead.sum())) if tc.act in ('topk', 'batchtopk') and self.aux_coef else 0
+    with torch.autocast('cpu' if x.device.type == 'cpu' else 'cuda', dtype=torch.bfloat16, enabled=self.bf16):
+        yh, info = self.net(xn, dead.to(x.device), ka)
+    yh = yh.float()
+    loss, fvu = self._loss(yn, yh, info, ka)
+    dead = self._track(info)
+    for g in self.opt.param_groups: g['lr'] = _lr_at(self.step_i, self.steps, self.lr)
+    self.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if self.unit_dec:
+        with torch.no_grad():
+            W, G = tc.W_dec, tc.W_dec.grad
+            G -= (G * W).sum(1, keepdim=True) * W
+    self.opt.step()
+    if self.unit_dec:
+        with torch.no_grad(): tc.W_dec /= tc.W_dec.norm(dim=1, keepdim=True)
+    self.step_i += 1
+    return dict(loss=loss.item() / self.world, fvu=fvu.item(), l0=info['l0'], dead=dead.float().mean().item())
 
-    @classmethod
-    def load(cls, path:str|Path) -> tuple['Trainer', dict]:
-        "A `Trainer` restored from a checkpoint, and the checkpoint's metadata."
-        path = Path(path)
-        try:
-            with safe_open(str(path), 'pt') as f: meta = json.loads(f.metadata()['mi_repro'])
-            t = load_file(str(path))
-        except Exception as e: raise UserError(f"{path} is not a readable training checkpoint ({type(e).__name__}): delete it to start over") from None
-        tc = Transcoder(**meta['cfg'])
-        tc.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith('model.')}, strict=True)
-        tr = cls(tc, lr=meta['lr'], steps=meta['steps'], seed=meta['seed'], dead_steps=meta['dead_steps'],
-                 aux_coef=meta['aux_coef'], bf16=meta['bf16'])
-        st = tr.opt.state_dict()
-        for pi in range(len(list(tc.parameters()))):
-            if f'opt.{pi}.step' in t:
-                st['state'][pi] = {k.split('.', 2)[2]: v for k, v in t.items() if k.startswith(f'opt.{pi}.')}
-        tr.opt.load_state_dict(st)
-        tr.step_i, tr.since = meta['step'], t['since']
-        torch.set_rng_state(t['rng'])
-        return tr, meta
+# %% ../nbs/04_dictionaries.ipynb #10a44351
+@patch
+def state(self:Trainer) -> tuple[dict, dict]:
+    "Tensors and JSON-able metadata of the full training state."
+    t = {f'model.{k}': v.detach().clone().contiguous() for k, v in self.tc.state_dict().items()}
+    st = self.opt.state_dict()
+    for pi, s in st['state'].items():
+        for k, v in s.items(): t[f'opt.{pi}.{k}'] = v.clone().contiguous() if torch.is_tensor(v) else torch.tensor(v)
+    t['since'] = self.since.clone()
+    t['rng'] = torch.get_rng_state()
+    meta = dict(cfg=self.tc.cfg, step=self.step_i, steps=self.steps, lr=self.lr, seed=self.seed,
+                dead_steps=self.dead_steps, aux_coef=self.aux_coef, bf16=self.bf16)
+    return t, meta
+
+@patch
+def save(self:Trainer, path:str|Path, extra:dict|None=None) -> Path:
+    "Write a checkpoint (atomic)."
+    t, meta = self.state()
+    meta.update(extra or {})
+    with atomic_path(path) as tmp: save_file(t, str(tmp), metadata={'mi_repro': json.dumps(meta)})
+    return Path(path)
+
+# %% ../nbs/04_dictionaries.ipynb #a7868100
+@patch(cls_method=True)
+def load(cls:Trainer, path:str|Path) -> tuple[Trainer, dict]:
+    "A `Trainer` restored from a checkpoint, and the checkpoint's metadata."
+    path = Path(path)
+    try:
+        with safe_open(str(path), 'pt') as f: meta = json.loads(f.metadata()['mi_repro'])
+        t = load_file(str(path))
+    except Exception as e:
+        raise UserError(f"{path} is not a readable training checkpoint ({type(e).__name__}): "
+                        "delete it to start over") from None
+    tc = Transcoder(**meta['cfg'])
+    tc.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith('model.')}, strict=True)
+    tr = cls(tc, lr=meta['lr'], steps=meta['steps'], seed=meta['seed'], dead_steps=meta['dead_steps'],
+             aux_coef=meta['aux_coef'], bf16=meta['bf16'])
+    st = tr.opt.state_dict()
+    for pi in range(len(list(tc.parameters()))):
+        if f'opt.{pi}.step' in t:
+            st['state'][pi] = {k.split('.', 2)[2]: v for k, v in t.items() if k.startswith(f'opt.{pi}.')}
+    tr.opt.load_state_dict(st)
+    tr.step_i, tr.since = meta['step'], t['since']
+    torch.set_rng_state(t['rng'])
+    return tr, meta
 
 # %% ../nbs/04_dictionaries.ipynb #18923277
 def save_dict(tc:Transcoder, path:str|Path, extra:dict|None=None) -> Path:
