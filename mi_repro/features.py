@@ -530,13 +530,18 @@ def search(ix:FeatureIndex, tok,
     return [{k: v for k, v in r.items() if k != 'score'} for r in rows[:n]]
 
 # %% ../nbs/05_features.ipynb #637e8511
-CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;max-width:980px;color:#222}
-.feat h2{margin:.2em 0;font-size:1.15em}.lab{color:#555;font-family:monospace}
-.ctx{font-family:monospace;font-size:13px;white-space:pre;overflow-x:auto;padding:2px 0;border-bottom:1px solid #eee}
-.ctx .t{padding:0 1px;border-radius:2px}.ctx .pk{outline:1.5px solid #c33}.ctx .v{color:#888;display:inline-block;width:4.5em}
-table.le{border-collapse:collapse;font-family:monospace;font-size:13px}table.le td,table.le th{padding:1px 8px;text-align:left}
-.up{color:#070}.down{color:#a00}.row{display:flex;gap:2em;flex-wrap:wrap;align-items:flex-start}.muted{color:#888;font-size:.9em}
-table.ix{border-collapse:collapse;font-size:14px}table.ix td,table.ix th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}"""
+CSS = ("body{font-family:system-ui,sans-serif;margin:1.5em;max-width:980px;color:#222}\n"
+       ".feat h2{margin:.2em 0;font-size:1.15em}.lab{color:#555;font-family:monospace}\n"
+       ".ctx{font-family:monospace;font-size:13px;white-space:pre;overflow-x:auto;"
+       "padding:2px 0;border-bottom:1px solid #eee}\n"
+       ".ctx .t{padding:0 1px;border-radius:2px}.ctx .pk{outline:1.5px solid #c33}"
+       ".ctx .v{color:#888;display:inline-block;width:4.5em}\n"
+       "table.le{border-collapse:collapse;font-family:monospace;font-size:13px}"
+       "table.le td,table.le th{padding:1px 8px;text-align:left}\n"
+       ".up{color:#070}.down{color:#a00}.row{display:flex;gap:2em;flex-wrap:wrap;align-items:flex-start}"
+       ".muted{color:#888;font-size:.9em}\n"
+       "table.ix{border-collapse:collapse;font-size:14px}"
+       "table.ix td,table.ix th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}")
 
 def _h(x) -> str:
     "Any value as HTML text or a quoted attribute value: the one way a string from data reaches a page."
@@ -549,6 +554,7 @@ def shown(model) -> str:
     m = str(model)
     return Path(m).name if m.startswith(('/', '.', '~')) or '\\' in m else m
 
+# %% ../nbs/05_features.ipynb #308028cf
 def _ctx_html(r:dict, V:list[str], vmax:float) -> str:
     "One example: its window of tokens shaded by activation, the peak outlined."
     sp = []
@@ -556,18 +562,42 @@ def _ctx_html(r:dict, V:list[str], vmax:float) -> str:
         if i < 0: continue
         al = min(max(a / vmax, 0.0), 1.0) if vmax > 0 else 0.0
         pk = ' pk' if j == WIN[0] else ''
-        sp.append(f'<span class="t{pk}" style="background:rgba(255,120,0,{al:.2f})" title="{a:.3g}">{_esc(V[i])}</span>')
+        sp.append(f'<span class="t{pk}" style="background:rgba(255,120,0,{al:.2f})" title="{a:.3g}">'
+                  f'{_esc(V[i])}</span>')
     return f'<div class="ctx"><span class="v">{r["act"]:.3g}</span>{"".join(sp)}</div>'
 
 def _svg_hist(counts:torch.Tensor, w:int=320, h:int=90) -> str:
     "Histogram bars of non-zero activations over the log-spaced bins, as inline SVG."
-    c = counts.double(); n = len(c); m = max(c.max().item(), 1.0)
+    c = counts.double()
+    n = len(c)
+    m = max(c.max().item(), 1.0)
     bw = w / n
-    bars = ''.join(f'<rect x="{i * bw:.1f}" y="{h - 14 - (h - 18) * v / m:.1f}" width="{bw - .5:.1f}" height="{(h - 18) * v / m:.1f}" fill="#e70"><title>{int(v)}</title></rect>'
+    bars = ''.join(f'<rect x="{i * bw:.1f}" y="{h - 14 - (h - 18) * v / m:.1f}" width="{bw - .5:.1f}" '
+                   f'height="{(h - 18) * v / m:.1f}" fill="#e70"><title>{int(v)}</title></rect>'
                    for i, v in enumerate(c.tolist()) if v > 0)
-    ticks = ''.join(f'<text x="{(1 + 8 * (e + 3)) * bw:.0f}" y="{h - 2}" font-size="9" text-anchor="middle">1e{e}</text>' for e in range(-3, 4))
-    return f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">{bars}<line x1="0" y1="{h - 14}" x2="{w}" y2="{h - 14}" stroke="#999"/>{ticks}</svg>'
+    ticks = ''.join(f'<text x="{(1 + 8 * (e + 3)) * bw:.0f}" y="{h - 2}" font-size="9" '
+                    f'text-anchor="middle">1e{e}</text>' for e in range(-3, 4))
+    axis = f'<line x1="0" y1="{h - 14}" x2="{w}" y2="{h - 14}" stroke="#999"/>'
+    return f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">{bars}{axis}{ticks}</svg>'
 
+# %% ../nbs/05_features.ipynb #81313e5b
+def _effects_table(e:dict, V:list[str]) -> str:
+    "The table of a feature's logit effects (promoted and suppressed tokens) and strongest input tokens."
+    rows = ''.join(f'<tr><td class="up">{_esc(V[e["up_ids"][i]])}</td><td class="up">{e["up_vals"][i]:+.3g}</td>'
+                   f'<td class="down">{_esc(V[e["down_ids"][i]])}</td><td class="down">{e["down_vals"][i]:+.3g}</td>'
+                   f'<td>{_esc(V[e["in_ids"][i]])}</td><td>{e["in_vals"][i]:.3g}</td></tr>'
+                   for i in range(len(e['up_ids'])))
+    return ('<table class="le"><tr><th colspan=2>promotes (direct logit effect)</th><th colspan=2>suppresses</th>'
+            f'<th colspan=2>input tokens (encoder)</th></tr>{rows}</table>')
+
+def _random_html(rnd:list[dict], V:list[str], vmax:float) -> str:
+    "Random firing examples in thirds: upper, middle and lower."
+    thirds = [rnd[i * len(rnd) // 3:(i + 1) * len(rnd) // 3] for i in range(3)]
+    return ''.join(f'<p class="muted">{nm} third of a random sample of {len(rnd)} firing tokens</p>'
+                   + ''.join(_ctx_html(r, V, vmax) for r in part)
+                   for nm, part in zip(('upper', 'middle', 'lower'), thirds) if part)
+
+# %% ../nbs/05_features.ipynb #053f0226
 def feature_html(ix:FeatureIndex, tok, layer:int, feature:int,
                  label:str|None=None, # shown under the title
                  n_top:int=10, # top contexts shown
@@ -577,18 +607,14 @@ def feature_html(ix:FeatureIndex, tok, layer:int, feature:int,
     V, s, e = _vocab(tok), ix.stats(layer, feature), ix.effects(layer, feature)
     top, rnd = ix.examples(layer, feature, 'top')[:n_top], ix.examples(layer, feature, 'random')
     vmax = max(s['max'], 1e-9)
-    n = len(e['up_ids'])
-    rows = ''.join(f'<tr><td class="up">{_esc(V[e["up_ids"][i]])}</td><td class="up">{e["up_vals"][i]:+.3g}</td>'
-                   f'<td class="down">{_esc(V[e["down_ids"][i]])}</td><td class="down">{e["down_vals"][i]:+.3g}</td>'
-                   f'<td>{_esc(V[e["in_ids"][i]])}</td><td>{e["in_vals"][i]:.3g}</td></tr>' for i in range(n))
-    table = f'<table class="le"><tr><th colspan=2>promotes (direct logit effect)</th><th colspan=2>suppresses</th><th colspan=2>input tokens (encoder)</th></tr>{rows}</table>'
-    thirds = [rnd[i * len(rnd) // 3:(i + 1) * len(rnd) // 3] for i in range(3)]
-    rnd_html = ''.join(f'<p class="muted">{nm} third of a random sample of {len(rnd)} firing tokens</p>' + ''.join(_ctx_html(r, V, vmax) for r in part)
-                       for nm, part in zip(('upper', 'middle', 'lower'), thirds) if part)
+    table, rnd_html = _effects_table(e, V), _random_html(rnd, V, vmax)
     head = (f'<h2>Layer {layer} · feature {feature}</h2><div class="lab">{_h(label or "")}</div>'
-            f'<p class="muted">density {s["density"]:.3%} ({s["n_fire"]:,} of {ix.n_tokens:,} held-out tokens) · mean non-zero activation '
-            f'{s["mean"]:.3g} ± {s["std"]:.3g} · max {s["max"]:.3g} · {_h(shown(ix.build["model"]))}</p>')
-    body = (f'<div class="row"><div>{_svg_hist(ix.hist(layer, feature)[0])}<div class="muted">non-zero activations (log scale)</div></div>{table}</div>'
+            f'<p class="muted">density {s["density"]:.3%} ({s["n_fire"]:,} of {ix.n_tokens:,} held-out tokens)'
+            f' · mean non-zero activation {s["mean"]:.3g} ± {s["std"]:.3g} · max {s["max"]:.3g}'
+            f' · {_h(shown(ix.build["model"]))}</p>')
+    hist = (f'<div>{_svg_hist(ix.hist(layer, feature)[0])}'
+            '<div class="muted">non-zero activations (log scale)</div></div>')
+    body = (f'<div class="row">{hist}{table}</div>'
             f'<h3>Top-activating contexts</h3>{"".join(_ctx_html(r, V, vmax) for r in top) or "<p>never fires</p>"}'
             f'<h3>Random firing examples</h3>{rnd_html or "<p>never fires</p>"}')
     return f'<div class="feat">{head}{body}</div>'
@@ -596,18 +622,21 @@ def feature_html(ix:FeatureIndex, tok, layer:int, feature:int,
 def show_feature(ix:FeatureIndex, tok, layer:int, feature:int, label:str|None=None, n_top:int=8):
     "Display a feature's view in the notebook."
     from IPython.display import HTML, display
-    display(HTML(f'<style>{CSS.replace("body{", ".feat{")}</style>' + feature_html(ix, tok, layer, feature, label, n_top)))
+    style = f'<style>{CSS.replace("body{", ".feat{")}</style>'
+    display(HTML(style + feature_html(ix, tok, layer, feature, label, n_top)))
 
+# %% ../nbs/05_features.ipynb #410cb833
 def page_name(layer:int, feature:int) -> str:
     "File name of a feature's page: what the graph viewer links to."
     return f'L{layer}_F{feature}.html'
 
 def _doc(title:str, body:str, ix:FeatureIndex|None=None) -> str:
     meta = f'<meta name="mi-repro-index" content="{_h(_ix_id(ix))}">' if ix is not None else ''
-    return f'<!DOCTYPE html><html><head><meta charset="utf-8">{meta}<title>{_h(title)}</title><style>{CSS}</style></head><body>{body}</body></html>'
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8">{meta}<title>{_h(title)}</title><style>{CSS}</style>'
+            f'</head><body>{body}</body></html>')
 
 def _ix_id(ix:FeatureIndex) -> str:
-    "Which dictionaries and index a page describes: the dictionaries' folder name (settings and store hash) and the index's."
+    "Which dictionaries and index a page describes: the dictionaries' folder name (settings, store hash), the index's."
     return f"{ix.path.parent.name}/{ix.path.name}"
 
 def _page_ix(p:Path) -> str|None:
@@ -615,22 +644,11 @@ def _page_ix(p:Path) -> str|None:
     m = re.search(r'<meta name="mi-repro-index" content="([^"]*)">', p.read_text(errors='replace')[:600])
     return html.unescape(m.group(1)) if m else None
 
-def write_pages(ix:FeatureIndex, tok,
-                feats:list[tuple[int, int]], # (layer, feature) pairs
-                out:str|Path, # folder of the pages
-                labels:dict|None=None, # {layer: [label]}
-                n_top:int=10,
-               ) -> Path:
-    "Write a static, self-contained page per feature, and an `index.html` listing every feature page in `out` of the same dictionaries and index (atomically); the index page's path."
-    out = Path(out); feats = list(dict.fromkeys((int(l), int(f)) for l, f in feats))
-    for l, f in feats: ix.check(l, f)
-    for l, f in feats:
-        lab = labels[l][f] if labels else None
-        nav = '<p class="muted"><a href="index.html">all features</a></p>'
-        atomic_write(out/page_name(l, f), _doc(f'{shown(ix.build["model"])} L{l} F{f}', nav + feature_html(ix, tok, l, f, lab, n_top), ix))
-    for p in out.glob('L*_F*.html'):  # a page of other dictionaries (an earlier run's) would show a different feature: drop it
-        if _page_ix(p) != _ix_id(ix): p.unlink()
-    have = sorted({tuple(map(int, m.groups())) for p in out.glob('L*_F*.html') if (m := re.fullmatch(r'L(\d+)_F(\d+)\.html', p.name))})
+# %% ../nbs/05_features.ipynb #05cdf51f
+def _index_rows(ix:FeatureIndex, out:Path, labels:dict|None) -> list[str]:
+    "A table row for every feature page in `out` that this index describes."
+    have = sorted({tuple(map(int, m.groups())) for p in out.glob('L*_F*.html')
+                   if (m := re.fullmatch(r'L(\d+)_F(\d+)\.html', p.name))})
     rows = []
     for l, f in have:  # pages written earlier (e.g. by chapter 06 for its graphs) stay listed
         if l not in ix.layers or f >= ix.t(l)['n_fire'].shape[0]: continue
@@ -638,8 +656,30 @@ def write_pages(ix:FeatureIndex, tok,
         s = ix.stats(l, f)
         rows.append(f'<tr><td><a href="{page_name(l, f)}">L{l} F{f}</a></td><td class="lab">{_h(lab or "")}</td>'
                     f'<td>{s["density"]:.3%}</td><td>{s["max"]:.3g}</td></tr>')
+    return rows
+
+# %% ../nbs/05_features.ipynb #1c26b8f7
+def write_pages(ix:FeatureIndex, tok,
+                feats:list[tuple[int, int]], # (layer, feature) pairs
+                out:str|Path, # folder of the pages
+                labels:dict|None=None, # {layer: [label]}
+                n_top:int=10,
+               ) -> Path:
+    "Write a self-contained page per feature, and `index.html` listing every page in `out` of this index; its path."
+    out = Path(out)
+    feats = list(dict.fromkeys((int(l), int(f)) for l, f in feats))
+    for l, f in feats: ix.check(l, f)
+    for l, f in feats:
+        lab = labels[l][f] if labels else None
+        nav = '<p class="muted"><a href="index.html">all features</a></p>'
+        page = _doc(f'{shown(ix.build["model"])} L{l} F{f}', nav + feature_html(ix, tok, l, f, lab, n_top), ix)
+        atomic_write(out/page_name(l, f), page)
+    for p in out.glob('L*_F*.html'):  # a page of other dictionaries (an earlier run's) shows another feature: drop it
+        if _page_ix(p) != _ix_id(ix): p.unlink()
+    rows = _index_rows(ix, out, labels)
     body = (f'<h2>{_h(shown(ix.build["model"]))}: {len(rows)} features</h2><p class="muted">index {_h(_ix_id(ix))}, '
-            f'{ix.n_tokens:,} held-out tokens</p><table class="ix"><tr><th>feature</th><th>label</th><th>density</th><th>max</th></tr>{"".join(rows)}</table>')
+            f'{ix.n_tokens:,} held-out tokens</p><table class="ix">'
+            f'<tr><th>feature</th><th>label</th><th>density</th><th>max</th></tr>{"".join(rows)}</table>')
     return atomic_write(out/'index.html', _doc(f'{shown(ix.build["model"])} features', body))
 
 # %% ../nbs/05_features.ipynb #4bce4c4e
