@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file, safe_open
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .core import UserError, atomic_path, atomic_write, read_json, cache_dir, load_tensors
 from .models import Spec, run_name, prompt_ids, hf_model
 from .dictionaries import Transcoder, load_dict, fit, dict_tag, dicts_complete, dict_hash, COMPLETE, DICT_VERSION
@@ -328,91 +329,118 @@ class FeatureIndex:
     def __init__(self, path:str|Path):
         self.path = Path(path)
         m = read_json(self.path/'index.json')
-        if m is None: raise UserError(f"{self.path} is not a finished feature index (no index.json): build it with build_index")
-        if m['build'].get('version') != INDEX_VERSION: raise UserError(f"{self.path} is a version {m['build'].get('version')} index; this code reads version {INDEX_VERSION}: build it again")
+        if m is None:
+            raise UserError(f"{self.path} is not a finished feature index (no index.json): "
+                            "build it with build_index")
+        if (v := m['build'].get('version')) != INDEX_VERSION:
+            raise UserError(f"{self.path} is a version {v} index; this code reads version {INDEX_VERSION}: "
+                            "build it again")
         self.meta, self.build, self._t, self._C, self._ok = m, m['build'], {}, None, set()
 
     layers = property(lambda self: self.build['layers'])
     n_tokens = property(lambda self: self.meta['n_tokens'])
-    def __repr__(self): return f"FeatureIndex({self.path}, model={self.build['model']}, layers={self.layers}, tokens={self.n_tokens:,})"
+    def __repr__(self):
+        return f"FeatureIndex({self.path}, model={self.build['model']}, layers={self.layers}, tokens={self.n_tokens:,})"
 
-    def check(self, layer:int, feature:int|None=None) -> 'FeatureIndex':
-        "Raise `UserError` unless `layer` was indexed and `feature` is one of its features."
-        if isinstance(layer, bool) or not isinstance(layer, int): raise UserError(f"layer must be an int, not {type(layer).__name__} {layer!r}")
-        if layer not in self.layers: raise UserError(f"layer {layer} is not in the feature index {self.path} (layers {', '.join(map(str, self.layers))})")
-        if feature is not None:
-            nf = self.build['n_features'][str(layer)]
-            if isinstance(feature, bool) or not isinstance(feature, int): raise UserError(f"feature must be an int, not {type(feature).__name__} {feature!r}")
-            if not 0 <= feature < nf: raise UserError(f"feature {feature} is out of range: the dictionary of layer {layer} has {nf} features (0-{nf - 1})")
-        return self
+# %% ../nbs/05_features.ipynb #4a34603f
+@patch
+def check(self:FeatureIndex, layer:int, feature:int|None=None) -> FeatureIndex:
+    "Raise `UserError` unless `layer` was indexed and `feature` is one of its features."
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise UserError(f"layer must be an int, not {type(layer).__name__} {layer!r}")
+    if layer not in self.layers:
+        have = ', '.join(map(str, self.layers))
+        raise UserError(f"layer {layer} is not in the feature index {self.path} (layers {have})")
+    if feature is not None:
+        nf = self.build['n_features'][str(layer)]
+        if isinstance(feature, bool) or not isinstance(feature, int):
+            raise UserError(f"feature must be an int, not {type(feature).__name__} {feature!r}")
+        if not 0 <= feature < nf:
+            raise UserError(f"feature {feature} is out of range: the dictionary of layer {layer} has {nf} features "
+                            f"(0-{nf - 1})")
+    return self
 
-    def check_dicts(self, tcs:dict, # {layer: Transcoder}
-                   ) -> 'FeatureIndex':
-        "Raise `UserError` if any of `tcs` is not the dictionary its layer was indexed with."
-        for l, tc in tcs.items():
-            self.check(l)
-            if (l, id(tc)) in self._ok: continue  # hashed already
-            h, want = dict_hash(tc), self.build['hashes'][str(l)]
-            if h != want: raise UserError(f"the feature index {self.path} was built for another dictionary of layer {l} "
-                                          f"(hash {want}), not this one ({h}): build an index for these dictionaries")
-            self._ok.add((l, id(tc)))
-        return self
+@patch
+def check_dicts(self:FeatureIndex, tcs:dict, # {layer: Transcoder}
+               ) -> FeatureIndex:
+    "Raise `UserError` if any of `tcs` is not the dictionary its layer was indexed with."
+    for l, tc in tcs.items():
+        self.check(l)
+        if (l, id(tc)) in self._ok: continue  # hashed already
+        h, want = dict_hash(tc), self.build['hashes'][str(l)]
+        if h != want: raise UserError(f"the feature index {self.path} was built for another dictionary of layer {l} "
+                                      f"(hash {want}), not this one ({h}): build an index for these dictionaries")
+        self._ok.add((l, id(tc)))
+    return self
 
-    def t(self, layer:int) -> dict:
-        "All tensors of a layer (cached)."
-        self.check(layer)
-        if layer not in self._t: self._t[layer] = load_tensors(self.path/f'layer_{layer}.safetensors')
-        return self._t[layer]
+# %% ../nbs/05_features.ipynb #6cce8a88
+@patch
+def t(self:FeatureIndex, layer:int) -> dict:
+    "All tensors of a layer (cached)."
+    self.check(layer)
+    if layer not in self._t: self._t[layer] = load_tensors(self.path/f'layer_{layer}.safetensors')
+    return self._t[layer]
 
-    @property
-    def contexts(self) -> torch.Tensor:
-        if self._C is None: self._C = load_tensors(self.path/'contexts.safetensors')['ids'].long()
-        return self._C
+@patch(as_prop=True)
+def contexts(self:FeatureIndex) -> torch.Tensor:
+    if self._C is None: self._C = load_tensors(self.path/'contexts.safetensors')['ids'].long()
+    return self._C
 
-    def density(self, layer:int) -> torch.Tensor:
-        "Fraction of scanned tokens where each feature fires, [F]."
-        return self.t(layer)['n_fire'].double() / self.n_tokens
+@patch
+def density(self:FeatureIndex, layer:int) -> torch.Tensor:
+    "Fraction of scanned tokens where each feature fires, [F]."
+    return self.t(layer)['n_fire'].double() / self.n_tokens
 
-    def stats(self, layer:int, feature:int) -> dict:
-        "Density, firing count, mean and std of the non-zero activations, and the maximum."
-        self.check(layer, feature); t = self.t(layer)
-        n = int(t['n_fire'][feature]); m = t['sum'][feature].item() / max(n, 1)
-        sd = math.sqrt(max(t['sumsq'][feature].item() / max(n, 1) - m * m, 0.0))
-        return dict(density=n / self.n_tokens, n_fire=n, mean=m, std=sd, max=float(t['top_v'][feature, 0]))
+@patch
+def stats(self:FeatureIndex, layer:int, feature:int) -> dict:
+    "Density, firing count, mean and std of the non-zero activations, and the maximum."
+    self.check(layer, feature)
+    t = self.t(layer)
+    n = int(t['n_fire'][feature])
+    m = t['sum'][feature].item() / max(n, 1)
+    sd = math.sqrt(max(t['sumsq'][feature].item() / max(n, 1) - m * m, 0.0))
+    return dict(density=n / self.n_tokens, n_fire=n, mean=m, std=sd, max=float(t['top_v'][feature, 0]))
 
-    def examples(self, layer:int, feature:int,
-                 kind:str='top', # 'top' (top-activating contexts, largest first) or 'random' (random firing tokens, by activation)
-                ) -> list[dict]:
-        "Examples with their context, peak position, activation, and the window's token ids (-1 outside) and activations."
-        self.check(layer, feature)
-        if kind not in ('top', 'random'): raise UserError(f"kind must be 'top' or 'random', not {kind!r}")
-        t, p = self.t(layer), 'top' if kind == 'top' else 'res'
-        C, T = self.contexts, self.contexts.shape[1]
-        rows = []
-        for i in range(t[f'{p}_c'].shape[1]):
-            c = int(t[f'{p}_c'][feature, i])
-            if c < 0: continue
-            pos = int(t[f'{p}_p'][feature, i])
-            q = torch.arange(pos - WIN[0], pos + WIN[1] + 1)
-            ids = torch.where((q >= 0) & (q < T), C[c, q.clamp(0, T - 1)], -1)
-            rows.append(dict(ctx=c, pos=pos, act=float(t[f'{p}_v'][feature, i]), ids=ids.tolist(), acts=t[f'{p}_w'][feature, i].float().tolist()))
-        if kind == 'random': rows.sort(key=lambda r: -r['act'])
-        return rows
+# %% ../nbs/05_features.ipynb #871f6ad2
+@patch
+def examples(self:FeatureIndex, layer:int, feature:int,
+             kind:str='top', # 'top' (top-activating contexts, largest first) or 'random' (random firing tokens)
+            ) -> list[dict]:
+    "Examples with their context, peak position, activation, and the window's token ids (-1 outside) and activations."
+    self.check(layer, feature)
+    if kind not in ('top', 'random'): raise UserError(f"kind must be 'top' or 'random', not {kind!r}")
+    t, p = self.t(layer), 'top' if kind == 'top' else 'res'
+    C, T = self.contexts, self.contexts.shape[1]
+    rows = []
+    for i in range(t[f'{p}_c'].shape[1]):
+        c = int(t[f'{p}_c'][feature, i])
+        if c < 0: continue
+        pos = int(t[f'{p}_p'][feature, i])
+        q = torch.arange(pos - WIN[0], pos + WIN[1] + 1)
+        ids = torch.where((q >= 0) & (q < T), C[c, q.clamp(0, T - 1)], -1)
+        rows.append(dict(ctx=c, pos=pos, act=float(t[f'{p}_v'][feature, i]), ids=ids.tolist(),
+                         acts=t[f'{p}_w'][feature, i].float().tolist()))
+    if kind == 'random': rows.sort(key=lambda r: -r['act'])
+    return rows
 
-    def hist(self, layer:int, feature:int) -> tuple[torch.Tensor, torch.Tensor]:
-        "Counts of the non-zero activations per bin and the bin edges (the first and last bins are open-ended)."
-        self.check(layer, feature)
-        return self.t(layer)['hist'][feature], BINS
+# %% ../nbs/05_features.ipynb #5d21898c
+@patch
+def hist(self:FeatureIndex, layer:int, feature:int) -> tuple[torch.Tensor, torch.Tensor]:
+    "Counts of the non-zero activations per bin and the bin edges (the first and last bins are open-ended)."
+    self.check(layer, feature)
+    return self.t(layer)['hist'][feature], BINS
 
-    def effects(self, layer:int, feature:int) -> dict:
-        "Direct logit effects (top promoted and suppressed token ids and values) and the top input tokens."
-        self.check(layer, feature); t = self.t(layer)
-        return {k: t[k][feature].tolist() for k in ('up_ids', 'up_vals', 'down_ids', 'down_vals', 'in_ids', 'in_vals')}
+@patch
+def effects(self:FeatureIndex, layer:int, feature:int) -> dict:
+    "Direct logit effects (top promoted and suppressed token ids and values) and the top input tokens."
+    self.check(layer, feature)
+    t = self.t(layer)
+    return {k: t[k][feature].tolist() for k in ('up_ids', 'up_vals', 'down_ids', 'down_vals', 'in_ids', 'in_vals')}
 
 def find_index(folder:str|Path, # a chapter-04 dictionaries folder
                tcs:dict|None=None, # its dictionaries: the index must have been built for them
               ) -> FeatureIndex|None:
-    "The newest finished feature index of the current version beside the dictionaries in `folder` (checked against `tcs`), or None."
+    "The newest finished index of this version beside the dictionaries in `folder` (checked against `tcs`), or None."
     done = [d/'index.json' for d in Path(folder).glob(f'index-v{INDEX_VERSION}-*') if (d/'index.json').exists()]
     if not done: return None
     ix = FeatureIndex(max(done, key=lambda p: p.stat().st_mtime).parent)
