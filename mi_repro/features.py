@@ -179,10 +179,77 @@ class _Acc:
             for n, x in sub.items(): t[n][fs] = x
 
 # %% ../nbs/05_features.ipynb #59bcbffd
-def _ids_hash(C:torch.Tensor) -> str: return hashlib.sha256(C.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()[:16]
+def _ids_hash(C:torch.Tensor) -> str:
+    return hashlib.sha256(C.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()[:16]
 
 def _seed(seed, batch, layer): return (seed * 1_000_003 + batch * 1009 + layer) % 2**63
 
+def _index_meta(spec:Spec, tcs:dict, C:torch.Tensor, batch_size, n_top, n_samples, seed, ckpt_every, bf16) -> dict:
+    "Check `build_index`'s arguments; the index's `build` record (what a finished index or checkpoint must match)."
+    if not tcs: raise UserError("no dictionaries to index")
+    layers = sorted(tcs)
+    for l in layers: spec.check_layer(l)
+    if not isinstance(C, torch.Tensor) or C.ndim != 2 or C.shape[1] < 2 or not len(C):
+        raise UserError("C must be a [n, ctx] tensor of token ids with ctx >= 2")
+    for name, v in dict(batch_size=batch_size, n_top=n_top, n_samples=n_samples, ckpt_every=ckpt_every).items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"{name} must be a positive int, not {v!r}")
+    return dict(version=INDEX_VERSION, model=spec.name, arch=spec.arch, layers=layers,
+                hashes={str(l): dict_hash(tcs[l]) for l in layers},
+                n_features={str(l): tcs[l].n_features for l in layers},
+                n_contexts=len(C), ctx=C.shape[1], ids_hash=_ids_hash(C), batch_size=batch_size, n_top=n_top,
+                n_samples=n_samples, seed=seed, bf16=bf16, window=list(WIN), bins=[-3, 3, len(BINS)])
+
+# %% ../nbs/05_features.ipynb #db558ea3
+def _index_resume(ck:Path, meta:dict, accs:dict, device) -> tuple[int, float]:
+    "Load the accumulators from the checkpoint `ck` if there is one; the batch to start from and the seconds spent."
+    if not ck.exists(): return 0, 0.0
+    with safe_open(str(ck), 'pt') as f: m = json.loads(f.metadata()['mi_repro'])
+    if m['build'] != meta:
+        raise UserError(f"{ck} is a checkpoint of an index with other settings or dictionaries; "
+                        "delete it to start over")
+    t = load_tensors(ck, device=str(device))
+    for l in accs: accs[l].t = {n: t[f'{l}.{n}'] for n in _Acc.NAMES}
+    return m['batch'], m['elapsed']
+
+def _index_ckpt(ck:Path, meta:dict, accs:dict, b:int, elapsed:float):
+    "Checkpoint the accumulators after batch `b` (atomic)."
+    t = {f'{l}.{n}': v.contiguous() for l in accs for n, v in accs[l].t.items()}
+    with atomic_path(ck) as tmp:
+        save_file(t, str(tmp), metadata={'mi_repro': json.dumps(dict(build=meta, batch=b, elapsed=elapsed))})
+
+# %% ../nbs/05_features.ipynb #29908fa8
+def _index_pass(lm, spec:Spec, tcs:dict, C:torch.Tensor, accs:dict, start:int, stop:int, batch_size:int, seed:int,
+                bf16:bool, ckpt_every:int, save_ckpt, bar):
+    "Batches `start` to `stop` of `C` through the model and the dictionaries into the accumulators."
+    layers, T, n_b = sorted(tcs), C.shape[1] - 1, -(-len(C) // batch_size)
+    for b in range(start, stop):
+        ids = C[b * batch_size:(b + 1) * batch_size]
+        with torch.no_grad():
+            with torch.autocast(lm.device.type, dtype=torch.bfloat16, enabled=bf16):
+                acts = read_acts(lm, spec, ids.to(lm.device), layers, ['mlp_in'])
+                zs = {l: tcs[l].encode(acts[(l, 'mlp_in')][:, 1:].flatten(0, 1).float()) for l in layers}
+            for l in layers:
+                z = zs.pop(l).float().view(len(ids), T, -1)
+                accs[l].update(z, b * batch_size, torch.Generator().manual_seed(_seed(seed, b, l)))
+        bar.update(len(ids) * T)
+        if (b + 1) % ckpt_every == 0 and b + 1 < n_b: save_ckpt(b + 1)
+
+def _index_write(lm, spec:Spec, tcs:dict, C:torch.Tensor, accs:dict, out:Path, meta:dict, elapsed:float):
+    "Write a finished index: per layer its tensors, logit effects and input tokens; the contexts; `index.json` last."
+    hf, t1 = hf_model(lm), time.perf_counter()
+    for l in sorted(tcs):
+        t = {n: v.cpu().contiguous() for n, v in accs[l].t.items()}
+        t.update(logit_effects(hf, spec, tcs[l], l))
+        t.update(input_tokens(hf, spec, tcs[l], l))
+        with atomic_path(out/f'layer_{l}.safetensors') as tmp: save_file(t, str(tmp))
+    with atomic_path(out/'contexts.safetensors') as tmp: save_file({'ids': C.to(torch.int32).contiguous()}, str(tmp))
+    n_tok = len(C) * (C.shape[1] - 1)
+    atomic_write(out/'index.json', json.dumps(dict(build=meta, n_tokens=n_tok, seconds=round(elapsed, 2),
+                                                   s_per_mtok=round(elapsed / n_tok * 1e6, 1),
+                                                   effects_s=round(time.perf_counter() - t1, 2)), indent=1))
+
+# %% ../nbs/05_features.ipynb #6bb1ed4d
 def build_index(lm, spec:Spec,
                 tcs:dict, # {layer: Transcoder}: the dictionaries to index (on the model's device)
                 C:torch.Tensor, # [n, ctx] held-out token ids (`corpus.contexts(tok, 'test', ...)`)
@@ -198,62 +265,31 @@ def build_index(lm, spec:Spec,
                ) -> 'FeatureIndex|None':
     "Index the features of `tcs` on contexts `C` (one pass, resumable); the `FeatureIndex`, or None if stopped early."
     out = Path(out)
-    if not tcs: raise UserError("no dictionaries to index")
-    layers = sorted(tcs)
-    for l in layers: spec.check_layer(l)
-    if not isinstance(C, torch.Tensor) or C.ndim != 2 or C.shape[1] < 2 or not len(C): raise UserError("C must be a [n, ctx] tensor of token ids with ctx >= 2")
-    for name, v in dict(batch_size=batch_size, n_top=n_top, n_samples=n_samples, ckpt_every=ckpt_every).items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise UserError(f"{name} must be a positive int, not {v!r}")
-    meta = dict(version=INDEX_VERSION, model=spec.name, arch=spec.arch, layers=layers, hashes={str(l): dict_hash(tcs[l]) for l in layers},
-                n_features={str(l): tcs[l].n_features for l in layers}, n_contexts=len(C), ctx=C.shape[1], ids_hash=_ids_hash(C),
-                batch_size=batch_size, n_top=n_top, n_samples=n_samples, seed=seed, bf16=bf16, window=list(WIN), bins=[-3, 3, len(BINS)])
+    meta = _index_meta(spec, tcs, C, batch_size, n_top, n_samples, seed, ckpt_every, bf16)
+    layers = meta['layers']
     done = read_json(out/'index.json')
     if done is not None:
-        if done['build'] != meta: raise UserError(f"{out} holds a feature index built with other settings or dictionaries; pick another folder or delete it")
+        if done['build'] != meta:
+            raise UserError(f"{out} holds a feature index built with other settings or dictionaries; "
+                            "pick another folder or delete it")
         return FeatureIndex(out)
     n_b = -(-len(C) // batch_size)
     accs = {l: _Acc(tcs[l].n_features, n_top, n_samples, lm.device) for l in layers}
-    start, elapsed = 0, 0.0
     ck = out/'ckpt.safetensors'
-    if ck.exists():
-        with safe_open(str(ck), 'pt') as f: m = json.loads(f.metadata()['mi_repro'])
-        if m['build'] != meta: raise UserError(f"{ck} is a checkpoint of an index with other settings or dictionaries; delete it to start over")
-        t = load_tensors(ck, device=str(lm.device))
-        for l in layers: accs[l].t = {n: t[f'{l}.{n}'] for n in _Acc.NAMES}
-        start, elapsed = m['batch'], m['elapsed']
-    def save_ckpt(b):
-        t = {f'{l}.{n}': v.contiguous() for l in layers for n, v in accs[l].t.items()}
-        with atomic_path(ck) as tmp: save_file(t, str(tmp), metadata={'mi_repro': json.dumps(dict(build=meta, batch=b, elapsed=elapsed + time.perf_counter() - t0))})
+    start, elapsed = _index_resume(ck, meta, accs, lm.device)
+    def save_ckpt(b): _index_ckpt(ck, meta, accs, b, elapsed + time.perf_counter() - t0)
     stop = n_b if max_batches is None else min(n_b, start + max_batches)
     T = C.shape[1] - 1
-    bar = tqdm(total=n_b * batch_size * T, initial=start * batch_size * T, unit='tok', unit_scale=True, disable=not progress, desc=f'index {len(layers)} layers')
+    bar = tqdm(total=n_b * batch_size * T, initial=start * batch_size * T, unit='tok', unit_scale=True,
+               disable=not progress, desc=f'index {len(layers)} layers')
     t0 = time.perf_counter()
-    for b in range(start, stop):
-        ids = C[b * batch_size:(b + 1) * batch_size]
-        with torch.no_grad():
-            with torch.autocast(lm.device.type, dtype=torch.bfloat16, enabled=bf16):
-                acts = read_acts(lm, spec, ids.to(lm.device), layers, ['mlp_in'])
-                zs = {l: tcs[l].encode(acts[(l, 'mlp_in')][:, 1:].flatten(0, 1).float()) for l in layers}
-            for l in layers:
-                z = zs.pop(l).float().view(len(ids), T, -1)
-                accs[l].update(z, b * batch_size, torch.Generator().manual_seed(_seed(seed, b, l)))
-        bar.update(len(ids) * T)
-        if (b + 1) % ckpt_every == 0 and b + 1 < n_b: save_ckpt(b + 1)
+    _index_pass(lm, spec, tcs, C, accs, start, stop, batch_size, seed, bf16, ckpt_every, save_ckpt, bar)
     bar.close()
     if stop < n_b:
         save_ckpt(stop)
         return None
     elapsed += time.perf_counter() - t0
-    hf, t1 = hf_model(lm), time.perf_counter()
-    for l in layers:
-        t = {n: v.cpu().contiguous() for n, v in accs[l].t.items()}
-        t.update(logit_effects(hf, spec, tcs[l], l))
-        t.update(input_tokens(hf, spec, tcs[l], l))
-        with atomic_path(out/f'layer_{l}.safetensors') as tmp: save_file(t, str(tmp))
-    with atomic_path(out/'contexts.safetensors') as tmp: save_file({'ids': C.to(torch.int32).contiguous()}, str(tmp))
-    n_tok = len(C) * T
-    atomic_write(out/'index.json', json.dumps(dict(build=meta, n_tokens=n_tok, seconds=round(elapsed, 2), s_per_mtok=round(elapsed / n_tok * 1e6, 1),
-                                                   effects_s=round(time.perf_counter() - t1, 2)), indent=1))
+    _index_write(lm, spec, tcs, C, accs, out, meta, elapsed)
     ck.unlink(missing_ok=True)
     return FeatureIndex(out)
 
