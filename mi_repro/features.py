@@ -106,16 +106,18 @@ BINS = torch.logspace(-3, 3, 49)  # histogram edges of non-zero activations; val
 INDEX_VERSION = 3  # bump when the index format changes; names the index folder
 
 class _Acc:
-    "The running index state of one layer's dictionary, feature-major: top contexts, statistics, histogram, random samples."
-    NAMES = ('top_v', 'top_c', 'top_p', 'top_w', 'res_k', 'res_v', 'res_c', 'res_p', 'res_w', 'n_fire', 'sum', 'sumsq', 'hist')
+    "The running index state of one layer's dictionary, feature-major: top contexts, statistics, histogram, samples."
+    NAMES = ('top_v', 'top_c', 'top_p', 'top_w', 'res_k', 'res_v', 'res_c', 'res_p', 'res_w', 'n_fire', 'sum', 'sumsq',
+             'hist')
 
     def __init__(self, n_features:int, n_top:int, n_samples:int, device='cpu'):
-        F_, W, k, r = n_features, sum(WIN) + 1, n_top, n_samples
+        nf, W, k, r = n_features, sum(WIN) + 1, n_top, n_samples
         z = lambda *s, dt=torch.float32: torch.zeros(*s, dtype=dt, device=device)
-        self.t = dict(top_v=z(F_, k), top_c=z(F_, k, dt=torch.int32) - 1, top_p=z(F_, k, dt=torch.int32), top_w=z(F_, k, W, dt=torch.float16),
-                      res_k=z(F_, r) + float('inf'), res_v=z(F_, r), res_c=z(F_, r, dt=torch.int32) - 1, res_p=z(F_, r, dt=torch.int32),
-                      res_w=z(F_, r, W, dt=torch.float16), n_fire=z(F_, dt=torch.int64), sum=z(F_, dt=torch.float64),
-                      sumsq=z(F_, dt=torch.float64), hist=z(F_, len(BINS) + 1, dt=torch.int64))
+        i32, f16, i64, f64 = torch.int32, torch.float16, torch.int64, torch.float64
+        self.t = dict(top_v=z(nf, k), top_c=z(nf, k, dt=i32) - 1, top_p=z(nf, k, dt=i32), top_w=z(nf, k, W, dt=f16),
+                      res_k=z(nf, r) + float('inf'), res_v=z(nf, r), res_c=z(nf, r, dt=i32) - 1, res_p=z(nf, r, dt=i32),
+                      res_w=z(nf, r, W, dt=f16), n_fire=z(nf, dt=i64), sum=z(nf, dt=f64), sumsq=z(nf, dt=f64),
+                      hist=z(nf, len(BINS) + 1, dt=i64))
 
     @staticmethod
     def _win(z, b, p, f):
@@ -125,58 +127,80 @@ class _Acc:
         ok = (idx >= 0) & (idx < T)
         return (z[b[:, None], idx.clamp(0, T - 1), f[:, None]] * ok).half()
 
-    @torch.no_grad()
-    def update(self, z:torch.Tensor, # [B, T, F] feature activations of a batch (position 0 already dropped)
-               c0:int, # index of the batch's first context
-               gen:torch.Generator, # keys of the random samples
-              ):
-        t, (B, T, F_) = self.t, z.shape
-        k, r, dev = t['top_v'].shape[1], t['res_k'].shape[1], z.device
-        flat = z.reshape(-1)
-        nz = flat.nonzero()[:, 0]
-        tk, fi, v = nz // F_, nz % F_, flat[nz]
-        t['n_fire'] += torch.bincount(fi, minlength=F_)
-        t['sum'].index_add_(0, fi, v.double()); t['sumsq'].index_add_(0, fi, v.double().pow(2))
-        t['hist'].view(-1).index_add_(0, fi * (len(BINS) + 1) + torch.bucketize(v, BINS.to(dev)), torch.ones_like(fi))
-        # top contexts: per context the feature's max; only features whose batch best beats their k-th best are merged
-        bv, bi = z.amax(1).T.topk(min(k, B), dim=1)  # [F, kb]
-        fs = (bv[:, 0] > t['top_v'][:, -1]).nonzero()[:, 0]
-        if len(fs):
-            v2, j = torch.cat([t['top_v'][fs], bv[fs]], 1).topk(k, dim=1)
-            keep = j.clamp(max=k - 1)
-            nl, nr = (j >= k).nonzero(as_tuple=True)  # entering entries: (local feature, rank)
-            nf = fs[nl]
-            b = bi[nf, j[nl, nr] - k]
-            p = z[b, :, nf].argmax(1)
-            c2, p2 = t['top_c'][fs].gather(1, keep), t['top_p'][fs].gather(1, keep)
-            w2 = t['top_w'][fs].gather(1, keep[..., None].expand(-1, -1, t['top_w'].shape[2]))
-            c2[nl, nr] = (b + c0).int(); p2[nl, nr] = (p + 1).int()  # position in the context (0 was dropped)
-            w2[nl, nr] = self._win(z, b, p, nf)
-            t['top_v'][fs], t['top_c'][fs], t['top_p'][fs], t['top_w'][fs] = v2, c2, p2, w2
-        # random firing examples: keep the r smallest random keys per feature (a uniform sample without replacement)
-        keys = torch.rand(len(v), generator=gen).to(dev)
-        go = keys < t['res_k'][fi, -1]  # res_k is sorted per feature: only keys below the r-th can enter
-        if go.any():
-            tk, fi, v, keys = tk[go], fi[go], v[go], keys[go]
-            fs = fi.unique()
-            m = len(fs)
-            li = torch.searchsorted(fs, fi)  # local feature of each new entry
-            allf = torch.cat([torch.arange(m, device=dev).repeat_interleave(r), li])
-            allk = torch.cat([t['res_k'][fs].reshape(-1), keys])
-            o = allk.argsort(stable=True)
-            o = o[allf[o].argsort(stable=True)]
-            fo = allf[o]
-            rank = torch.arange(len(o), device=dev) - torch.searchsorted(fo, torch.arange(m, device=dev))[fo]
-            sel = o[rank < r].view(m, r)  # [m, r] in key order; entries < m*r are the running ones
-            so = sel.clamp(max=m * r - 1)
-            sub = {n: t[n][fs].reshape(m * r, *t[n].shape[2:])[so.reshape(-1)].view(m, r, *t[n].shape[2:]) for n in ('res_k', 'res_v', 'res_c', 'res_p', 'res_w')}
-            nl, nr = (sel >= m * r).nonzero(as_tuple=True)
-            e = sel[nl, nr] - m * r
-            b, p = tk[e] // T, tk[e] % T
-            sub['res_k'][nl, nr] = keys[e]; sub['res_v'][nl, nr] = v[e]
-            sub['res_c'][nl, nr] = (b + c0).int(); sub['res_p'][nl, nr] = (p + 1).int()
-            sub['res_w'][nl, nr] = self._win(z, b, p, fs[nl])
-            for n, x in sub.items(): t[n][fs] = x
+# %% ../nbs/05_features.ipynb #a656d84d
+@patch
+def _count(self:_Acc, fi, v, n_features:int):
+    "Add the non-zero activations `v` of features `fi` to the firing counts, sums, sums of squares and histogram."
+    t = self.t
+    t['n_fire'] += torch.bincount(fi, minlength=n_features)
+    t['sum'].index_add_(0, fi, v.double())
+    t['sumsq'].index_add_(0, fi, v.double().pow(2))
+    t['hist'].view(-1).index_add_(0, fi * (len(BINS) + 1) + torch.bucketize(v, BINS.to(v.device)), torch.ones_like(fi))
+
+@patch
+def _merge_top(self:_Acc, z, c0:int):
+    "Merge the batch's top contexts: per context the feature's max; only features whose best beats their k-th."
+    t, B, k = self.t, z.shape[0], self.t['top_v'].shape[1]
+    bv, bi = z.amax(1).T.topk(min(k, B), dim=1)  # [F, kb]
+    fs = (bv[:, 0] > t['top_v'][:, -1]).nonzero()[:, 0]
+    if not len(fs): return
+    v2, j = torch.cat([t['top_v'][fs], bv[fs]], 1).topk(k, dim=1)
+    keep = j.clamp(max=k - 1)
+    nl, nr = (j >= k).nonzero(as_tuple=True)  # entering entries: (local feature, rank)
+    nf = fs[nl]
+    b = bi[nf, j[nl, nr] - k]
+    p = z[b, :, nf].argmax(1)
+    c2, p2 = t['top_c'][fs].gather(1, keep), t['top_p'][fs].gather(1, keep)
+    w2 = t['top_w'][fs].gather(1, keep[..., None].expand(-1, -1, t['top_w'].shape[2]))
+    c2[nl, nr] = (b + c0).int()
+    p2[nl, nr] = (p + 1).int()  # position in the context (0 was dropped)
+    w2[nl, nr] = self._win(z, b, p, nf)
+    t['top_v'][fs], t['top_c'][fs], t['top_p'][fs], t['top_w'][fs] = v2, c2, p2, w2
+
+# %% ../nbs/05_features.ipynb #10edcb97
+@patch
+def _merge_random(self:_Acc, z, c0:int, tk, fi, v, keys):
+    "Merge random firing examples: keep the r smallest random `keys` per feature (uniform, without replacement)."
+    t, T, r, dev = self.t, z.shape[1], self.t['res_k'].shape[1], z.device
+    go = keys < t['res_k'][fi, -1]  # res_k is sorted per feature: only keys below the r-th can enter
+    if not go.any(): return
+    tk, fi, v, keys = tk[go], fi[go], v[go], keys[go]
+    fs = fi.unique()
+    m = len(fs)
+    li = torch.searchsorted(fs, fi)  # local feature of each new entry
+    allf = torch.cat([torch.arange(m, device=dev).repeat_interleave(r), li])
+    allk = torch.cat([t['res_k'][fs].reshape(-1), keys])
+    o = allk.argsort(stable=True)
+    o = o[allf[o].argsort(stable=True)]
+    fo = allf[o]
+    rank = torch.arange(len(o), device=dev) - torch.searchsorted(fo, torch.arange(m, device=dev))[fo]
+    sel = o[rank < r].view(m, r)  # [m, r] in key order; entries < m*r are the running ones
+    so = sel.clamp(max=m * r - 1).reshape(-1)
+    sub = {n: t[n][fs].reshape(m * r, *t[n].shape[2:])[so].view(m, r, *t[n].shape[2:])
+           for n in ('res_k', 'res_v', 'res_c', 'res_p', 'res_w')}
+    nl, nr = (sel >= m * r).nonzero(as_tuple=True)
+    e = sel[nl, nr] - m * r
+    b, p = tk[e] // T, tk[e] % T
+    sub['res_k'][nl, nr], sub['res_v'][nl, nr] = keys[e], v[e]
+    sub['res_c'][nl, nr], sub['res_p'][nl, nr] = (b + c0).int(), (p + 1).int()
+    sub['res_w'][nl, nr] = self._win(z, b, p, fs[nl])
+    for n, x in sub.items(): t[n][fs] = x
+
+# %% ../nbs/05_features.ipynb #31ec78c3
+@patch
+@torch.no_grad()
+def update(self:_Acc, z:torch.Tensor, # [B, T, F] feature activations of a batch (position 0 already dropped)
+           c0:int, # index of the batch's first context
+           gen:torch.Generator, # keys of the random samples
+          ):
+    F_ = z.shape[2]
+    flat = z.reshape(-1)
+    nz = flat.nonzero()[:, 0]
+    tk, fi, v = nz // F_, nz % F_, flat[nz]
+    self._count(fi, v, F_)
+    self._merge_top(z, c0)
+    keys = torch.rand(len(v), generator=gen).to(z.device)
+    self._merge_random(z, c0, tk, fi, v, keys)
 
 # %% ../nbs/05_features.ipynb #59bcbffd
 def _ids_hash(C:torch.Tensor) -> str:
