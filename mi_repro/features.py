@@ -340,15 +340,19 @@ def top_dot(A:torch.Tensor, # [F, d] one direction per feature
         else:  # bf16 matmul to screen candidates, then their exact fp32 dot products
             cand = (s * (a.bfloat16() @ Mb.T)).topk(min(screen * n, len(M)), dim=-1).indices
             ex = s * torch.einsum('cd,ckd->ck', a, M[cand])
-            v, o = ex.topk(n, dim=-1); j = cand.gather(1, o)
-        vals.append((s * v).cpu()); ids.append(j.int().cpu())
+            v, o = ex.topk(n, dim=-1)
+            j = cand.gather(1, o)
+        vals.append((s * v).cpu())
+        ids.append(j.int().cpu())
     return torch.cat(vals), torch.cat(ids)
 
+# %% ../nbs/05_features.ipynb #287c2bf1
 def unembed_dirs(hf, spec:Spec, tc:Transcoder,
                  layer:int, # the dictionary's layer
                  feats:list|None=None, # feature indices (None: all)
               ) -> torch.Tensor:
-    "Each feature's decoder row as the unembedding reads it [n, d]: gamma * W_dec,f / y_scale (gamma the final norm's gain, times the post-MLP norm's on Gemma); its dot with W_U[t] is the direct logit effect per unit activation."
+    """Each feature's decoder row as the unembedding reads it [n, d]: gamma * W_dec,f / y_scale (gamma the final
+    norm's gain, times the post-MLP norm's on Gemma); its dot with W_U[t] is the direct logit effect per unit activation."""
     g = _norm_gain(hf, spec, 'final_norm')
     D = (tc.W_dec.detach() if feats is None else tc.W_dec.detach()[list(feats)]).float() / tc.y_scale.float()
     if spec.sandwich: D = D * _norm_gain(hf, spec, 'mlp_post_norm', layer)  # Gemma: the MLP output is normed again
@@ -360,13 +364,14 @@ def logit_effects(hf, spec:Spec, tc:Transcoder,
                   n:int=10, # tokens kept each way
                   **kw, # passed to `top_dot` (chunk, screen)
                  ) -> dict:
-    "Top promoted (`up_ids`, `up_vals`) and suppressed (`down_ids`, `down_vals`) tokens [F, n] of each feature's direct logit effect."
+    "Top promoted (`up_ids`, `up_vals`) and suppressed (`down_ids`, `down_vals`) tokens [F, n]: direct logit effects."
     W_U = spec.module(hf, 'unembed').weight.detach().float()
     A = unembed_dirs(hf, spec, tc, layer).to(W_U.device)
     uv, ui = top_dot(A, W_U, n, True, **kw)
     dv, di = top_dot(A, W_U, n, False, **kw)
     return dict(up_vals=uv, up_ids=ui, down_vals=dv, down_ids=di)
 
+# %% ../nbs/05_features.ipynb #d8b6713e
 @torch.no_grad()
 def input_tokens(hf, spec:Spec, tc:Transcoder, layer:int,
                  n:int=10, # tokens kept
