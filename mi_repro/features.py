@@ -29,7 +29,7 @@ def _rank(d:Path) -> tuple:
 
 def find_dicts(model:str, # model name
               ) -> Path:
-    "The complete chapter-04 run (current `DICT_VERSION`) of `model` in the cache with the most layers; of those, seed 0's, the newest."
+    "The complete chapter-04 run (this `DICT_VERSION`) of `model` in the cache with the most layers; seed 0's, the newest."
     root = cache_dir('dictionaries', run_name(model))
     runs = sorted((d for d in root.glob(f'v{DICT_VERSION}-*') if dicts_complete(d)), key=_rank)
     if not runs: raise UserError(f"no complete dictionaries of version {DICT_VERSION} for {model} in {root}: "
@@ -45,10 +45,13 @@ def load_dicts(folder:str|Path, # a chapter-04 run folder
     run = read_json(folder/'run.json')
     if run is None: raise UserError(f"{folder} is not a chapter-04 dictionary folder (no run.json)")
     layers = run['layers'] if layers is None else layers
-    if not dicts_complete(folder): raise UserError(f"{folder} is not a finished dictionary set (no {COMPLETE}): training or its save was "
-                                                   "interrupted; rerun chapter 04 (`fit` resumes it)")
+    if not dicts_complete(folder):
+        raise UserError(f"{folder} is not a finished dictionary set (no {COMPLETE}): training or its save was "
+                        "interrupted; rerun chapter 04 (`fit` resumes it)")
     miss = [l for l in layers if l not in run['layers'] or not (folder/f'layer_{l}.safetensors').exists()]
-    if miss: raise UserError(f"{folder} has no finished dictionary for layer {miss[0]} (layers {run['layers']}; training may still be running)")
+    if miss:
+        raise UserError(f"{folder} has no finished dictionary for layer {miss[0]} (layers {run['layers']}; "
+                        "training may still be running)")
     return {l: load_dict(folder/f'layer_{l}.safetensors').to(device).eval() for l in layers}
 
 def train_dicts(lm, tok, spec:Spec, model:str,
@@ -57,11 +60,13 @@ def train_dicts(lm, tok, spec:Spec, model:str,
                 act:str='batchtopk', skip:bool=True, expansion:int=8, k:int=32, epochs:float=2.0,
                 bf16:bool=True, seed:int=0, ctx:int=128, progress:bool=True,
                ) -> Path:
-    "Chapter 04's default dictionaries of every layer (capture a training store, fit), from the cache when present; their folder."
+    "Chapter 04's default dictionaries of every layer (capture a store, fit), from the cache if there; their folder."
     from mi_repro.corpus import contexts
     C = contexts(tok, 'train', ctx=ctx, n_tokens=n_tokens, progress=progress)
-    store = capture(lm, spec, C, default_store(model, f"train-ctx{ctx}-{C.shape[0]}x-bf16-mlp_in+mlp_out", C), batch_size=8, progress=progress)
-    out = cache_dir('dictionaries', run_name(model), dict_tag(act, skip, expansion, k, epochs, batch_size, bf16, seed, store.man['ids_hash']))
+    store_dir = default_store(model, f"train-ctx{ctx}-{C.shape[0]}x-bf16-mlp_in+mlp_out", C)
+    store = capture(lm, spec, C, store_dir, batch_size=8, progress=progress)
+    tag = dict_tag(act, skip, expansion, k, epochs, batch_size, bf16, seed, store.man['ids_hash'])
+    out = cache_dir('dictionaries', run_name(model), tag)
     fit(store, list(range(spec.n_layers)), out, act=act, k=k, skip=skip, n_features=expansion * spec.d_model,
         epochs=epochs, batch_size=batch_size, seed=seed, bf16=bf16, progress=progress)
     return out
@@ -70,7 +75,7 @@ def train_dicts(lm, tok, spec:Spec, model:str,
 def default_dicts(lm, tok, spec:Spec, model:str,
                   dict_seed:int=-1, # chapter 04's training seed; -1: 0 on tiny-qwen3, else `find_dicts`'s pick
                  ) -> Path:
-    "Folder of chapter 04's default dictionaries for chapters 05-10; `dict_seed` >= 0: that seed's (cached, else trained)."
+    "Folder of chapter 04's default dictionaries for chapters 05-10; `dict_seed` >= 0: that seed's (cached or trained)."
     if model == 'tiny-qwen3': return train_dicts(lm, tok, spec, model, seed=max(dict_seed, 0), progress=False)
     if dict_seed < 0: return find_dicts(model)
     return train_dicts(lm, tok, spec, model, n_tokens=204_800, batch_size=1024, seed=dict_seed, progress=False)
@@ -352,7 +357,8 @@ def unembed_dirs(hf, spec:Spec, tc:Transcoder,
                  feats:list|None=None, # feature indices (None: all)
               ) -> torch.Tensor:
     """Each feature's decoder row as the unembedding reads it [n, d]: gamma * W_dec,f / y_scale (gamma the final
-    norm's gain, times the post-MLP norm's on Gemma); its dot with W_U[t] is the direct logit effect per unit activation."""
+    norm's gain, times the post-MLP norm's on Gemma); its dot with W_U[t] is the direct logit effect per unit
+    activation."""
     g = _norm_gain(hf, spec, 'final_norm')
     D = (tc.W_dec.detach() if feats is None else tc.W_dec.detach()[list(feats)]).float() / tc.y_scale.float()
     if spec.sandwich: D = D * _norm_gain(hf, spec, 'mlp_post_norm', layer)  # Gemma: the MLP output is normed again
@@ -533,7 +539,7 @@ def _vocab(tok) -> _Vocab:
 def auto_labels(ix:FeatureIndex, tok, layer:int,
                 n_out:int=2, # promoted tokens in the label
                ) -> list[str]:
-    "A short label per feature of `layer`: its most frequent peak token in the top contexts, and its top promoted tokens."
+    "A short label per feature of `layer`: its most frequent peak token in the top contexts, its top promoted tokens."
     t, C, V = ix.t(layer), ix.contexts, _vocab(tok)
     F_, k = t['top_c'].shape
     ok = t['top_c'] >= 0
@@ -541,7 +547,9 @@ def auto_labels(ix:FeatureIndex, tok, layer:int,
     dens = t['n_fire'].double() / ix.n_tokens
     labels = []
     for f in range(F_):
-        if t['n_fire'][f] == 0: labels.append('dead'); continue
+        if t['n_fire'][f] == 0:
+            labels.append('dead')
+            continue
         p = peak[f][ok[f]]
         u, c = p.unique(return_counts=True)
         i = int(c.argmax())
@@ -564,7 +572,9 @@ def load_labels(folder:str|Path, # the dictionaries' folder
     if d is None: raise UserError(f"no labels.json in {folder}: build a feature index and write_labels (chapter 05)")
     for l, tc in (tcs or {}).items():
         if str(l) not in d['labels']: raise UserError(f"{folder}/labels.json has no labels for layer {l}")
-        if dict_hash(tc) != d['hashes'][str(l)]: raise UserError(f"{folder}/labels.json describes another dictionary of layer {l}: rebuild the feature index")
+        if dict_hash(tc) != d['hashes'][str(l)]:
+            raise UserError(f"{folder}/labels.json describes another dictionary of layer {l}: "
+                            "rebuild the feature index")
     return {int(l): v for l, v in d['labels'].items()}
 
 # %% ../nbs/05_features.ipynb #f428da45
@@ -579,7 +589,8 @@ def features_at(lm, spec:Spec, tcs:dict,
     "The `n` features most active at `pos` of a prompt over all layers of `tcs`: layer, feature, act, rel, label."
     ids = torch.as_tensor(ids).reshape(1, -1)
     T = ids.shape[1]
-    if isinstance(pos, bool) or not isinstance(pos, int) or not -T <= pos < T: raise UserError(f"pos {pos!r} is out of range for a prompt of {T} tokens")
+    if isinstance(pos, bool) or not isinstance(pos, int) or not -T <= pos < T:
+        raise UserError(f"pos {pos!r} is out of range for a prompt of {T} tokens")
     if ix is not None: ix.check_dicts(tcs)
     acts = read_acts(lm, spec, ids.to(lm.device), sorted(tcs), ['mlp_in'])
     rows = []
@@ -587,8 +598,8 @@ def features_at(lm, spec:Spec, tcs:dict,
         z = tc.encode(acts[(l, 'mlp_in')][0, pos][None].float())[0].cpu()
         top = ix.t(l)['top_v'][:, 0] if ix is not None else None
         for f in z.nonzero()[:, 0].tolist():
-            rows.append(dict(layer=l, feature=f, act=float(z[f]), rel=float(z[f] / max(top[f], z[f])) if top is not None else None,
-                             label=labels[l][f] if labels else None))
+            rel = float(z[f] / max(top[f], z[f])) if top is not None else None
+            rows.append(dict(layer=l, feature=f, act=float(z[f]), rel=rel, label=labels[l][f] if labels else None))
     rows.sort(key=lambda r: -(r['rel'] if ix is not None else r['act']))
     return rows[:n]
 
@@ -608,7 +619,8 @@ def search(ix:FeatureIndex, tok,
     match = torch.tensor([i for i, s in enumerate(list(_vocab(tok))) if s.strip().lower() == q], dtype=torch.long)
     C, T, rows = ix.contexts, ix.contexts.shape[1], []
     for l in ix.layers:
-        t = ix.t(l); ok = t['top_c'] >= 0
+        t = ix.t(l)
+        ok = t['top_c'] >= 0
         c, p = t['top_c'].clamp(min=0).long(), t['top_p'].long()
         at = (torch.isin(C[c, p], match) & ok).sum(1)
         q_ = p[..., None] + torch.arange(-WIN[0], WIN[1] + 1)
@@ -781,12 +793,14 @@ def behaviour_features(lm, spec:Spec, tok, tcs:dict, prompts:list[str],
                        n:int=5, # features returned
                        max_density:float=0.05, # leave out features firing on more held-out tokens than this
                       ) -> list[dict]:
-    "Features active at the last position of many of `prompts` (and firing on held-out text, at most `max_density`): layer, feature, share of prompts, mean relative activation."
+    """Features active at the last position of many of `prompts` (and firing on held-out text, at most `max_density`):
+    layer, feature, share of prompts, mean relative activation."""
     from collections import defaultdict
     hit = defaultdict(list)
     for p in prompts:
         ids = prompt_ids(tok, p)
-        for r in features_at(lm, spec, tcs, ids, -1, n=10**9, ix=ix): hit[r['layer'], r['feature']].append(r['rel'] if ix is not None else r['act'])
+        for r in features_at(lm, spec, tcs, ids, -1, n=10**9, ix=ix):
+            hit[r['layer'], r['feature']].append(r['rel'] if ix is not None else r['act'])
     dens = {l: ix.density(l) for l in tcs} if ix is not None else {}
     rows = [dict(layer=l, feature=f, share=len(v) / len(prompts), mean=sum(v) / len(v)) for (l, f), v in hit.items()
             if ix is None or 0 < dens[l][f] <= max_density]
@@ -800,7 +814,8 @@ def context_langs(ix:FeatureIndex, tok) -> list[str]:
     if getattr(ix, '_langs', None) is None:
         out = []
         for text in tok.batch_decode(ix.contexts.tolist()):
-            sc = lang_scores(text); best = max(sc, key=sc.get)
+            sc = lang_scores(text)
+            best = max(sc, key=sc.get)
             out.append(best if sc[best] >= 3 else '')
         ix._langs = out
     return ix._langs
@@ -809,8 +824,9 @@ def lang_share(ix:FeatureIndex, tok, layer:int,
                lang:str, # 'en', 'fr', 'de' or 'es'
                kind:str='top', # 'top': of its top contexts; 'random': of its random firing examples
               ) -> torch.Tensor:
-    "Per feature of `layer`, the share of its top contexts (or random firings) written in `lang` (NaN for features with none)."
+    "Per feature of `layer`, the share of its top contexts (or random firings) in `lang` (NaN for features with none)."
     if kind not in ('top', 'random'): raise UserError(f"kind must be 'top' or 'random', not {kind!r}")
     is_l = torch.tensor([x == lang for x in context_langs(ix, tok)], dtype=torch.float64)
-    c = ix.t(layer)['top_c' if kind == 'top' else 'res_c']; ok = c >= 0
+    c = ix.t(layer)['top_c' if kind == 'top' else 'res_c']
+    ok = c >= 0
     return (is_l[c.clamp(min=0).long()] * ok).sum(1) / ok.sum(1)
