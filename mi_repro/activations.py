@@ -74,7 +74,7 @@ def _ids_hash(contexts:torch.Tensor) -> str:
 
 def default_store(model:str, # model name (as given to load_model)
                   name:str, # store name
-                  contexts:torch.Tensor|None=None, # the windows to capture: their hash ends the name, so new windows get a new store
+                  contexts:torch.Tensor|None=None, # the windows to capture: their hash ends the name
                  ) -> Path:
     "Where stores live by default: the cache's `activations/<model>/<name>[-<hash of the windows>]`."
     from mi_repro.models import run_name
@@ -92,7 +92,7 @@ def _flags(acts:dict, k:float) -> torch.Tensor:
     return f
 
 def _good(path:Path, s:dict) -> bool:
-    "Whether shard entry `s` is on disk as the manifest records it (its size, when recorded): a cheap check, no hashing."
+    "Whether shard entry `s` is on disk as the manifest records it (its size, if recorded): a cheap check, no hashing."
     p = path/s['file']
     return p.exists() and ('bytes' not in s or p.stat().st_size == s['bytes'])
 
@@ -122,9 +122,12 @@ def capture(lm, spec:Spec,
     path = Path(path)
     layers, sites = check_layers(spec, layers), check_sites(sites)
     sdt = pick_dtype(store_dtype)
-    if not isinstance(contexts, torch.Tensor) or contexts.ndim != 2: raise UserError("contexts must be a [n, ctx] tensor of token ids")
-    if contexts.shape[0] == 0 or contexts.shape[1] < 2: raise UserError(f"no tokens to capture: contexts has shape {tuple(contexts.shape)}; is the corpus empty?")
-    if not isinstance(batch_size, int) or batch_size < 1: raise UserError(f"batch_size must be a positive int, not {batch_size!r}")
+    if not isinstance(contexts, torch.Tensor) or contexts.ndim != 2:
+        raise UserError("contexts must be a [n, ctx] tensor of token ids")
+    if contexts.shape[0] == 0 or contexts.shape[1] < 2:
+        raise UserError(f"no tokens to capture: contexts has shape {tuple(contexts.shape)}; is the corpus empty?")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"batch_size must be a positive int, not {batch_size!r}")
     n, T = contexts.shape
     cfg = dict(version=STORE_VERSION, model=spec.name, arch=spec.arch, n_layers=spec.n_layers, d_model=spec.d_model,
                d_mlp=spec.d_mlp, layers=layers, sites=sites, store_dtype=str(sdt).removeprefix('torch.'),
@@ -181,7 +184,7 @@ def capture_shards(lm, spec:Spec, # the model (`load_model`) and its `Spec`
                    progress:bool, # show a progress bar
                    write:bool=True, # also write the manifest file after each shard
                   ):
-    "Capture shards `todo` into the store at `path`, adding each to the manifest `man` (and, if `write`, to its file) after each."
+    "Capture shards `todo` into the store at `path`, adding each to the manifest `man` (and, if `write`, to its file)."
     keep, T = slice(1 if drop_first else 0, None), contexts.shape[1]
     bar = tqdm(total=len(todo) * batch_size * (T - keep.start), unit='tok', unit_scale=True, disable=not progress,
                desc=f"capture {spec.name}", smoothing=0.1)

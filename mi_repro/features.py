@@ -29,7 +29,7 @@ def _rank(d:Path) -> tuple:
 
 def find_dicts(model:str, # model name
               ) -> Path:
-    "The complete chapter-04 run (this `DICT_VERSION`) of `model` in the cache with the most layers; seed 0's, the newest."
+    "The complete chapter-04 run (this `DICT_VERSION`) of `model` in the cache with most layers; seed 0's, the newest."
     root = cache_dir('dictionaries', run_name(model))
     runs = sorted((d for d in root.glob(f'v{DICT_VERSION}-*') if dicts_complete(d)), key=_rank)
     if not runs: raise UserError(f"no complete dictionaries of version {DICT_VERSION} for {model} in {root}: "
