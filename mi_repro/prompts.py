@@ -41,6 +41,7 @@ FACTUAL_TEMPLATES = [  # (relation, template)
     ('language', 'In Chile, people speak Spanish. In {country}, people speak'),
 ]
 
+# %% ../nbs/02_prompts.ipynb #0f8ad81d
 CITIES = [  # city, kind of region, region (the bridge), capital of the region
     ('Dallas', 'state', 'Texas', 'Austin'), ('Houston', 'state', 'Texas', 'Austin'),
     ('Los Angeles', 'state', 'California', 'Sacramento'), ('San Francisco', 'state', 'California', 'Sacramento'),
@@ -66,6 +67,7 @@ TWO_HOP_TEMPLATES = [
     'is Brasília. The capital of the {kind} containing {city} is',
 ]
 
+# %% ../nbs/02_prompts.ipynb #3382ece7
 NUMBERS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine']
 REASONING_TEMPLATES = [  # (task, template): {a} {b} digits, {A} {B} words
     ('add', '{a} + {b} = '),
@@ -86,6 +88,7 @@ CODE_TEMPLATES = [  # (task, template, correct, incorrect): {x} the variable, {y
     ('variable', 'def update({x}):\n    {x} = {x} + 1\n    return', ' {x}', ' {y}'),
 ]
 
+# %% ../nbs/02_prompts.ipynb #b019c0a8
 NOUNS = [  # singular, plural
     ('dog', 'dogs'), ('cat', 'cats'), ('book', 'books'), ('car', 'cars'), ('house', 'houses'), ('key', 'keys'),
     ('teacher', 'teachers'), ('child', 'children'), ('man', 'men'), ('woman', 'women'), ('bird', 'birds'),
@@ -100,6 +103,7 @@ GRAMMAR_TEMPLATES = [  # (template, verb if singular, verb if plural)
     ('Yesterday the {n}', ' was', ' were'),
 ]
 
+# %% ../nbs/02_prompts.ipynb #2d270859
 LANGS = ['en', 'fr', 'es']
 ANTONYMS = [  # one concept per line, aligned across languages: (word, antonym) in en, fr, es
     (('hot', 'cold'), ('chaud', 'froid'), ('caliente', 'frío')),
@@ -159,6 +163,8 @@ ANTONYMS = [  # one concept per line, aligned across languages: (word, antonym) 
     (('minimum', 'maximum'), ('minimum', 'maximum'), ('mínimo', 'máximo')),
     (('success', 'failure'), ('succès', 'échec'), ('éxito', 'fracaso')),
 ]
+
+# %% ../nbs/02_prompts.ipynb #d7f9d614
 ANTONYM_TEMPLATES = {  # template_idx aligned across languages; 3 is the thesis's template as written
     'en': ['The opposite of "{w}" is "', 'The antonym of "{w}" is "',
            'The opposite of "above" is "below". The opposite of "{w}" is "', 'The opposite of "{w}" is',
