@@ -205,6 +205,7 @@ def _factual():
         rows += _rows('factual', 'en', i, country, items)
     return rows
 
+# %% ../nbs/02_prompts.ipynb #83d8d8d5
 def _two_hop():
     rows = []
     for i, (city, kind, region, cap) in enumerate(CITIES):
@@ -222,14 +223,17 @@ def _reasoning():
             for t, (task, tpl) in enumerate(REASONING_TEMPLATES):
                 if task == 'add':
                     if x + y > 9: continue  # single-digit sums only
-                    c = x + y; w = c + 1 if c < 9 else c - 1
+                    c = x + y
+                    w = c + 1 if c < 9 else c - 1
                 else: c, w = max(x, y), min(x, y)
                 words = '{A}' in tpl
                 ans = (lambda n: ' ' + NUMBERS[n]) if words else str
-                items.append((t, tpl.format(a=x, b=y, A=NUMBERS[x], B=NUMBERS[y]), ans(c), ans(w), dict(task=task, a=x, b=y)))
+                prompt = tpl.format(a=x, b=y, A=NUMBERS[x], B=NUMBERS[y])
+                items.append((t, prompt, ans(c), ans(w), dict(task=task, a=x, b=y)))
         rows += _rows('reasoning', 'en', i, f'{a},{b}', items)
     return rows
 
+# %% ../nbs/02_prompts.ipynb #ca74fdd1
 def _code():
     rows = []
     for i, x in enumerate(VARIABLES):
@@ -249,6 +253,7 @@ def _grammar():
         rows += _rows('grammar', 'en', i, sg, items)
     return rows
 
+# %% ../nbs/02_prompts.ipynb #2dd00993
 def _antonyms():
     rows = []
     for ci, concept in enumerate(ANTONYMS):
