@@ -105,21 +105,10 @@ def _drop(man:dict, files:set) -> dict:
     man['complete'] = man['complete'] and not gone
     return man
 
-def capture(lm, spec:Spec,
-            contexts:torch.Tensor, # [n, ctx] token ids, e.g. from `corpus.contexts`
-            path:str|Path, # store folder
-            layers:list[int]|None=None, # None: every layer
-            sites:list[str]=('mlp_in', 'mlp_out'),
-            batch_size:int=8, # contexts per forward pass, and per shard
-            store_dtype:str='bf16', # dtype on disk
-            drop_first:bool=True, # leave out position 0 of each context (BOS / attention sink)
-            outlier_k:float=10.0, # flag tokens with an activation norm above k x median
-            resume:bool=True, # continue an existing store with the same settings
-            max_shards:int|None=None, # stop after writing this many new shards (for tests and time limits)
-            progress:bool=True,
-           ) -> 'Store':
-    "Capture activations of `contexts` into the store at `path` (resumable); return the `Store`."
-    path = Path(path)
+# %% ../nbs/03_activations.ipynb #e603c5c1
+def _capture_cfg(spec:Spec, contexts:torch.Tensor, layers, sites, batch_size, store_dtype, drop_first, outlier_k
+                ) -> tuple[dict, list, list, torch.dtype]:
+    "Check `capture`'s arguments; the store's settings (what a store resumed must match), layers, sites, dtype."
     layers, sites = check_layers(spec, layers), check_sites(sites)
     sdt = pick_dtype(store_dtype)
     if not isinstance(contexts, torch.Tensor) or contexts.ndim != 2:
@@ -133,6 +122,10 @@ def capture(lm, spec:Spec,
                d_mlp=spec.d_mlp, layers=layers, sites=sites, store_dtype=str(sdt).removeprefix('torch.'),
                ctx=T, n_contexts=n, batch_size=batch_size, drop_first=drop_first, outlier_k=outlier_k,
                ids_hash=_ids_hash(contexts), n_shards=-(-n // batch_size))
+    return cfg, layers, sites, sdt
+
+def _open_store(path:Path, cfg:dict, resume:bool):
+    "Check a store at `path` against `cfg` when resuming, or start it anew (an empty manifest)."
     mpath = path/'manifest.json'
     man = read_json(mpath)
     if man is not None and resume:
@@ -148,6 +141,27 @@ def capture(lm, spec:Spec,
         man = dict(cfg, shards=[], n_tokens=0, n_flagged=0, complete=False)
         path.mkdir(parents=True, exist_ok=True)
         atomic_write(mpath, json.dumps(man, indent=1))
+
+# %% ../nbs/03_activations.ipynb #ce89b077
+def capture(lm, spec:Spec,
+            contexts:torch.Tensor, # [n, ctx] token ids, e.g. from `corpus.contexts`
+            path:str|Path, # store folder
+            layers:list[int]|None=None, # None: every layer
+            sites:list[str]=('mlp_in', 'mlp_out'),
+            batch_size:int=8, # contexts per forward pass, and per shard
+            store_dtype:str='bf16', # dtype on disk
+            drop_first:bool=True, # leave out position 0 of each context (BOS / attention sink)
+            outlier_k:float=10.0, # flag tokens with an activation norm above k x median
+            resume:bool=True, # continue an existing store with the same settings
+            max_shards:int|None=None, # stop after writing this many new shards (for tests and time limits)
+            progress:bool=True,
+           ) -> 'Store':
+    "Capture activations of `contexts` into the store at `path` (resumable); return the `Store`."
+    path = Path(path)
+    cfg, layers, sites, sdt = _capture_cfg(spec, contexts, layers, sites, batch_size, store_dtype, drop_first,
+                                           outlier_k)
+    _open_store(path, cfg, resume)
+    mpath = path/'manifest.json'
     with open(path/'.lock', 'w') as fh:  # one capture per store at a time; released however this ends
         fcntl.flock(fh, fcntl.LOCK_EX)
         man = read_json(mpath)  # as the process that held the lock before us left it
@@ -160,7 +174,6 @@ def capture(lm, spec:Spec,
         capture_shards(lm, spec, contexts, path, man, todo, layers, sites, sdt, drop_first, outlier_k, batch_size,
                        progress)
     return Store(path)
-
 
 # %% ../nbs/03_activations.ipynb #058e9574
 def add_shards(man:dict, # a store's manifest, updated in place
