@@ -10,6 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .core import UserError, atomic_path, atomic_write, read_json, pick_dtype, cache_dir
 from .models import Spec
 
@@ -73,7 +74,7 @@ def _ids_hash(contexts:torch.Tensor) -> str:
 
 def default_store(model:str, # model name (as given to load_model)
                   name:str, # store name
-                  contexts:torch.Tensor|None=None, # the windows to capture: their hash ends the name, so new windows get a new store
+                  contexts:torch.Tensor|None=None, # the windows to capture: their hash ends the name
                  ) -> Path:
     "Where stores live by default: the cache's `activations/<model>/<name>[-<hash of the windows>]`."
     from mi_repro.models import run_name
@@ -91,7 +92,7 @@ def _flags(acts:dict, k:float) -> torch.Tensor:
     return f
 
 def _good(path:Path, s:dict) -> bool:
-    "Whether shard entry `s` is on disk as the manifest records it (its size, when recorded): a cheap check, no hashing."
+    "Whether shard entry `s` is on disk as the manifest records it (its size, if recorded): a cheap check, no hashing."
     p = path/s['file']
     return p.exists() and ('bytes' not in s or p.stat().st_size == s['bytes'])
 
@@ -104,31 +105,27 @@ def _drop(man:dict, files:set) -> dict:
     man['complete'] = man['complete'] and not gone
     return man
 
-def capture(lm, spec:Spec,
-            contexts:torch.Tensor, # [n, ctx] token ids, e.g. from `corpus.contexts`
-            path:str|Path, # store folder
-            layers:list[int]|None=None, # None: every layer
-            sites:list[str]=('mlp_in', 'mlp_out'),
-            batch_size:int=8, # contexts per forward pass, and per shard
-            store_dtype:str='bf16', # dtype on disk
-            drop_first:bool=True, # leave out position 0 of each context (BOS / attention sink)
-            outlier_k:float=10.0, # flag tokens with an activation norm above k x median
-            resume:bool=True, # continue an existing store with the same settings
-            max_shards:int|None=None, # stop after writing this many new shards (for tests and time limits)
-            progress:bool=True,
-           ) -> 'Store':
-    "Capture activations of `contexts` into the store at `path` (resumable); return the `Store`."
-    path = Path(path)
+# %% ../nbs/03_activations.ipynb #e603c5c1
+def _capture_cfg(spec:Spec, contexts:torch.Tensor, layers, sites, batch_size, store_dtype, drop_first, outlier_k
+                ) -> tuple[dict, list, list, torch.dtype]:
+    "Check `capture`'s arguments; the store's settings (what a store resumed must match), layers, sites, dtype."
     layers, sites = check_layers(spec, layers), check_sites(sites)
     sdt = pick_dtype(store_dtype)
-    if not isinstance(contexts, torch.Tensor) or contexts.ndim != 2: raise UserError("contexts must be a [n, ctx] tensor of token ids")
-    if contexts.shape[0] == 0 or contexts.shape[1] < 2: raise UserError(f"no tokens to capture: contexts has shape {tuple(contexts.shape)}; is the corpus empty?")
-    if not isinstance(batch_size, int) or batch_size < 1: raise UserError(f"batch_size must be a positive int, not {batch_size!r}")
+    if not isinstance(contexts, torch.Tensor) or contexts.ndim != 2:
+        raise UserError("contexts must be a [n, ctx] tensor of token ids")
+    if contexts.shape[0] == 0 or contexts.shape[1] < 2:
+        raise UserError(f"no tokens to capture: contexts has shape {tuple(contexts.shape)}; is the corpus empty?")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"batch_size must be a positive int, not {batch_size!r}")
     n, T = contexts.shape
     cfg = dict(version=STORE_VERSION, model=spec.name, arch=spec.arch, n_layers=spec.n_layers, d_model=spec.d_model,
                d_mlp=spec.d_mlp, layers=layers, sites=sites, store_dtype=str(sdt).removeprefix('torch.'),
                ctx=T, n_contexts=n, batch_size=batch_size, drop_first=drop_first, outlier_k=outlier_k,
                ids_hash=_ids_hash(contexts), n_shards=-(-n // batch_size))
+    return cfg, layers, sites, sdt
+
+def _open_store(path:Path, cfg:dict, resume:bool):
+    "Check a store at `path` against `cfg` when resuming, or start it anew (an empty manifest)."
     mpath = path/'manifest.json'
     man = read_json(mpath)
     if man is not None and resume:
@@ -144,6 +141,27 @@ def capture(lm, spec:Spec,
         man = dict(cfg, shards=[], n_tokens=0, n_flagged=0, complete=False)
         path.mkdir(parents=True, exist_ok=True)
         atomic_write(mpath, json.dumps(man, indent=1))
+
+# %% ../nbs/03_activations.ipynb #ce89b077
+def capture(lm, spec:Spec,
+            contexts:torch.Tensor, # [n, ctx] token ids, e.g. from `corpus.contexts`
+            path:str|Path, # store folder
+            layers:list[int]|None=None, # None: every layer
+            sites:list[str]=('mlp_in', 'mlp_out'),
+            batch_size:int=8, # contexts per forward pass, and per shard
+            store_dtype:str='bf16', # dtype on disk
+            drop_first:bool=True, # leave out position 0 of each context (BOS / attention sink)
+            outlier_k:float=10.0, # flag tokens with an activation norm above k x median
+            resume:bool=True, # continue an existing store with the same settings
+            max_shards:int|None=None, # stop after writing this many new shards (for tests and time limits)
+            progress:bool=True,
+           ) -> 'Store':
+    "Capture activations of `contexts` into the store at `path` (resumable); return the `Store`."
+    path = Path(path)
+    cfg, layers, sites, sdt = _capture_cfg(spec, contexts, layers, sites, batch_size, store_dtype, drop_first,
+                                           outlier_k)
+    _open_store(path, cfg, resume)
+    mpath = path/'manifest.json'
     with open(path/'.lock', 'w') as fh:  # one capture per store at a time; released however this ends
         fcntl.flock(fh, fcntl.LOCK_EX)
         man = read_json(mpath)  # as the process that held the lock before us left it
@@ -156,7 +174,6 @@ def capture(lm, spec:Spec,
         capture_shards(lm, spec, contexts, path, man, todo, layers, sites, sdt, drop_first, outlier_k, batch_size,
                        progress)
     return Store(path)
-
 
 # %% ../nbs/03_activations.ipynb #058e9574
 def add_shards(man:dict, # a store's manifest, updated in place
@@ -180,7 +197,7 @@ def capture_shards(lm, spec:Spec, # the model (`load_model`) and its `Spec`
                    progress:bool, # show a progress bar
                    write:bool=True, # also write the manifest file after each shard
                   ):
-    "Capture shards `todo` into the store at `path`, adding each to the manifest `man` (and, if `write`, to its file) after each."
+    "Capture shards `todo` into the store at `path`, adding each to the manifest `man` (and, if `write`, to its file)."
     keep, T = slice(1 if drop_first else 0, None), contexts.shape[1]
     bar = tqdm(total=len(todo) * batch_size * (T - keep.start), unit='tok', unit_scale=True, disable=not progress,
                desc=f"capture {spec.name}", smoothing=0.1)
@@ -209,90 +226,113 @@ class Store:
     def __init__(self, path:str|Path):
         self.path = Path(path)
         self.man = read_json(self.path/'manifest.json')
-        if self.man is None: raise UserError(f"{self.path} is not an activation store (no manifest.json): run capture first")
-        if self.man.get('version') != STORE_VERSION: raise UserError(f"{self.path} is a version {self.man.get('version')} store; this code reads version {STORE_VERSION}: capture it again")
+        if self.man is None:
+            raise UserError(f"{self.path} is not an activation store (no manifest.json): run capture first")
+        if (v := self.man.get('version')) != STORE_VERSION:
+            raise UserError(f"{self.path} is a version {v} store; this code reads version {STORE_VERSION}: "
+                            "capture it again")
         self._ok = set()  # shards whose SHA-256 this object has checked
 
     layers = property(lambda self: self.man['layers'])
     sites = property(lambda self: self.man['sites'])
     n_tokens = property(lambda self: self.man['n_tokens'])
     complete = property(lambda self: self.man['complete'])
-    def __repr__(self): return (f"Store({self.path}, model={self.man['model']}, layers={len(self.layers)}, sites={self.sites}, "
-                                f"tokens={self.n_tokens:,}, shards={len(self.man['shards'])}/{self.man['n_shards']})")
+    def __repr__(self):
+        return (f"Store({self.path}, model={self.man['model']}, layers={len(self.layers)}, sites={self.sites}, "
+                f"tokens={self.n_tokens:,}, shards={len(self.man['shards'])}/{self.man['n_shards']})")
 
-    def check(self, spec:Spec|None=None, # the model that will use the store
-              verify:bool=False, # also recompute every shard's SHA-256
-             ) -> 'Store':
-        "Raise `UserError` if the store belongs to another model, a shard is missing, or (verify) corrupt."
-        if spec is not None:
-            mine = (spec.arch, spec.n_layers, spec.d_model, spec.d_mlp)
-            theirs = tuple(self.man[k] for k in ('arch', 'n_layers', 'd_model', 'd_mlp'))
-            if mine != theirs or spec.name != self.man['model']:
-                raise UserError(f"{self.path} was captured from {self.man['model']} ({theirs[0]}, {theirs[1]} layers, d_model {theirs[2]}), "
-                                f"not from {spec.name} ({mine[0]}, {mine[1]} layers, d_model {mine[2]})")
-        for s in self.man['shards']:
-            p = self.path/s['file']
-            if not p.exists(): raise UserError(f"shard {p} listed in the manifest is missing: run capture again with the same settings (it recaptures it)")
-            if verify: self._verify(s['file'])
-        return self
+# %% ../nbs/03_activations.ipynb #ba008f0c
+@patch
+def check(self:Store, spec:Spec|None=None, # the model that will use the store
+                verify:bool=False, # also recompute every shard's SHA-256
+               ) -> Store:
+    "Raise `UserError` if the store belongs to another model, a shard is missing, or (verify) corrupt."
+    if spec is not None:
+        mine = (spec.arch, spec.n_layers, spec.d_model, spec.d_mlp)
+        theirs = tuple(self.man[k] for k in ('arch', 'n_layers', 'd_model', 'd_mlp'))
+        if mine != theirs or spec.name != self.man['model']:
+            raise UserError(f"{self.path} was captured from {self.man['model']} ({theirs[0]}, {theirs[1]} layers, "
+                            f"d_model {theirs[2]}), "
+                            f"not from {spec.name} ({mine[0]}, {mine[1]} layers, d_model {mine[2]})")
+    for s in self.man['shards']:
+        p = self.path/s['file']
+        if not p.exists():
+            raise UserError(f"shard {p} listed in the manifest is missing: run capture again with the same settings "
+                            "(it recaptures it)")
+        if verify: self._verify(s['file'])
+    return self
 
-    def _key(self, layer, site):
-        if layer not in self.layers: raise UserError(f"layer {layer} is not in this store (layers {self.layers[0]}-{self.layers[-1]})" if self.layers else "the store has no layers")
-        if site not in self.sites: raise UserError(f"site {site!r} is not in this store (sites: {', '.join(self.sites)})")
-        return f'{layer}.{site}'
+@patch
+def _key(self:Store, layer, site):
+    if layer not in self.layers:
+        if not self.layers: raise UserError("the store has no layers")
+        raise UserError(f"layer {layer} is not in this store (layers {self.layers[0]}-{self.layers[-1]})")
+    if site not in self.sites:
+        raise UserError(f"site {site!r} is not in this store (sites: {', '.join(self.sites)})")
+    return f'{layer}.{site}'
 
-    def _verify(self, file:str):
-        "Check a shard's SHA-256 against the manifest (once per object); a corrupt one leaves the store and a clear error is raised."
-        if file in self._ok: return
-        s = next(x for x in self.man['shards'] if x['file'] == file)
-        if _sha256(self.path/file) != s['sha256']:
-            self.man = _drop(read_json(self.path/'manifest.json'), {file})
-            atomic_write(self.path/'manifest.json', json.dumps(self.man, indent=1))
-            (self.path/file).unlink(missing_ok=True)
-            raise UserError(f"shard {file} of {self.path} is corrupt (its SHA-256 is not the manifest's); it was removed from the store: "
-                            "run capture again with the same settings, which captures it anew")
-        self._ok.add(file)
+# %% ../nbs/03_activations.ipynb #d0702243
+@patch
+def _verify(self:Store, file:str):
+    "Check a shard's SHA-256 against the manifest (once per object); a corrupt one leaves the store (a clear error)."
+    if file in self._ok: return
+    s = next(x for x in self.man['shards'] if x['file'] == file)
+    if _sha256(self.path/file) != s['sha256']:
+        self.man = _drop(read_json(self.path/'manifest.json'), {file})
+        atomic_write(self.path/'manifest.json', json.dumps(self.man, indent=1))
+        (self.path/file).unlink(missing_ok=True)
+        raise UserError(f"shard {file} of {self.path} is corrupt (its SHA-256 is not the manifest's); "
+                        "it was removed from the store: "
+                        "run capture again with the same settings, which captures it anew")
+    self._ok.add(file)
 
-    def _read(self, file, keys):
-        self._verify(file)
-        with safe_open(str(self.path/file), 'pt') as f: return {k: f.get_tensor(k) for k in keys}
+@patch
+def _read(self:Store, file, keys):
+    self._verify(file)
+    with safe_open(str(self.path/file), 'pt') as f: return {k: f.get_tensor(k) for k in keys}
 
-    def load(self, layer:int, site:str, skip_flagged:bool=True, dtype=torch.float32, max_tokens:int|None=None) -> torch.Tensor:
-        "All vectors of one site at one layer, in store order: [tokens, d]."
-        key, out, n = self._key(layer, site), [], 0
-        for s in self.man['shards']:
-            t = self._read(s['file'], [key, 'flag'])
-            x = t[key][~t['flag']] if skip_flagged else t[key]
-            out.append(x.to(dtype)); n += len(x)
-            if max_tokens is not None and n >= max_tokens: break
-        if not out: raise UserError(f"{self.path} has no complete shard yet")
-        x = torch.cat(out)
-        return x if max_tokens is None else x[:max_tokens]
+# %% ../nbs/03_activations.ipynb #fd50bf2a
+@patch
+def load(self:Store, layer:int, site:str, skip_flagged:bool=True, dtype=torch.float32,
+         max_tokens:int|None=None) -> torch.Tensor:
+    "All vectors of one site at one layer, in store order: [tokens, d]."
+    key, out, n = self._key(layer, site), [], 0
+    for s in self.man['shards']:
+        t = self._read(s['file'], [key, 'flag'])
+        x = t[key][~t['flag']] if skip_flagged else t[key]
+        out.append(x.to(dtype))
+        n += len(x)
+        if max_tokens is not None and n >= max_tokens: break
+    if not out: raise UserError(f"{self.path} has no complete shard yet")
+    x = torch.cat(out)
+    return x if max_tokens is None else x[:max_tokens]
 
-    def batches(self, layers:int|list[int], # one layer or several (read together, same tokens)
-                sites:list[str]=('mlp_in', 'mlp_out'),
-                batch_size:int=4096, # vectors per batch
-                shuffle:bool=True, seed:int=0,
-                buffer:int=8, # shards pooled for shuffling
-                skip_flagged:bool=True, dtype=torch.float32, drop_last:bool=True,
-               ):
-        "Yield dicts `{(layer, site): [batch_size, d]}` (or `{site: ...}` for one layer), shuffled across `buffer` shards."
-        one = isinstance(layers, int)
-        layers = [layers] if one else list(layers)
-        keys = {(l, s): self._key(l, s) for l in layers for s in check_sites(list(sites))}
-        g = torch.Generator().manual_seed(seed)
-        shards = self.man['shards']
-        order = torch.randperm(len(shards), generator=g).tolist() if shuffle else list(range(len(shards)))
-        rest = None
-        for i in range(0, len(order), buffer):
-            parts = [self._read(shards[j]['file'], list(keys.values()) + ['flag']) for j in order[i:i+buffer]]
-            pool = {k: torch.cat([p[v][~p['flag']] if skip_flagged else p[v] for p in parts]) for k, v in keys.items()}
-            if rest is not None: pool = {k: torch.cat([rest[k], pool[k]]) for k in pool}
-            m = len(next(iter(pool.values())))
-            perm = torch.randperm(m, generator=g) if shuffle else torch.arange(m)
-            last = i + buffer >= len(order)
-            stop = m if (last and not drop_last) else m - m % batch_size
-            for b in range(0, stop, batch_size):
-                idx = perm[b:b+batch_size]
-                yield {(k[1] if one else k): v[idx].to(dtype) for k, v in pool.items()}
-            rest = {k: v[perm[stop:]] for k, v in pool.items()}
+# %% ../nbs/03_activations.ipynb #64c2aaae
+@patch
+def batches(self:Store, layers:int|list[int], # one layer or several (read together, same tokens)
+                  sites:list[str]=('mlp_in', 'mlp_out'),
+                  batch_size:int=4096, # vectors per batch
+                  shuffle:bool=True, seed:int=0,
+                  buffer:int=8, # shards pooled for shuffling
+                  skip_flagged:bool=True, dtype=torch.float32, drop_last:bool=True,
+                 ):
+    "Yield dicts `{(layer, site): [batch_size, d]}` (or `{site: ...}` for one layer), shuffled across `buffer` shards."
+    one = isinstance(layers, int)
+    layers = [layers] if one else list(layers)
+    keys = {(l, s): self._key(l, s) for l in layers for s in check_sites(list(sites))}
+    g = torch.Generator().manual_seed(seed)
+    shards = self.man['shards']
+    order = torch.randperm(len(shards), generator=g).tolist() if shuffle else list(range(len(shards)))
+    rest = None
+    for i in range(0, len(order), buffer):
+        parts = [self._read(shards[j]['file'], list(keys.values()) + ['flag']) for j in order[i:i+buffer]]
+        pool = {k: torch.cat([p[v][~p['flag']] if skip_flagged else p[v] for p in parts]) for k, v in keys.items()}
+        if rest is not None: pool = {k: torch.cat([rest[k], pool[k]]) for k in pool}
+        m = len(next(iter(pool.values())))
+        perm = torch.randperm(m, generator=g) if shuffle else torch.arange(m)
+        last = i + buffer >= len(order)
+        stop = m if (last and not drop_last) else m - m % batch_size
+        for b in range(0, stop, batch_size):
+            idx = perm[b:b+batch_size]
+            yield {(k[1] if one else k): v[idx].to(dtype) for k, v in pool.items()}
+        rest = {k: v[perm[stop:]] for k, v in pool.items()}

@@ -10,6 +10,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
 from safetensors.torch import save_file, load_file, safe_open
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .core import UserError, atomic_path, atomic_write, read_json, load_tensors
 
 # %% auto #0
@@ -32,20 +33,23 @@ def _grads(x, rows, cols, g, nf):
 
 def _aux(pre, dead, ka):
     "AuxK candidates: per row, the `ka` largest ReLU pre-activations among the `dead` features."
-    if not ka: return pre.new_zeros(len(pre), 0, dtype=torch.float32), torch.zeros(len(pre), 0, dtype=torch.long, device=pre.device)
+    if not ka:
+        none = torch.zeros(len(pre), 0, dtype=torch.long, device=pre.device)
+        return pre.new_zeros(len(pre), 0, dtype=torch.float32), none
     di = dead.nonzero().squeeze(1)  # a search over the dead columns only: 0.8 ms instead of 15 ms for 40 of 4,608
     v, i = pre[:, di].topk(ka, dim=-1, sorted=False)
     return v.float().relu(), di[i]
 
 class _TopK(torch.autograd.Function):
-    "TopK encoder: (values, indices) of the k largest ReLU(x W^T + b), and of the `ka` largest among `dead` features; sparse gradients."
+    "TopK encoder: (values, indices) of the k largest ReLU(x W^T + b), and of the `ka` largest dead; sparse gradients."
     @staticmethod
     def forward(ctx, x, W, b, k, dead=None, ka=0):
         pre = torch.addmm(b, x, W.T)
         vals, idx = pre.topk(k, dim=-1, sorted=False)
         vals = vals.float().relu()
         av, ai = _aux(pre, dead, ka)
-        ctx.save_for_backward(x, torch.cat([idx, ai], 1), torch.cat([vals, av], 1)); ctx.nf = W.shape[0]
+        ctx.save_for_backward(x, torch.cat([idx, ai], 1), torch.cat([vals, av], 1))
+        ctx.nf = W.shape[0]
         ctx.mark_non_differentiable(idx, ai)
         return vals, idx, av, ai
 
@@ -60,7 +64,7 @@ class _TopK(torch.autograd.Function):
 def _top_flat(v:torch.Tensor, # 1-d values
               n:int, # how many to find
              ) -> tuple[torch.Tensor, torch.Tensor]:
-    "The `n` largest of `v` and their positions (unsorted), searched among the values above a threshold guessed from a sample."
+    "The `n` largest of `v` and their positions (unsorted), searched above a threshold guessed from a sample."
     if n >= v.numel(): return v.topk(v.numel(), sorted=False)
     t = v[::max(1, v.numel() // 16384)].float().quantile(max(0.0, 1 - 1.5 * n / v.numel()))
     cand = (v > t).nonzero().squeeze(1)
@@ -69,18 +73,20 @@ def _top_flat(v:torch.Tensor, # 1-d values
     return vals, cand[j]
 
 class _BatchTopK(torch.autograd.Function):
-    "BatchTopK encoder: the k*B largest ReLU(x W^T + b) of the batch as (values, rows, features), sorted by row; AuxK as `_TopK`."
+    "BatchTopK encoder: the batch's k*B largest ReLU(x W^T + b) as (values, rows, features), by row; AuxK as `_TopK`."
     @staticmethod
     def forward(ctx, x, W, b, k, dead=None, ka=0):
         pre = torch.addmm(b, x, W.T).relu_()
         B, nf = pre.shape
         vals, pos = _top_flat(pre.view(-1), k * B)
-        pos, o = pos.sort(); vals = vals[o].float()
+        pos, o = pos.sort()
+        vals = vals[o].float()
         keep = vals > 0
         vals, pos = vals[keep], pos[keep]
         rows, cols = pos // nf, pos % nf
         av, ai = _aux(pre, dead, ka)
-        ctx.save_for_backward(x, rows, cols, ai, av); ctx.nf = nf
+        ctx.save_for_backward(x, rows, cols, ai, av)
+        ctx.nf = nf
         ctx.mark_non_differentiable(rows, cols, ai)
         return vals, rows, cols, av, ai
 
@@ -96,7 +102,8 @@ class _Jump(torch.autograd.Function):
     "JumpReLU p*H(p-t) (l0=False) or the step H(p-t) (l0=True), with straight-through gradients for t."
     @staticmethod
     def forward(ctx, p, t, eps, l0):
-        ctx.save_for_backward(p, t); ctx.eps, ctx.l0 = eps, l0
+        ctx.save_for_backward(p, t)
+        ctx.eps, ctx.l0 = eps, l0
         on = (p > t).to(p.dtype)
         return on if l0 else p * on
 
@@ -111,6 +118,15 @@ class _Jump(torch.autograd.Function):
 ACTS = ('relu', 'topk', 'batchtopk', 'jumprelu')
 DICT_VERSION = 4  # bump when the saved format or training changes; keys the cache and training runs
 
+def _check_cfg(d_in, n_features, act, k):
+    "A clear error for a dictionary's settings that cannot work."
+    for name, v in dict(d_in=d_in, n_features=n_features, k=k).items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"{name} must be a positive int, not {v!r}")
+    if act not in ACTS: raise UserError(f"unknown activation {act!r}: use one of {', '.join(ACTS)}")
+    if act in ('topk', 'batchtopk') and k > n_features: raise UserError(f"k={k} is larger than n_features={n_features}")
+
+# %% ../nbs/04_dictionaries.ipynb #c2c4ab0a
 class Transcoder(nn.Module):
     "A sparse dictionary y ≈ W_dec^T σ(W_enc x + b_enc) + b_dec (+ W_skip x); an SAE when it reconstructs its input."
     def __init__(self, d_in:int, # input width
@@ -123,18 +139,16 @@ class Transcoder(nn.Module):
                  eps:float=0.1, # JumpReLU kernel width (in normalized units)
                  seed:int=0):
         super().__init__()
-        for name, v in dict(d_in=d_in, n_features=n_features, k=k).items():
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise UserError(f"{name} must be a positive int, not {v!r}")
-        if act not in ACTS: raise UserError(f"unknown activation {act!r}: use one of {', '.join(ACTS)}")
-        if act in ('topk', 'batchtopk') and k > n_features: raise UserError(f"k={k} is larger than n_features={n_features}")
+        _check_cfg(d_in, n_features, act, k)
         d_out = d_out or d_in
-        self.cfg = dict(d_in=d_in, n_features=n_features, d_out=d_out, act=act, k=k, skip=skip, l1=l1, eps=eps, seed=seed)
+        self.cfg = dict(d_in=d_in, n_features=n_features, d_out=d_out, act=act, k=k, skip=skip, l1=l1, eps=eps,
+                        seed=seed)
         g = torch.Generator().manual_seed(seed)
         W = (torch.rand(n_features, d_in, generator=g) * 2 - 1) / math.sqrt(d_in)  # nn.Linear's init
         self.W_enc = nn.Parameter(W)
         self.b_enc = nn.Parameter(torch.zeros(n_features))
         Wd = W.clone() if d_out == d_in else torch.randn(n_features, d_out, generator=g)
-        self.W_dec = nn.Parameter(Wd / Wd.norm(dim=1, keepdim=True))  # decoder starts as the encoder's transpose, unit rows
+        self.W_dec = nn.Parameter(Wd / Wd.norm(dim=1, keepdim=True))  # starts as the encoder's transpose, unit rows
         self.b_dec = nn.Parameter(torch.zeros(d_out))
         self.W_skip = nn.Parameter(torch.zeros(d_out, d_in)) if skip else None
         self.log_threshold = nn.Parameter(torch.full((n_features,), math.log(0.1))) if act == 'jumprelu' else None
@@ -146,96 +160,117 @@ class Transcoder(nn.Module):
     n_features = property(lambda self: self.cfg['n_features'])
     act = property(lambda self: self.cfg['act'])
 
-    def pre(self, x):  # x in any dtype and on any device: read in the weights' own
-        return torch.addmm(self.b_enc, x.to(self.W_enc) * self.x_scale - self.x_mean, self.W_enc.T)
+# %% ../nbs/04_dictionaries.ipynb #5fc38415
+@patch
+def pre(self:Transcoder, x):  # x in any dtype and on any device: read in the weights' own
+    return torch.addmm(self.b_enc, x.to(self.W_enc) * self.x_scale - self.x_mean, self.W_enc.T)
 
-    def encode(self, x:torch.Tensor, # [B, d_in] raw activations
-              ) -> torch.Tensor:
-        "Dense feature activations z [B, F] (inference form: batchtopk uses its threshold)."
-        a, p = self.act, self.pre(x)
-        if a == 'relu': return p.relu()
-        if a == 'topk':
-            v, i = p.topk(self.cfg['k'], dim=-1, sorted=False)
-            return torch.zeros_like(p).scatter_(-1, i, v.relu())
-        if a == 'batchtopk': return p * (p > self.threshold)
-        return p * (p > self.log_threshold.exp())
+@patch
+def encode(self:Transcoder, x:torch.Tensor, # [B, d_in] raw activations
+          ) -> torch.Tensor:
+    "Dense feature activations z [B, F] (inference form: batchtopk uses its threshold)."
+    a, p = self.act, self.pre(x)
+    if a == 'relu': return p.relu()
+    if a == 'topk':
+        v, i = p.topk(self.cfg['k'], dim=-1, sorted=False)
+        return torch.zeros_like(p).scatter_(-1, i, v.relu())
+    if a == 'batchtopk': return p * (p > self.threshold)
+    return p * (p > self.log_threshold.exp())
 
-    def decode(self, z:torch.Tensor, x:torch.Tensor|None=None) -> torch.Tensor:
-        "Output [B, d_out] in raw units from feature activations (and the input, for the skip)."
-        y = z @ self.W_dec + self.b_dec
-        if self.W_skip is not None: y = y + self._skip(x)
-        return y / self.y_scale
+# %% ../nbs/04_dictionaries.ipynb #3ffc9d59
+@patch
+def decode(self:Transcoder, z:torch.Tensor, x:torch.Tensor|None=None) -> torch.Tensor:
+    "Output [B, d_out] in raw units from feature activations (and the input, for the skip)."
+    y = z @ self.W_dec + self.b_dec
+    if self.W_skip is not None: y = y + self._skip(x)
+    return y / self.y_scale
 
-    def _skip(self, x): return (x.to(self.W_skip) * self.x_scale) @ self.W_skip.T  # in normalized output units
+@patch
+def _skip(self:Transcoder, x): return (x.to(self.W_skip) * self.x_scale) @ self.W_skip.T  # normalized output units
 
-    def skip(self, x:torch.Tensor) -> torch.Tensor:
-        "The linear skip path W_skip x in raw output units (zeros without one): what the output holds besides the features."
-        return torch.zeros_like(x) if self.W_skip is None else self._skip(x) / self.y_scale
+@patch
+def skip(self:Transcoder, x:torch.Tensor) -> torch.Tensor:
+    "The linear skip path W_skip x in raw output units (zeros without one): what the output holds besides the features."
+    return torch.zeros_like(x) if self.W_skip is None else self._skip(x) / self.y_scale
 
-    def forward(self, x:torch.Tensor) -> torch.Tensor:
-        "Reconstruction of the target from raw input `x` (inference form)."
-        return self.decode(self.encode(x), x)
+@patch
+def forward(self:Transcoder, x:torch.Tensor) -> torch.Tensor:
+    "Reconstruction of the target from raw input `x` (inference form)."
+    return self.decode(self.encode(x), x)
 
-    def train_forward(self, x:torch.Tensor, # [B, d_in] normalized input
-                      dead:torch.Tensor|None=None, # [F] bool: features to offer AuxK (topk, batchtopk)
-                      ka:int=0, # AuxK candidates per token among `dead`
-                     ) -> tuple[torch.Tensor, dict]:
-        "Normalized reconstruction and the pieces the loss needs, with training-time sparsity mechanics."
-        a, k = self.act, self.cfg['k']
-        xc = x - self.x_mean
-        if a == 'topk':
-            v, i, av, ai = _TopK.apply(xc, self.W_enc, self.b_enc, k, dead, ka)
-            y = F.embedding_bag(i, self.W_dec, per_sample_weights=v, mode='sum') + self.b_dec
-            info = dict(idx=i, vals=v, l0=float(k), aux=(av, ai))
-        elif a == 'batchtopk':
-            v, r, c, av, ai = _BatchTopK.apply(xc, self.W_enc, self.b_enc, k, dead, ka)
-            y = _bag(v, r, c, self.W_dec, len(x)) + self.b_dec
-            with torch.no_grad():  # a running threshold for monitoring; `calibrate` sets the final one
-                self.threshold.lerp_(v.min().detach() if len(v) else self.threshold, 0.01 if self.threshold > 0 else 1.0)
-            info = dict(idx=c, vals=v, l0=len(v) / len(x), aux=(av, ai))
+# %% ../nbs/04_dictionaries.ipynb #95732e49
+@patch
+def train_forward(self:Transcoder, x:torch.Tensor, # [B, d_in] normalized input
+                  dead:torch.Tensor|None=None, # [F] bool: features to offer AuxK (topk, batchtopk)
+                  ka:int=0, # AuxK candidates per token among `dead`
+                 ) -> tuple[torch.Tensor, dict]:
+    "Normalized reconstruction and the pieces the loss needs, with training-time sparsity mechanics."
+    a, k = self.act, self.cfg['k']
+    xc = x - self.x_mean
+    if a == 'topk':
+        v, i, av, ai = _TopK.apply(xc, self.W_enc, self.b_enc, k, dead, ka)
+        y = F.embedding_bag(i, self.W_dec, per_sample_weights=v, mode='sum') + self.b_dec
+        info = dict(idx=i, vals=v, l0=float(k), aux=(av, ai))
+    elif a == 'batchtopk':
+        v, r, c, av, ai = _BatchTopK.apply(xc, self.W_enc, self.b_enc, k, dead, ka)
+        y = _bag(v, r, c, self.W_dec, len(x)) + self.b_dec
+        with torch.no_grad():  # a running threshold for monitoring; `calibrate` sets the final one
+            self.threshold.lerp_(v.min().detach() if len(v) else self.threshold, 0.01 if self.threshold > 0 else 1.0)
+        info = dict(idx=c, vals=v, l0=len(v) / len(x), aux=(av, ai))
+    else:
+        p = torch.addmm(self.b_enc, xc, self.W_enc.T)
+        if a == 'relu':
+            z = p.relu()
+            info = dict(sparsity=(z * self.W_dec.norm(dim=1)).sum(-1).mean())
         else:
-            p = torch.addmm(self.b_enc, xc, self.W_enc.T)
-            if a == 'relu':
-                z = p.relu()
-                info = dict(sparsity=(z * self.W_dec.norm(dim=1)).sum(-1).mean())
-            else:
-                t = self.log_threshold.exp()
-                z = _Jump.apply(p, t, self.cfg['eps'], False)
-                info = dict(sparsity=_Jump.apply(p, t, self.cfg['eps'], True).sum(-1).mean())
-            info.update(z=z, l0=(z > 0).float().sum(-1).mean().item())
-            y = z @ self.W_dec + self.b_dec
-        if self.W_skip is not None: y = y + x @ self.W_skip.T
-        return y, info
+            t = self.log_threshold.exp()
+            z = _Jump.apply(p, t, self.cfg['eps'], False)
+            info = dict(sparsity=_Jump.apply(p, t, self.cfg['eps'], True).sum(-1).mean())
+        info.update(z=z, l0=(z > 0).float().sum(-1).mean().item())
+        y = z @ self.W_dec + self.b_dec
+    if self.W_skip is not None: y = y + x @ self.W_skip.T
+    return y, info
 
-    @torch.no_grad()
-    def fold(self) -> 'Transcoder':
-        "Write the input/output scales into the weights (in place): the dictionary then acts on raw units with scales 1."
-        sx, sy = self.x_scale.item(), self.y_scale.item()
-        self.b_enc.sub_(self.W_enc @ self.x_mean); self.x_mean.zero_()
-        self.W_enc.mul_(sx); self.W_dec.div_(sy); self.b_dec.div_(sy)
-        if self.W_skip is not None: self.W_skip.mul_(sx / sy)
-        self.x_scale.fill_(1.); self.y_scale.fill_(1.)
-        return self
+# %% ../nbs/04_dictionaries.ipynb #a77cfa53
+@patch
+@torch.no_grad()
+def fold(self:Transcoder) -> Transcoder:
+    "Write the input/output scales into the weights (in place): the dictionary then acts on raw units with scales 1."
+    sx, sy = self.x_scale.item(), self.y_scale.item()
+    self.b_enc.sub_(self.W_enc @ self.x_mean)
+    self.x_mean.zero_()
+    self.W_enc.mul_(sx)
+    self.W_dec.div_(sy)
+    self.b_dec.div_(sy)
+    if self.W_skip is not None: self.W_skip.mul_(sx / sy)
+    self.x_scale.fill_(1.)
+    self.y_scale.fill_(1.)
+    return self
 
-    @torch.no_grad()
-    def calibrate(self, x:torch.Tensor, # [B, d_in] raw training inputs
-                 ) -> 'Transcoder':
-        "BatchTopK: set the inference threshold so that the mean L0 on `x` is k (the cut-off of the batch's k*B largest)."
-        if self.act == 'batchtopk':
-            r = self.pre(x).relu().flatten()
-            self.threshold.fill_(r.topk(min(self.cfg['k'] * len(x), r.numel()), sorted=False).values.min().item())
-        return self
+# %% ../nbs/04_dictionaries.ipynb #6cbe59de
+@patch
+@torch.no_grad()
+def calibrate(self:Transcoder, x:torch.Tensor, # [B, d_in] raw training inputs
+             ) -> Transcoder:
+    "BatchTopK: set the inference threshold so that the mean L0 on `x` is k (the cut-off of the batch's k*B largest)."
+    if self.act == 'batchtopk':
+        r = self.pre(x).relu().flatten()
+        self.threshold.fill_(r.topk(min(self.cfg['k'] * len(x), r.numel()), sorted=False).values.min().item())
+    return self
 
-    def thresholds(self) -> torch.Tensor|None:
-        "Per-feature inference thresholds (JumpReLU form), or None for relu/topk."
-        if self.act == 'jumprelu': return self.log_threshold.exp().detach()
-        if self.act == 'batchtopk': return self.threshold.expand(self.n_features).clone()
-        return None
+@patch
+def thresholds(self:Transcoder) -> torch.Tensor|None:
+    "Per-feature inference thresholds (JumpReLU form), or None for relu/topk."
+    if self.act == 'jumprelu': return self.log_threshold.exp().detach()
+    if self.act == 'batchtopk': return self.threshold.expand(self.n_features).clone()
+    return None
 
 # %% ../nbs/04_dictionaries.ipynb #cb422d73
 class _Fwd(nn.Module):
     "The training forward as a module's `forward`, so that DistributedDataParallel can wrap it."
-    def __init__(self, tc): super().__init__(); self.tc = tc
+    def __init__(self, tc):
+        super().__init__()
+        self.tc = tc
     def forward(self, xn, dead=None, ka=0): return self.tc.train_forward(xn, dead, ka)
 
 def _lr_at(step:int, steps:int, lr:float, warmup:float=0.05, decay:float=0.2) -> float:
@@ -244,6 +279,7 @@ def _lr_at(step:int, steps:int, lr:float, warmup:float=0.05, decay:float=0.2) ->
     if d and step >= steps - d: return lr * max(0.0, (steps - step) / d)
     return lr
 
+# %% ../nbs/04_dictionaries.ipynb #be40cc35
 class Trainer:
     "Adam training of one `Transcoder`: `step(x, y)` on raw activations; checkpoints; dead-feature tracking."
     def __init__(self, tc:Transcoder,
@@ -254,7 +290,8 @@ class Trainer:
                  aux_coef:float=1/32, # weight of the AuxK loss (topk)
                  bf16:bool=False, # autocast the matmuls to bf16
                 ):
-        self.tc, self.steps, self.seed, self.dead_steps, self.aux_coef, self.bf16 = tc, steps, seed, dead_steps, aux_coef, bf16
+        self.tc, self.steps, self.seed, self.bf16 = tc, steps, seed, bf16
+        self.dead_steps, self.aux_coef = dead_steps, aux_coef
         self.lr = lr if lr is not None else 4e-3 / math.sqrt(tc.n_features / 2**14)
         self.opt = torch.optim.Adam(tc.parameters(), lr=self.lr, betas=(0.9, 0.999))
         self.step_i = 0
@@ -270,97 +307,119 @@ class Trainer:
         dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
         return t
 
-    @torch.no_grad()
-    def _init_from(self, x, y):
-        "Scales, centring and b_dec from the first (global) batch."
-        tc, n = self.tc, self._sum(torch.tensor(float(len(x)))).item()
-        tc.x_scale.fill_(math.sqrt(x.shape[1] * n / self._sum(x.pow(2).sum()).item()))
-        tc.y_scale.fill_(math.sqrt(y.shape[1] * n / self._sum(y.pow(2).sum()).item()))
-        tc.x_mean.copy_(self._sum((x * tc.x_scale).sum(0)) / n)
-        tc.b_dec.copy_(self._sum((y * tc.y_scale).sum(0)) / n)
+# %% ../nbs/04_dictionaries.ipynb #1cbc42c8
+@patch
+@torch.no_grad()
+def _init_from(self:Trainer, x, y):
+    "Scales, centring and b_dec from the first (global) batch."
+    tc, n = self.tc, self._sum(torch.tensor(float(len(x)))).item()
+    tc.x_scale.fill_(math.sqrt(x.shape[1] * n / self._sum(x.pow(2).sum()).item()))
+    tc.y_scale.fill_(math.sqrt(y.shape[1] * n / self._sum(y.pow(2).sum()).item()))
+    tc.x_mean.copy_(self._sum((x * tc.x_scale).sum(0)) / n)
+    tc.b_dec.copy_(self._sum((y * tc.y_scale).sum(0)) / n)
 
-    def step(self, x:torch.Tensor, # [B, d_in] raw input
-             y:torch.Tensor, # [B, d_out] raw target
-            ) -> dict:
-        "One optimizer step; returns loss, fvu, l0 and the dead fraction."
-        tc = self.tc
-        if self.step_i == 0: self._init_from(x, y)
-        xn, yn = x * tc.x_scale, y * tc.y_scale
-        dead = self.since >= self.dead_steps
-        ka = min(2 * tc.cfg['k'], int(dead.sum())) if tc.act in ('topk', 'batchtopk') and self.aux_coef else 0
-        with torch.autocast('cpu' if x.device.type == 'cpu' else 'cuda', dtype=torch.bfloat16, enabled=self.bf16):
-            yh, info = self.net(xn, dead.to(x.device), ka)
-        yh = yh.float()
-        err = (yn - yh).pow(2).sum()
-        # the variance of the *global* batch: with DDP averaging gradients over processes, world x local error
-        # over global variance gives exactly the gradient of one process on the whole batch
-        n, s1, s2 = self._sum(torch.tensor(float(len(yn)))), self._sum(yn.sum(0)), self._sum(yn.pow(2).sum())
-        var = (s2 - s1.pow(2).sum() / n).clamp_min(1e-12)
-        fvu = self._sum(err.detach()) / var
-        loss = self.world * err / var + (tc.cfg['l1'] * info['sparsity'] if 'sparsity' in info else 0)
-        if ka:  # AuxK: the dead features' top candidates reconstruct the residual error
-            av, ai = info['aux']
-            r = F.embedding_bag(ai, tc.W_dec, per_sample_weights=av, mode='sum')
-            loss = loss + self.aux_coef * self.world * ((yn - yh).detach() - r).pow(2).sum() / var
-        fired = torch.zeros(tc.n_features, dtype=torch.bool)
-        if 'idx' in info: fired[info['idx'][info['vals'] > 0].cpu()] = True
-        else: fired |= (info['z'] > 0).any(0).cpu()
-        fired = self._sum(fired.to(torch.int32), dist.ReduceOp.MAX if self.world > 1 else None).bool()
-        self.since = torch.where(fired, 0, self.since + 1)
-        dead = self.since >= self.dead_steps
-        for g in self.opt.param_groups: g['lr'] = _lr_at(self.step_i, self.steps, self.lr)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.unit_dec:
-            with torch.no_grad():
-                W, G = tc.W_dec, tc.W_dec.grad
-                G -= (G * W).sum(1, keepdim=True) * W
-        self.opt.step()
-        if self.unit_dec:
-            with torch.no_grad(): tc.W_dec /= tc.W_dec.norm(dim=1, keepdim=True)
-        self.step_i += 1
-        return dict(loss=loss.item() / self.world, fvu=fvu.item(), l0=info['l0'], dead=dead.float().mean().item())
+# %% ../nbs/04_dictionaries.ipynb #42b0ad54
+@patch
+def _loss(self:Trainer, yn, yh, info:dict, ka:int):
+    "The loss (normalized MSE over the global batch's variance, sparsity, AuxK) and the FVU."
+    tc = self.tc
+    err = (yn - yh).pow(2).sum()
+    # the variance of the *global* batch: with DDP averaging gradients over processes, world x local error
+    # over global variance gives exactly the gradient of one process on the whole batch
+    n, s1, s2 = self._sum(torch.tensor(float(len(yn)))), self._sum(yn.sum(0)), self._sum(yn.pow(2).sum())
+    var = (s2 - s1.pow(2).sum() / n).clamp_min(1e-12)
+    fvu = self._sum(err.detach()) / var
+    loss = self.world * err / var + (tc.cfg['l1'] * info['sparsity'] if 'sparsity' in info else 0)
+    if ka:  # AuxK: the dead features' top candidates reconstruct the residual error
+        av, ai = info['aux']
+        r = F.embedding_bag(ai, tc.W_dec, per_sample_weights=av, mode='sum')
+        loss = loss + self.aux_coef * self.world * ((yn - yh).detach() - r).pow(2).sum() / var
+    return loss, fvu
 
-    # -- checkpoints
-    def state(self) -> tuple[dict, dict]:
-        "Tensors and JSON-able metadata of the full training state."
-        t = {f'model.{k}': v.detach().clone().contiguous() for k, v in self.tc.state_dict().items()}
-        st = self.opt.state_dict()
-        for pi, s in st['state'].items():
-            for k, v in s.items(): t[f'opt.{pi}.{k}'] = v.clone().contiguous() if torch.is_tensor(v) else torch.tensor(v)
-        t['since'] = self.since.clone()
-        t['rng'] = torch.get_rng_state()
-        meta = dict(cfg=self.tc.cfg, step=self.step_i, steps=self.steps, lr=self.lr, seed=self.seed,
-                    dead_steps=self.dead_steps, aux_coef=self.aux_coef, bf16=self.bf16)
-        return t, meta
+@patch
+def _track(self:Trainer, info:dict) -> torch.Tensor:
+    "Count the steps since each feature fired (on any process); the features now dead."
+    fired = torch.zeros(self.tc.n_features, dtype=torch.bool)
+    if 'idx' in info: fired[info['idx'][info['vals'] > 0].cpu()] = True
+    else: fired |= (info['z'] > 0).any(0).cpu()
+    fired = self._sum(fired.to(torch.int32), dist.ReduceOp.MAX if self.world > 1 else None).bool()
+    self.since = torch.where(fired, 0, self.since + 1)
+    return self.since >= self.dead_steps
 
-    def save(self, path:str|Path, extra:dict|None=None) -> Path:
-        "Write a checkpoint (atomic)."
-        t, meta = self.state()
-        meta.update(extra or {})
-        with atomic_path(path) as tmp: save_file(t, str(tmp), metadata={'mi_repro': json.dumps(meta)})
-        return Path(path)
+# %% ../nbs/04_dictionaries.ipynb #725959f4
+@patch
+def step(self:Trainer, x:torch.Tensor, # [B, d_in] raw input
+         y:torch.Tensor, # [B, d_out] raw target
+        ) -> dict:
+    "One optimizer step; returns loss, fvu, l0 and the dead fraction."
+    tc = self.tc
+    if self.step_i == 0: self._init_from(x, y)
+    xn, yn = x * tc.x_scale, y * tc.y_scale
+    dead = self.since >= self.dead_steps
+    ka = min(2 * tc.cfg['k'], int(dead.sum())) if tc.act in ('topk', 'batchtopk') and self.aux_coef else 0
+    with torch.autocast('cpu' if x.device.type == 'cpu' else 'cuda', dtype=torch.bfloat16, enabled=self.bf16):
+        yh, info = self.net(xn, dead.to(x.device), ka)
+    yh = yh.float()
+    loss, fvu = self._loss(yn, yh, info, ka)
+    dead = self._track(info)
+    for g in self.opt.param_groups: g['lr'] = _lr_at(self.step_i, self.steps, self.lr)
+    self.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if self.unit_dec:
+        with torch.no_grad():
+            W, G = tc.W_dec, tc.W_dec.grad
+            G -= (G * W).sum(1, keepdim=True) * W
+    self.opt.step()
+    if self.unit_dec:
+        with torch.no_grad(): tc.W_dec /= tc.W_dec.norm(dim=1, keepdim=True)
+    self.step_i += 1
+    return dict(loss=loss.item() / self.world, fvu=fvu.item(), l0=info['l0'], dead=dead.float().mean().item())
 
-    @classmethod
-    def load(cls, path:str|Path) -> tuple['Trainer', dict]:
-        "A `Trainer` restored from a checkpoint, and the checkpoint's metadata."
-        path = Path(path)
-        try:
-            with safe_open(str(path), 'pt') as f: meta = json.loads(f.metadata()['mi_repro'])
-            t = load_file(str(path))
-        except Exception as e: raise UserError(f"{path} is not a readable training checkpoint ({type(e).__name__}): delete it to start over") from None
-        tc = Transcoder(**meta['cfg'])
-        tc.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith('model.')}, strict=True)
-        tr = cls(tc, lr=meta['lr'], steps=meta['steps'], seed=meta['seed'], dead_steps=meta['dead_steps'],
-                 aux_coef=meta['aux_coef'], bf16=meta['bf16'])
-        st = tr.opt.state_dict()
-        for pi in range(len(list(tc.parameters()))):
-            if f'opt.{pi}.step' in t:
-                st['state'][pi] = {k.split('.', 2)[2]: v for k, v in t.items() if k.startswith(f'opt.{pi}.')}
-        tr.opt.load_state_dict(st)
-        tr.step_i, tr.since = meta['step'], t['since']
-        torch.set_rng_state(t['rng'])
-        return tr, meta
+# %% ../nbs/04_dictionaries.ipynb #10a44351
+@patch
+def state(self:Trainer) -> tuple[dict, dict]:
+    "Tensors and JSON-able metadata of the full training state."
+    t = {f'model.{k}': v.detach().clone().contiguous() for k, v in self.tc.state_dict().items()}
+    st = self.opt.state_dict()
+    for pi, s in st['state'].items():
+        for k, v in s.items(): t[f'opt.{pi}.{k}'] = v.clone().contiguous() if torch.is_tensor(v) else torch.tensor(v)
+    t['since'] = self.since.clone()
+    t['rng'] = torch.get_rng_state()
+    meta = dict(cfg=self.tc.cfg, step=self.step_i, steps=self.steps, lr=self.lr, seed=self.seed,
+                dead_steps=self.dead_steps, aux_coef=self.aux_coef, bf16=self.bf16)
+    return t, meta
+
+@patch
+def save(self:Trainer, path:str|Path, extra:dict|None=None) -> Path:
+    "Write a checkpoint (atomic)."
+    t, meta = self.state()
+    meta.update(extra or {})
+    with atomic_path(path) as tmp: save_file(t, str(tmp), metadata={'mi_repro': json.dumps(meta)})
+    return Path(path)
+
+# %% ../nbs/04_dictionaries.ipynb #a7868100
+@patch(cls_method=True)
+def load(cls:Trainer, path:str|Path) -> tuple[Trainer, dict]:
+    "A `Trainer` restored from a checkpoint, and the checkpoint's metadata."
+    path = Path(path)
+    try:
+        with safe_open(str(path), 'pt') as f: meta = json.loads(f.metadata()['mi_repro'])
+        t = load_file(str(path))
+    except Exception as e:
+        raise UserError(f"{path} is not a readable training checkpoint ({type(e).__name__}): "
+                        "delete it to start over") from None
+    tc = Transcoder(**meta['cfg'])
+    tc.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith('model.')}, strict=True)
+    tr = cls(tc, lr=meta['lr'], steps=meta['steps'], seed=meta['seed'], dead_steps=meta['dead_steps'],
+             aux_coef=meta['aux_coef'], bf16=meta['bf16'])
+    st = tr.opt.state_dict()
+    for pi in range(len(list(tc.parameters()))):
+        if f'opt.{pi}.step' in t:
+            st['state'][pi] = {k.split('.', 2)[2]: v for k, v in t.items() if k.startswith(f'opt.{pi}.')}
+    tr.opt.load_state_dict(st)
+    tr.step_i, tr.since = meta['step'], t['since']
+    torch.set_rng_state(t['rng'])
+    return tr, meta
 
 # %% ../nbs/04_dictionaries.ipynb #18923277
 def save_dict(tc:Transcoder, path:str|Path, extra:dict|None=None) -> Path:
@@ -374,27 +433,33 @@ def save_dict(tc:Transcoder, path:str|Path, extra:dict|None=None) -> Path:
 def load_dict(path:str|Path) -> Transcoder:
     "Load a dictionary saved by `save_dict`; a clear error if it is missing or does not match its config."
     path = Path(path)
+    cfg_name = path.with_suffix('.json').name
     meta = read_json(path.with_suffix('.json'))
-    if meta is None or not path.exists(): raise UserError(f"no dictionary at {path} (needs {path.name} and {path.with_suffix('.json').name})")
+    if meta is None or not path.exists(): raise UserError(f"no dictionary at {path} (needs {path.name} and {cfg_name})")
     tc = Transcoder(**meta['cfg'])
     t = load_tensors(path)
     try: tc.load_state_dict(t)
-    except Exception as e: raise UserError(f"{path} does not match its config {path.with_suffix('.json').name}: {' '.join(str(e).split())[:300]}") from None
+    except Exception as e:
+        why = ' '.join(str(e).split())[:300]
+        raise UserError(f"{path} does not match its config {cfg_name}: {why}") from None
     return tc
 
+# %% ../nbs/04_dictionaries.ipynb #6f1fe773
 def dict_tag(act:str='batchtopk', skip:bool=True, expansion:int=8, k:int=32, epochs:float=2.0,
              batch_size:int=1024, bf16:bool=True, seed:int=0,
              ids:str='', # the training store's `ids_hash`
             ) -> str:
     "The cache folder name of a training run with these settings (chapter 04's, and what later chapters look up)."
-    return f"v{DICT_VERSION}-{act}{'-skip' if skip else ''}-x{expansion}-k{k}-e{epochs}-b{batch_size}{'' if bf16 else '-fp32'}-s{seed}-{ids}"
+    return (f"v{DICT_VERSION}-{act}{'-skip' if skip else ''}-x{expansion}-k{k}-e{epochs}-b{batch_size}"
+            f"{'' if bf16 else '-fp32'}-s{seed}-{ids}")
 
+# %% ../nbs/04_dictionaries.ipynb #ac2711b9
 def _steps_for(store, batch_size, epochs):
     n = store.n_tokens - store.man.get('n_flagged', 0)
     return max(1, int(epochs * (n // batch_size)))
 
 def _one_trainer(f):
-    "Let one process at a time train into a folder (outside `torchrun`): another one waits, then resumes from or loads its work."
+    "Let one process at a time train into a folder (outside `torchrun`): another one waits, then resumes or loads."
     @functools.wraps(f)
     def g(store, layers, out, *args, **kw):
         if int(os.environ.get('WORLD_SIZE', '1')) > 1: return f(store, layers, out, *args, **kw)
@@ -404,11 +469,12 @@ def _one_trainer(f):
             return f(store, layers, out, *args, **kw)
     return g
 
+# %% ../nbs/04_dictionaries.ipynb #1b895b28
 COMPLETE = 'complete.json'  # written last: a dictionary set without it is still being trained or saved
 
 def dicts_complete(out:str|Path, # a `fit` folder
                   ) -> bool:
-    "Whether `out` holds a finished dictionary set: its completion marker, or (saved before markers) every layer's files and no checkpoint."
+    "Whether `out` holds a finished dictionary set: its marker, or (older sets) every layer's files and no checkpoint."
     out = Path(out)
     run = read_json(out/'run.json')
     if run is None: return False
@@ -417,19 +483,91 @@ def dicts_complete(out:str|Path, # a `fit` folder
     return files and not any(out.glob('layer_*.ckpt*'))
 
 def _save_ckpts(trs:dict, out:Path):
-    "Checkpoint every layer as one set: write them all beside the current set, mark the new set complete, then move it into place."
+    "Checkpoint every layer as one set: write them all beside the current set, mark it complete, move it into place."
     for l, t in trs.items(): t.save(out/f'layer_{l}.ckpt.next')
     atomic_write(out/'ckpt.next', json.dumps(sorted(trs)))
     _commit_ckpts(out)
 
 def _commit_ckpts(out:Path):
-    "Finish moving a complete new checkpoint set into place (a kill may have stopped it halfway); drop an incomplete one."
+    "Finish moving a complete new checkpoint set in place (a kill may have stopped it midway); drop an incomplete set."
     done = (out/'ckpt.next').exists()
     for p in sorted(out.glob('layer_*.ckpt.next')):
         if done: p.replace(p.with_suffix(''))  # layer_0.ckpt.next -> layer_0.ckpt
         else: p.unlink()
     (out/'ckpt.next').unlink(missing_ok=True)
 
+# %% ../nbs/04_dictionaries.ipynb #516dce3d
+def _fit_start(epochs):
+    "Check `epochs`, join the process group under `torchrun`; this process's (rank, world size)."
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
+        raise UserError(f"epochs must be a number > 0 (passes over the store), not {epochs!r}")
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not dist.is_initialized():
+        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+def _fit_trainers(out:Path, layers, cfg:dict, lr, steps:int, seed:int, bf16:bool) -> dict:
+    "One `Trainer` per layer: resumed from its checkpoint in `out` (which must match `cfg`), or new."
+    trs = {}
+    for l in layers:
+        ck = out/f'layer_{l}.ckpt'
+        if ck.exists():
+            trs[l], meta = Trainer.load(ck)
+            want = {**cfg, 'seed': seed + l}
+            if (bad := next((k for k in want if meta['cfg'].get(k) != want[k]), None)) is not None:
+                raise UserError(f"{ck} was trained with other settings ({bad}: {meta['cfg'].get(bad)!r} there, "
+                                f"{want[bad]!r} now): delete it to start over, or train into another folder")
+        else:
+            torch.manual_seed(seed + l)
+            trs[l] = Trainer(Transcoder(**{**cfg, 'seed': seed + l}), lr=lr, steps=steps, seed=seed, bf16=bf16)
+    return trs
+
+# %% ../nbs/04_dictionaries.ipynb #ecd8f815
+def _fit_loop(store, trs:dict, out:Path, src, dst, steps:int, start:int, batch_size:int, seed:int, buffer:int,
+              ckpt_every:int, bar, rank:int=0, world:int=1) -> dict:
+    "Train every layer's `Trainer` from step `start` to `steps`, checkpointing on the way; the last step's logs."
+    layers, sites = sorted(trs), [src] if src == dst else [src, dst]
+    s, epoch, t0, last = 0, 0, time.perf_counter(), {}
+    while s < steps:
+        for b in store.batches(layers, sites, batch_size=batch_size, seed=seed + epoch, buffer=buffer):
+            if s >= steps: break
+            if s < start:  # fast-forward a resumed stream to the checkpoint's position
+                s += 1
+                continue
+            logs = last = {l: trs[l].step(b[(l, src)][rank::world], b[(l, dst)][rank::world])
+                           for l in layers}  # each process its rows
+            s += 1
+            if s % ckpt_every == 0 and s < steps and rank == 0:
+                _save_ckpts(trs, out)
+            bar.update(1)
+            m = lambda key: sum(v[key] for v in logs.values()) / len(logs)
+            tok_s = (s - start) * batch_size / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{m('loss'):.3f}", fvu=f"{m('fvu'):.3f}", l0=f"{m('l0'):.1f}", tok_s=f"{tok_s:.0f}",
+                            refresh=False)
+        epoch += 1
+        if s == 0:
+            raise UserError(f"the store has fewer than batch_size={batch_size} usable tokens: "
+                            "lower batch_size or capture more")
+    return last
+
+# %% ../nbs/04_dictionaries.ipynb #58882ea6
+def _fit_save(store, trs:dict, out:Path, src, dst, steps:int, batch_size:int, seed:int, last:dict,
+              main_proc:bool=True) -> dict:
+    "Calibrate each trained dictionary and save it; then mark the set in `out` complete and drop the checkpoints."
+    layers = sorted(trs)
+    calib = next(store.batches(layers, [src], batch_size=min(batch_size * 4, store.n_tokens // 2), seed=seed + 10_000))
+    res = {}
+    for l in layers:
+        tc = trs[l].tc.eval().calibrate(calib[(l, src)])
+        res[l] = tc
+        if not main_proc: continue
+        save_dict(tc, out/f'layer_{l}.safetensors', dict(layer=l, src=src, dst=dst, steps=steps, store=str(store.path),
+                                                         model=store.man['model'], final=last.get(l)))
+    if main_proc:  # the set is published as one unit: every layer saved (atomically), the marker, then the clean-up
+        atomic_write(out/COMPLETE, json.dumps(dict(layers=layers, steps=steps)))
+        for l in layers: (out/f'layer_{l}.ckpt').unlink(missing_ok=True)
+    return res
+
+# %% ../nbs/04_dictionaries.ipynb #e1979c27
 @_one_trainer
 def fit(store, # a chapter-03 `Store` holding the sites below
         layers:list[int], # layers to train (one dictionary each)
@@ -443,22 +581,19 @@ def fit(store, # a chapter-03 `Store` holding the sites below
         buffer:int=32, # store shards pooled for shuffling (memory: buffer x shard size x layers)
         progress:bool=True,
        ) -> dict[int, Transcoder]:
-    "Train one dictionary per layer from `store` in a single pass per epoch; resumable; under `torchrun`, data-parallel (DDP)."
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
-        raise UserError(f"epochs must be a number > 0 (passes over the store), not {epochs!r}")
-    if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not dist.is_initialized():
-        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    "Train one dictionary per layer from `store`, one pass per epoch; resumable; under `torchrun`, data-parallel."
+    rank, world = _fit_start(epochs)
     main_proc = rank == 0
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     layers = sorted(set(layers))
-    sites = [src] if src == dst else [src, dst]
     for l in layers: store._key(l, src), store._key(l, dst)
     d_in, d_out = (store.man['d_mlp'] if s == 'mlp_hidden' else store.man['d_model'] for s in (src, dst))
     steps = _steps_for(store, batch_size, epochs)
     cfg = dict(d_in=d_in, n_features=n_features or 8 * d_in, d_out=d_out, act=act, k=k, skip=skip, l1=l1, seed=seed)
-    run = dict(version=DICT_VERSION, store=str(store.path), store_ids=store.man['ids_hash'], layers=layers, src=src, dst=dst, cfg=cfg,
-               epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, steps=steps, bf16=bf16, buffer=buffer)
+    run = dict(version=DICT_VERSION, store=str(store.path), store_ids=store.man['ids_hash'], layers=layers, src=src,
+               dst=dst, cfg=cfg, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, steps=steps, bf16=bf16,
+               buffer=buffer)
     prev = read_json(out/'run.json')
     if prev is not None and prev != run:
         raise UserError(f"{out} holds a training run with other settings; pick another folder or delete it")
@@ -470,72 +605,56 @@ def fit(store, # a chapter-03 `Store` holding the sites below
         return {l: load_dict(p) for l, p in done.items()}
     if main_proc: _commit_ckpts(out)
     if world > 1: dist.barrier()
-    trs = {}
-    for l in layers:
-        ck = out/f'layer_{l}.ckpt'
-        if ck.exists():
-            trs[l], meta = Trainer.load(ck)
-            want = {**cfg, 'seed': seed + l}
-            if (bad := next((k for k in want if meta['cfg'].get(k) != want[k]), None)) is not None:
-                raise UserError(f"{ck} was trained with other settings ({bad}: {meta['cfg'].get(bad)!r} there, {want[bad]!r} now): "
-                                "delete it to start over, or train into another folder")
-        else:
-            torch.manual_seed(seed + l)
-            trs[l] = Trainer(Transcoder(**{**cfg, 'seed': seed + l}), lr=lr, steps=steps, seed=seed, bf16=bf16)
+    trs = _fit_trainers(out, layers, cfg, lr, steps, seed, bf16)
     start = min(t.step_i for t in trs.values())
-    if len({t.step_i for t in trs.values()}) > 1: raise UserError(f"checkpoints in {out} are at different steps: delete them to start over")
-    bar = tqdm(total=steps, initial=start, desc=f"fit {act} x{len(layers)} layers", unit='step', disable=not (progress and main_proc))
-    s, epoch, t0, last = 0, 0, time.perf_counter(), {}
-    while s < steps:
-        for b in store.batches(layers, sites, batch_size=batch_size, seed=seed + epoch, buffer=buffer):
-            if s >= steps: break
-            if s < start: s += 1; continue  # fast-forward a resumed stream to the checkpoint's position
-            logs = last = {l: trs[l].step(b[(l, src)][rank::world], b[(l, dst)][rank::world]) for l in layers}  # each process its rows
-            s += 1
-            if s % ckpt_every == 0 and s < steps and main_proc:
-                _save_ckpts(trs, out)
-            bar.update(1)
-            m = lambda key: sum(v[key] for v in logs.values()) / len(logs)
-            bar.set_postfix(loss=f"{m('loss'):.3f}", fvu=f"{m('fvu'):.3f}", l0=f"{m('l0'):.1f}", tok_s=f"{(s - start) * batch_size / (time.perf_counter() - t0):.0f}", refresh=False)
-        epoch += 1
-        if s == 0: raise UserError(f"the store has fewer than batch_size={batch_size} usable tokens: lower batch_size or capture more")
+    if len({t.step_i for t in trs.values()}) > 1:
+        raise UserError(f"checkpoints in {out} are at different steps: delete them to start over")
+    bar = tqdm(total=steps, initial=start, desc=f"fit {act} x{len(layers)} layers", unit='step',
+               disable=not (progress and main_proc))
+    last = _fit_loop(store, trs, out, src, dst, steps, start, batch_size, seed, buffer, ckpt_every, bar,
+                     rank, world)
     bar.close()
-    calib = next(store.batches(layers, [src], batch_size=min(batch_size * 4, store.n_tokens // 2), seed=seed + 10_000))
-    res = {}
-    for l in layers:
-        tc = trs[l].tc.eval().calibrate(calib[(l, src)])
-        res[l] = tc
-        if not main_proc: continue
-        save_dict(tc, done[l], dict(layer=l, src=src, dst=dst, steps=steps, store=str(store.path), model=store.man['model'],
-                                    final=last.get(l)))
-    if main_proc:  # the set is published as one unit: every layer saved (atomically), then the marker, then the clean-up
-        atomic_write(out/COMPLETE, json.dumps(dict(layers=layers, steps=steps)))
-        for l in layers: (out/f'layer_{l}.ckpt').unlink(missing_ok=True)
+    res = _fit_save(store, trs, out, src, dst, steps, batch_size, seed, last, main_proc)
     if world > 1: dist.barrier()
     return res
 
-def main(argv=None):
-    "Command line: `python -m mi_repro.dictionaries STORE OUT --layers 0 1 ...`; the same under `torchrun --nproc_per_node N -m mi_repro.dictionaries ...`."
-    import argparse, sys
-    ap = argparse.ArgumentParser(prog='python -m mi_repro.dictionaries', description='Train dictionaries from an activation store (chapter 03).')
-    ap.add_argument('store'); ap.add_argument('out')
+# %% ../nbs/04_dictionaries.ipynb #e784004d
+def _parser():
+    "The command line's arguments (see `main`)."
+    import argparse
+    ap = argparse.ArgumentParser(prog='python -m mi_repro.dictionaries',
+                                 description='Train dictionaries from an activation store (chapter 03).')
+    ap.add_argument('store')
+    ap.add_argument('out')
     ap.add_argument('--layers', type=int, nargs='+', required=True)
-    ap.add_argument('--src', default='mlp_in'); ap.add_argument('--dst', default='mlp_out')
-    ap.add_argument('--act', default='batchtopk'); ap.add_argument('--k', type=int, default=32)
-    ap.add_argument('--n-features', type=int); ap.add_argument('--epochs', type=float, default=1.0)
-    ap.add_argument('--batch-size', type=int, default=1024); ap.add_argument('--lr', type=float)
-    ap.add_argument('--seed', type=int, default=0); ap.add_argument('--ckpt-every', type=int, default=20)
+    ap.add_argument('--src', default='mlp_in')
+    ap.add_argument('--dst', default='mlp_out')
+    ap.add_argument('--act', default='batchtopk')
+    ap.add_argument('--k', type=int, default=32)
+    ap.add_argument('--n-features', type=int)
+    ap.add_argument('--epochs', type=float, default=1.0)
+    ap.add_argument('--batch-size', type=int, default=1024)
+    ap.add_argument('--lr', type=float)
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--ckpt-every', type=int, default=20)
     ap.add_argument('--skip', action='store_true', help='skip transcoders (a linear path W_skip x)')
     ap.add_argument('--buffer', type=int, default=32, help='store shards pooled for shuffling')
     ap.add_argument('--fp32', action='store_true', help='fp32 matmuls in training (default: bf16 autocast)')
-    a = ap.parse_args(argv)
+    return ap
+
+# %% ../nbs/04_dictionaries.ipynb #2a7dc9d3
+def main(argv=None):
+    "Command line: `python -m mi_repro.dictionaries STORE OUT --layers 0 1 ...`; the same under `torchrun -m ...`."
+    import sys
+    a = _parser().parse_args(argv)
     from mi_repro.activations import Store
     try:
         fit(Store(a.store).check(), a.layers, a.out, src=a.src, dst=a.dst, n_features=a.n_features, act=a.act, k=a.k,
-            skip=a.skip, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, bf16=not a.fp32, ckpt_every=a.ckpt_every,
-            buffer=a.buffer)
+            skip=a.skip, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, bf16=not a.fp32,
+            ckpt_every=a.ckpt_every, buffer=a.buffer)
     except UserError as e:
-        print(f"mi-repro: error: {e}", file=sys.stderr); return 2
+        print(f"mi-repro: error: {e}", file=sys.stderr)
+        return 2
     finally:
         if dist.is_initialized(): dist.destroy_process_group()
     return 0
@@ -544,18 +663,23 @@ def main(argv=None):
 @torch.no_grad()
 def evaluate(tc:Transcoder, x:torch.Tensor, y:torch.Tensor, batch_size:int=4096) -> dict:
     "FVU, mean L0 and dead fraction of `tc` on held-out `x` -> `y`."
-    err = var = 0.0; l0 = 0.0; fired = torch.zeros(tc.n_features, dtype=torch.bool)
+    err = var = 0.0
+    l0 = 0.0
+    fired = torch.zeros(tc.n_features, dtype=torch.bool)
     mu = y.mean(0)
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i+batch_size], y[i:i+batch_size]
         z = tc.encode(xb)
-        err += (tc.decode(z, xb) - yb).pow(2).sum().item(); var += (yb - mu).pow(2).sum().item()
-        l0 += (z > 0).sum().item(); fired |= (z > 0).any(0)
+        err += (tc.decode(z, xb) - yb).pow(2).sum().item()
+        var += (yb - mu).pow(2).sum().item()
+        l0 += (z > 0).sum().item()
+        fired |= (z > 0).any(0)
     return dict(fvu=err / var, l0=l0 / len(x), dead=1 - fired.float().mean().item())
 
 def _sums(ref, logits, ids):
     "Summed next-token CE of `logits` on `ids` and summed KL(softmax(ref) || softmax(logits)), over all predictions."
-    q = F.log_softmax(logits[:, :-1].float(), -1); p = F.log_softmax(ref[:, :-1].float(), -1)
+    q = F.log_softmax(logits[:, :-1].float(), -1)
+    p = F.log_softmax(ref[:, :-1].float(), -1)
     return -q.gather(-1, ids[:, 1:, None]).sum().item(), (p.exp() * (p - q)).sum().item()
 
 def _splice(lm, spec, tcs, ids, p0, zero=False):
@@ -650,15 +774,21 @@ def export_circuit_tracer(tcs:dict, # {layer: Transcoder}
                           model:str='', # model id for the config
                          ) -> Path:
     "Write `tcs` in circuit-tracer's transcoder-set layout (raw-unit weights, absolute paths in config.yaml)."
-    out = Path(out).absolute(); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
     for l in sorted(tcs):
         tc = tcs[l]
-        if tc.act == 'topk': raise UserError(f"layer {l}: circuit-tracer cannot run TopK transcoders; train with act='batchtopk' or 'jumprelu'")
-        f = Transcoder(**tc.cfg); f.load_state_dict(tc.state_dict()); f.fold()
+        if tc.act == 'topk':
+            raise UserError(f"layer {l}: circuit-tracer cannot run TopK transcoders; "
+                            "train with act='batchtopk' or 'jumprelu'")
+        f = Transcoder(**tc.cfg)
+        f.load_state_dict(tc.state_dict())
+        f.fold()
         t = dict(W_enc=f.W_enc, W_dec=f.W_dec, b_enc=f.b_enc, b_dec=f.b_dec)
         if f.W_skip is not None: t['W_skip'] = f.W_skip
         if (th := f.thresholds()) is not None: t['activation_function.threshold'] = th
-        with atomic_path(out/f'layer_{l}.safetensors') as tmp: save_file({k: v.detach().contiguous() for k, v in t.items()}, str(tmp))
+        with atomic_path(out/f'layer_{l}.safetensors') as tmp:
+            save_file({k: v.detach().contiguous() for k, v in t.items()}, str(tmp))
     write_ct_config(out, sorted(tcs), model)
     return out
 
@@ -679,7 +809,8 @@ def import_circuit_tracer(path:str|Path, # a transcoder-set folder
         if spec is not None:
             spec.check_layer(l)
             if tc.cfg['d_in'] != spec.d_model or tc.cfg['d_out'] != spec.d_model:
-                raise UserError(f"{f} has d_model {tc.cfg['d_in']}, but {spec.name} has d_model {spec.d_model}: a transcoder set for another model")
+                raise UserError(f"{f} has d_model {tc.cfg['d_in']}, but {spec.name} has d_model {spec.d_model}: "
+                                "a transcoder set for another model")
         res[l] = tc if lazy else tc.load()
     return res
 
@@ -690,7 +821,7 @@ from typing import Callable
 _ST = dict(F32=torch.float32, BF16=torch.bfloat16, F16=torch.float16, F64=torch.float64)
 
 class Rows:
-    "Rows of a [F, d] tensor in an open safetensors file, read on demand: `rows[f]` reads rows f only, on `dev()` in `cast`."
+    "Rows of a [F, d] tensor in an open safetensors file, read on demand: `rows[f]` reads rows f (`dev()`, `cast`)."
     _version = 0  # read-only: never changes (interventions key their caches on it)
     def __init__(self, f, key:str, dev:Callable, cast:torch.dtype|None=None):
         self.sl, self.dev, self.cast = f.get_slice(key), dev, cast
@@ -701,7 +832,8 @@ class Rows:
     def __getitem__(self, f) -> torch.Tensor:
         f = torch.as_tensor(f)
         u, inv = f.reshape(-1).cpu().unique(return_inverse=True)
-        rows = torch.cat([self.sl[i:i+1] for i in u.tolist()]) if len(u) else torch.empty(0, self.shape[1], dtype=self.dtype)
+        if len(u): rows = torch.cat([self.sl[i:i+1] for i in u.tolist()])
+        else: rows = torch.empty(0, self.shape[1], dtype=self.dtype)
         return rows[inv].reshape(*f.shape, self.shape[1]).to(self.dev(), self.dtype)
 
 
@@ -711,19 +843,22 @@ class LazyTranscoder(Transcoder):
     def __init__(self, path:str|Path, # a layer_{i}.safetensors
                  device:str|torch.device='cpu', # where encodings and gathered rows go
                  offload:bool=True, # keep the decoder in the file (False: read it to `device` once, on first use)
-                 dtype:torch.dtype|None=torch.float32, # compute dtype (None: the file's; fp32 matches an eager `Transcoder`)
+                 dtype:torch.dtype|None=torch.float32, # compute dtype (None: the file's; fp32 matches `Transcoder`)
                 ):
         nn.Module.__init__(self)
         try: f = safe_open(str(path), 'pt')
-        except Exception as e: raise UserError(f"{path} is not a readable safetensors file ({type(e).__name__}): it is corrupt or cut short") from None
+        except Exception as e:
+            raise UserError(f"{path} is not a readable safetensors file ({type(e).__name__}): "
+                            "it is corrupt or cut short") from None
         self.path, self.offload, self._f, self._Wd = Path(path), offload, f, None
         self.cast = dtype or _ST[self._f.get_slice('W_enc').get_dtype()]
         keys = set(self._f.keys())
-        if miss := {'W_enc', 'W_dec', 'b_enc', 'b_dec'} - keys: raise UserError(f"{path} lacks {', '.join(sorted(miss))}: not a transcoder")
+        if miss := {'W_enc', 'W_dec', 'b_enc', 'b_dec'} - keys:
+            raise UserError(f"{path} lacks {', '.join(sorted(miss))}: not a transcoder")
         (nf, d_in), d_out = self._f.get_slice('W_enc').get_shape(), self._f.get_slice('W_dec').get_shape()[1]
         th = 'activation_function.threshold' in keys
-        self.cfg = dict(d_in=d_in, n_features=nf, d_out=d_out, act='jumprelu' if th else 'relu', k=1, skip='W_skip' in keys,
-                        l1=0.0, eps=0.1, seed=0)
+        self.cfg = dict(d_in=d_in, n_features=nf, d_out=d_out, act='jumprelu' if th else 'relu', k=1,
+                        skip='W_skip' in keys, l1=0.0, eps=0.1, seed=0)
         get = lambda k: self._f.get_tensor(k).to(self.cast) if k in keys else None
         for k in ('b_enc', 'b_dec', 'W_skip'): self.register_buffer(k, get(k))
         self.register_buffer('thr', get('activation_function.threshold'))
@@ -738,12 +873,14 @@ class LazyTranscoder(Transcoder):
     @property
     def W_dec(self):
         if self.offload: return Rows(self._f, 'W_dec', self._dev, self.cast)
-        if self._Wd is None or self._Wd.device != self._dev(): self._Wd = self._f.get_tensor('W_dec').to(self._dev(), self.cast)
+        if self._Wd is None or self._Wd.device != self._dev():
+            self._Wd = self._f.get_tensor('W_dec').to(self._dev(), self.cast)
         return self._Wd
 
     def encode(self, x:torch.Tensor) -> torch.Tensor:
         "Dense feature activations [B, F]; the layer's encoder is read for this call only."
-        p = torch.addmm(self.b_enc, x.to(self.b_enc.dtype), self._f.get_tensor('W_enc').to(self._dev(), self.cast).T)
+        W_enc = self._f.get_tensor('W_enc').to(self._dev(), self.cast)
+        p = torch.addmm(self.b_enc, x.to(self.b_enc.dtype), W_enc.T)
         return p.relu() if self.thr is None else p * (p > self.log_threshold.exp())  # as `Transcoder` computes it
 
     def decode(self, z:torch.Tensor, x:torch.Tensor|None=None) -> torch.Tensor:
@@ -766,4 +903,5 @@ class LazyTranscoder(Transcoder):
 
 # %% ../nbs/04_dictionaries.ipynb #2650cd3a
 if __name__ == '__main__' and '__file__' in globals():
-    import sys; sys.exit(main())
+    import sys
+    sys.exit(main())

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file, safe_open
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .core import UserError, atomic_path, atomic_write, read_json, cache_dir, load_tensors
 from .models import Spec, run_name, prompt_ids, hf_model
 from .dictionaries import Transcoder, load_dict, fit, dict_tag, dicts_complete, dict_hash, COMPLETE, DICT_VERSION
@@ -28,7 +29,7 @@ def _rank(d:Path) -> tuple:
 
 def find_dicts(model:str, # model name
               ) -> Path:
-    "The complete chapter-04 run (current `DICT_VERSION`) of `model` in the cache with the most layers; of those, seed 0's, the newest."
+    "The complete chapter-04 run (this `DICT_VERSION`) of `model` in the cache with most layers; seed 0's, the newest."
     root = cache_dir('dictionaries', run_name(model))
     runs = sorted((d for d in root.glob(f'v{DICT_VERSION}-*') if dicts_complete(d)), key=_rank)
     if not runs: raise UserError(f"no complete dictionaries of version {DICT_VERSION} for {model} in {root}: "
@@ -44,10 +45,13 @@ def load_dicts(folder:str|Path, # a chapter-04 run folder
     run = read_json(folder/'run.json')
     if run is None: raise UserError(f"{folder} is not a chapter-04 dictionary folder (no run.json)")
     layers = run['layers'] if layers is None else layers
-    if not dicts_complete(folder): raise UserError(f"{folder} is not a finished dictionary set (no {COMPLETE}): training or its save was "
-                                                   "interrupted; rerun chapter 04 (`fit` resumes it)")
+    if not dicts_complete(folder):
+        raise UserError(f"{folder} is not a finished dictionary set (no {COMPLETE}): training or its save was "
+                        "interrupted; rerun chapter 04 (`fit` resumes it)")
     miss = [l for l in layers if l not in run['layers'] or not (folder/f'layer_{l}.safetensors').exists()]
-    if miss: raise UserError(f"{folder} has no finished dictionary for layer {miss[0]} (layers {run['layers']}; training may still be running)")
+    if miss:
+        raise UserError(f"{folder} has no finished dictionary for layer {miss[0]} (layers {run['layers']}; "
+                        "training may still be running)")
     return {l: load_dict(folder/f'layer_{l}.safetensors').to(device).eval() for l in layers}
 
 def train_dicts(lm, tok, spec:Spec, model:str,
@@ -56,11 +60,13 @@ def train_dicts(lm, tok, spec:Spec, model:str,
                 act:str='batchtopk', skip:bool=True, expansion:int=8, k:int=32, epochs:float=2.0,
                 bf16:bool=True, seed:int=0, ctx:int=128, progress:bool=True,
                ) -> Path:
-    "Chapter 04's default dictionaries of every layer (capture a training store, fit), from the cache when present; their folder."
+    "Chapter 04's default dictionaries of every layer (capture a store, fit), from the cache if there; their folder."
     from mi_repro.corpus import contexts
     C = contexts(tok, 'train', ctx=ctx, n_tokens=n_tokens, progress=progress)
-    store = capture(lm, spec, C, default_store(model, f"train-ctx{ctx}-{C.shape[0]}x-bf16-mlp_in+mlp_out", C), batch_size=8, progress=progress)
-    out = cache_dir('dictionaries', run_name(model), dict_tag(act, skip, expansion, k, epochs, batch_size, bf16, seed, store.man['ids_hash']))
+    store_dir = default_store(model, f"train-ctx{ctx}-{C.shape[0]}x-bf16-mlp_in+mlp_out", C)
+    store = capture(lm, spec, C, store_dir, batch_size=8, progress=progress)
+    tag = dict_tag(act, skip, expansion, k, epochs, batch_size, bf16, seed, store.man['ids_hash'])
+    out = cache_dir('dictionaries', run_name(model), tag)
     fit(store, list(range(spec.n_layers)), out, act=act, k=k, skip=skip, n_features=expansion * spec.d_model,
         epochs=epochs, batch_size=batch_size, seed=seed, bf16=bf16, progress=progress)
     return out
@@ -69,7 +75,7 @@ def train_dicts(lm, tok, spec:Spec, model:str,
 def default_dicts(lm, tok, spec:Spec, model:str,
                   dict_seed:int=-1, # chapter 04's training seed; -1: 0 on tiny-qwen3, else `find_dicts`'s pick
                  ) -> Path:
-    "Folder of chapter 04's default dictionaries for chapters 05-10; `dict_seed` >= 0: that seed's (cached, else trained)."
+    "Folder of chapter 04's default dictionaries for chapters 05-10; `dict_seed` >= 0: that seed's (cached or trained)."
     if model == 'tiny-qwen3': return train_dicts(lm, tok, spec, model, seed=max(dict_seed, 0), progress=False)
     if dict_seed < 0: return find_dicts(model)
     return train_dicts(lm, tok, spec, model, n_tokens=204_800, batch_size=1024, seed=dict_seed, progress=False)
@@ -105,16 +111,18 @@ BINS = torch.logspace(-3, 3, 49)  # histogram edges of non-zero activations; val
 INDEX_VERSION = 3  # bump when the index format changes; names the index folder
 
 class _Acc:
-    "The running index state of one layer's dictionary, feature-major: top contexts, statistics, histogram, random samples."
-    NAMES = ('top_v', 'top_c', 'top_p', 'top_w', 'res_k', 'res_v', 'res_c', 'res_p', 'res_w', 'n_fire', 'sum', 'sumsq', 'hist')
+    "The running index state of one layer's dictionary, feature-major: top contexts, statistics, histogram, samples."
+    NAMES = ('top_v', 'top_c', 'top_p', 'top_w', 'res_k', 'res_v', 'res_c', 'res_p', 'res_w', 'n_fire', 'sum', 'sumsq',
+             'hist')
 
     def __init__(self, n_features:int, n_top:int, n_samples:int, device='cpu'):
-        F_, W, k, r = n_features, sum(WIN) + 1, n_top, n_samples
+        nf, W, k, r = n_features, sum(WIN) + 1, n_top, n_samples
         z = lambda *s, dt=torch.float32: torch.zeros(*s, dtype=dt, device=device)
-        self.t = dict(top_v=z(F_, k), top_c=z(F_, k, dt=torch.int32) - 1, top_p=z(F_, k, dt=torch.int32), top_w=z(F_, k, W, dt=torch.float16),
-                      res_k=z(F_, r) + float('inf'), res_v=z(F_, r), res_c=z(F_, r, dt=torch.int32) - 1, res_p=z(F_, r, dt=torch.int32),
-                      res_w=z(F_, r, W, dt=torch.float16), n_fire=z(F_, dt=torch.int64), sum=z(F_, dt=torch.float64),
-                      sumsq=z(F_, dt=torch.float64), hist=z(F_, len(BINS) + 1, dt=torch.int64))
+        i32, f16, i64, f64 = torch.int32, torch.float16, torch.int64, torch.float64
+        self.t = dict(top_v=z(nf, k), top_c=z(nf, k, dt=i32) - 1, top_p=z(nf, k, dt=i32), top_w=z(nf, k, W, dt=f16),
+                      res_k=z(nf, r) + float('inf'), res_v=z(nf, r), res_c=z(nf, r, dt=i32) - 1, res_p=z(nf, r, dt=i32),
+                      res_w=z(nf, r, W, dt=f16), n_fire=z(nf, dt=i64), sum=z(nf, dt=f64), sumsq=z(nf, dt=f64),
+                      hist=z(nf, len(BINS) + 1, dt=i64))
 
     @staticmethod
     def _win(z, b, p, f):
@@ -124,64 +132,153 @@ class _Acc:
         ok = (idx >= 0) & (idx < T)
         return (z[b[:, None], idx.clamp(0, T - 1), f[:, None]] * ok).half()
 
-    @torch.no_grad()
-    def update(self, z:torch.Tensor, # [B, T, F] feature activations of a batch (position 0 already dropped)
-               c0:int, # index of the batch's first context
-               gen:torch.Generator, # keys of the random samples
-              ):
-        t, (B, T, F_) = self.t, z.shape
-        k, r, dev = t['top_v'].shape[1], t['res_k'].shape[1], z.device
-        flat = z.reshape(-1)
-        nz = flat.nonzero()[:, 0]
-        tk, fi, v = nz // F_, nz % F_, flat[nz]
-        t['n_fire'] += torch.bincount(fi, minlength=F_)
-        t['sum'].index_add_(0, fi, v.double()); t['sumsq'].index_add_(0, fi, v.double().pow(2))
-        t['hist'].view(-1).index_add_(0, fi * (len(BINS) + 1) + torch.bucketize(v, BINS.to(dev)), torch.ones_like(fi))
-        # top contexts: per context the feature's max; only features whose batch best beats their k-th best are merged
-        bv, bi = z.amax(1).T.topk(min(k, B), dim=1)  # [F, kb]
-        fs = (bv[:, 0] > t['top_v'][:, -1]).nonzero()[:, 0]
-        if len(fs):
-            v2, j = torch.cat([t['top_v'][fs], bv[fs]], 1).topk(k, dim=1)
-            keep = j.clamp(max=k - 1)
-            nl, nr = (j >= k).nonzero(as_tuple=True)  # entering entries: (local feature, rank)
-            nf = fs[nl]
-            b = bi[nf, j[nl, nr] - k]
-            p = z[b, :, nf].argmax(1)
-            c2, p2 = t['top_c'][fs].gather(1, keep), t['top_p'][fs].gather(1, keep)
-            w2 = t['top_w'][fs].gather(1, keep[..., None].expand(-1, -1, t['top_w'].shape[2]))
-            c2[nl, nr] = (b + c0).int(); p2[nl, nr] = (p + 1).int()  # position in the context (0 was dropped)
-            w2[nl, nr] = self._win(z, b, p, nf)
-            t['top_v'][fs], t['top_c'][fs], t['top_p'][fs], t['top_w'][fs] = v2, c2, p2, w2
-        # random firing examples: keep the r smallest random keys per feature (a uniform sample without replacement)
-        keys = torch.rand(len(v), generator=gen).to(dev)
-        go = keys < t['res_k'][fi, -1]  # res_k is sorted per feature: only keys below the r-th can enter
-        if go.any():
-            tk, fi, v, keys = tk[go], fi[go], v[go], keys[go]
-            fs = fi.unique()
-            m = len(fs)
-            li = torch.searchsorted(fs, fi)  # local feature of each new entry
-            allf = torch.cat([torch.arange(m, device=dev).repeat_interleave(r), li])
-            allk = torch.cat([t['res_k'][fs].reshape(-1), keys])
-            o = allk.argsort(stable=True)
-            o = o[allf[o].argsort(stable=True)]
-            fo = allf[o]
-            rank = torch.arange(len(o), device=dev) - torch.searchsorted(fo, torch.arange(m, device=dev))[fo]
-            sel = o[rank < r].view(m, r)  # [m, r] in key order; entries < m*r are the running ones
-            so = sel.clamp(max=m * r - 1)
-            sub = {n: t[n][fs].reshape(m * r, *t[n].shape[2:])[so.reshape(-1)].view(m, r, *t[n].shape[2:]) for n in ('res_k', 'res_v', 'res_c', 'res_p', 'res_w')}
-            nl, nr = (sel >= m * r).nonzero(as_tuple=True)
-            e = sel[nl, nr] - m * r
-            b, p = tk[e] // T, tk[e] % T
-            sub['res_k'][nl, nr] = keys[e]; sub['res_v'][nl, nr] = v[e]
-            sub['res_c'][nl, nr] = (b + c0).int(); sub['res_p'][nl, nr] = (p + 1).int()
-            sub['res_w'][nl, nr] = self._win(z, b, p, fs[nl])
-            for n, x in sub.items(): t[n][fs] = x
+# %% ../nbs/05_features.ipynb #a656d84d
+@patch
+def _count(self:_Acc, fi, v, n_features:int):
+    "Add the non-zero activations `v` of features `fi` to the firing counts, sums, sums of squares and histogram."
+    t = self.t
+    t['n_fire'] += torch.bincount(fi, minlength=n_features)
+    t['sum'].index_add_(0, fi, v.double())
+    t['sumsq'].index_add_(0, fi, v.double().pow(2))
+    t['hist'].view(-1).index_add_(0, fi * (len(BINS) + 1) + torch.bucketize(v, BINS.to(v.device)), torch.ones_like(fi))
+
+@patch
+def _merge_top(self:_Acc, z, c0:int):
+    "Merge the batch's top contexts: per context the feature's max; only features whose best beats their k-th."
+    t, B, k = self.t, z.shape[0], self.t['top_v'].shape[1]
+    bv, bi = z.amax(1).T.topk(min(k, B), dim=1)  # [F, kb]
+    fs = (bv[:, 0] > t['top_v'][:, -1]).nonzero()[:, 0]
+    if not len(fs): return
+    v2, j = torch.cat([t['top_v'][fs], bv[fs]], 1).topk(k, dim=1)
+    keep = j.clamp(max=k - 1)
+    nl, nr = (j >= k).nonzero(as_tuple=True)  # entering entries: (local feature, rank)
+    nf = fs[nl]
+    b = bi[nf, j[nl, nr] - k]
+    p = z[b, :, nf].argmax(1)
+    c2, p2 = t['top_c'][fs].gather(1, keep), t['top_p'][fs].gather(1, keep)
+    w2 = t['top_w'][fs].gather(1, keep[..., None].expand(-1, -1, t['top_w'].shape[2]))
+    c2[nl, nr] = (b + c0).int()
+    p2[nl, nr] = (p + 1).int()  # position in the context (0 was dropped)
+    w2[nl, nr] = self._win(z, b, p, nf)
+    t['top_v'][fs], t['top_c'][fs], t['top_p'][fs], t['top_w'][fs] = v2, c2, p2, w2
+
+# %% ../nbs/05_features.ipynb #10edcb97
+@patch
+def _merge_random(self:_Acc, z, c0:int, tk, fi, v, keys):
+    "Merge random firing examples: keep the r smallest random `keys` per feature (uniform, without replacement)."
+    t, T, r, dev = self.t, z.shape[1], self.t['res_k'].shape[1], z.device
+    go = keys < t['res_k'][fi, -1]  # res_k is sorted per feature: only keys below the r-th can enter
+    if not go.any(): return
+    tk, fi, v, keys = tk[go], fi[go], v[go], keys[go]
+    fs = fi.unique()
+    m = len(fs)
+    li = torch.searchsorted(fs, fi)  # local feature of each new entry
+    allf = torch.cat([torch.arange(m, device=dev).repeat_interleave(r), li])
+    allk = torch.cat([t['res_k'][fs].reshape(-1), keys])
+    o = allk.argsort(stable=True)
+    o = o[allf[o].argsort(stable=True)]
+    fo = allf[o]
+    rank = torch.arange(len(o), device=dev) - torch.searchsorted(fo, torch.arange(m, device=dev))[fo]
+    sel = o[rank < r].view(m, r)  # [m, r] in key order; entries < m*r are the running ones
+    so = sel.clamp(max=m * r - 1).reshape(-1)
+    sub = {n: t[n][fs].reshape(m * r, *t[n].shape[2:])[so].view(m, r, *t[n].shape[2:])
+           for n in ('res_k', 'res_v', 'res_c', 'res_p', 'res_w')}
+    nl, nr = (sel >= m * r).nonzero(as_tuple=True)
+    e = sel[nl, nr] - m * r
+    b, p = tk[e] // T, tk[e] % T
+    sub['res_k'][nl, nr], sub['res_v'][nl, nr] = keys[e], v[e]
+    sub['res_c'][nl, nr], sub['res_p'][nl, nr] = (b + c0).int(), (p + 1).int()
+    sub['res_w'][nl, nr] = self._win(z, b, p, fs[nl])
+    for n, x in sub.items(): t[n][fs] = x
+
+# %% ../nbs/05_features.ipynb #31ec78c3
+@patch
+@torch.no_grad()
+def update(self:_Acc, z:torch.Tensor, # [B, T, F] feature activations of a batch (position 0 already dropped)
+           c0:int, # index of the batch's first context
+           gen:torch.Generator, # keys of the random samples
+          ):
+    F_ = z.shape[2]
+    flat = z.reshape(-1)
+    nz = flat.nonzero()[:, 0]
+    tk, fi, v = nz // F_, nz % F_, flat[nz]
+    self._count(fi, v, F_)
+    self._merge_top(z, c0)
+    keys = torch.rand(len(v), generator=gen).to(z.device)
+    self._merge_random(z, c0, tk, fi, v, keys)
 
 # %% ../nbs/05_features.ipynb #59bcbffd
-def _ids_hash(C:torch.Tensor) -> str: return hashlib.sha256(C.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()[:16]
+def _ids_hash(C:torch.Tensor) -> str:
+    return hashlib.sha256(C.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()[:16]
 
 def _seed(seed, batch, layer): return (seed * 1_000_003 + batch * 1009 + layer) % 2**63
 
+def _index_meta(spec:Spec, tcs:dict, C:torch.Tensor, batch_size, n_top, n_samples, seed, ckpt_every, bf16) -> dict:
+    "Check `build_index`'s arguments; the index's `build` record (what a finished index or checkpoint must match)."
+    if not tcs: raise UserError("no dictionaries to index")
+    layers = sorted(tcs)
+    for l in layers: spec.check_layer(l)
+    if not isinstance(C, torch.Tensor) or C.ndim != 2 or C.shape[1] < 2 or not len(C):
+        raise UserError("C must be a [n, ctx] tensor of token ids with ctx >= 2")
+    for name, v in dict(batch_size=batch_size, n_top=n_top, n_samples=n_samples, ckpt_every=ckpt_every).items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"{name} must be a positive int, not {v!r}")
+    return dict(version=INDEX_VERSION, model=spec.name, arch=spec.arch, layers=layers,
+                hashes={str(l): dict_hash(tcs[l]) for l in layers},
+                n_features={str(l): tcs[l].n_features for l in layers},
+                n_contexts=len(C), ctx=C.shape[1], ids_hash=_ids_hash(C), batch_size=batch_size, n_top=n_top,
+                n_samples=n_samples, seed=seed, bf16=bf16, window=list(WIN), bins=[-3, 3, len(BINS)])
+
+# %% ../nbs/05_features.ipynb #db558ea3
+def _index_resume(ck:Path, meta:dict, accs:dict, device) -> tuple[int, float]:
+    "Load the accumulators from the checkpoint `ck` if there is one; the batch to start from and the seconds spent."
+    if not ck.exists(): return 0, 0.0
+    with safe_open(str(ck), 'pt') as f: m = json.loads(f.metadata()['mi_repro'])
+    if m['build'] != meta:
+        raise UserError(f"{ck} is a checkpoint of an index with other settings or dictionaries; "
+                        "delete it to start over")
+    t = load_tensors(ck, device=str(device))
+    for l in accs: accs[l].t = {n: t[f'{l}.{n}'] for n in _Acc.NAMES}
+    return m['batch'], m['elapsed']
+
+def _index_ckpt(ck:Path, meta:dict, accs:dict, b:int, elapsed:float):
+    "Checkpoint the accumulators after batch `b` (atomic)."
+    t = {f'{l}.{n}': v.contiguous() for l in accs for n, v in accs[l].t.items()}
+    with atomic_path(ck) as tmp:
+        save_file(t, str(tmp), metadata={'mi_repro': json.dumps(dict(build=meta, batch=b, elapsed=elapsed))})
+
+# %% ../nbs/05_features.ipynb #29908fa8
+def _index_pass(lm, spec:Spec, tcs:dict, C:torch.Tensor, accs:dict, start:int, stop:int, batch_size:int, seed:int,
+                bf16:bool, ckpt_every:int, save_ckpt, bar):
+    "Batches `start` to `stop` of `C` through the model and the dictionaries into the accumulators."
+    layers, T, n_b = sorted(tcs), C.shape[1] - 1, -(-len(C) // batch_size)
+    for b in range(start, stop):
+        ids = C[b * batch_size:(b + 1) * batch_size]
+        with torch.no_grad():
+            with torch.autocast(lm.device.type, dtype=torch.bfloat16, enabled=bf16):
+                acts = read_acts(lm, spec, ids.to(lm.device), layers, ['mlp_in'])
+                zs = {l: tcs[l].encode(acts[(l, 'mlp_in')][:, 1:].flatten(0, 1).float()) for l in layers}
+            for l in layers:
+                z = zs.pop(l).float().view(len(ids), T, -1)
+                accs[l].update(z, b * batch_size, torch.Generator().manual_seed(_seed(seed, b, l)))
+        bar.update(len(ids) * T)
+        if (b + 1) % ckpt_every == 0 and b + 1 < n_b: save_ckpt(b + 1)
+
+def _index_write(lm, spec:Spec, tcs:dict, C:torch.Tensor, accs:dict, out:Path, meta:dict, elapsed:float):
+    "Write a finished index: per layer its tensors, logit effects and input tokens; the contexts; `index.json` last."
+    hf, t1 = hf_model(lm), time.perf_counter()
+    for l in sorted(tcs):
+        t = {n: v.cpu().contiguous() for n, v in accs[l].t.items()}
+        t.update(logit_effects(hf, spec, tcs[l], l))
+        t.update(input_tokens(hf, spec, tcs[l], l))
+        with atomic_path(out/f'layer_{l}.safetensors') as tmp: save_file(t, str(tmp))
+    with atomic_path(out/'contexts.safetensors') as tmp: save_file({'ids': C.to(torch.int32).contiguous()}, str(tmp))
+    n_tok = len(C) * (C.shape[1] - 1)
+    atomic_write(out/'index.json', json.dumps(dict(build=meta, n_tokens=n_tok, seconds=round(elapsed, 2),
+                                                   s_per_mtok=round(elapsed / n_tok * 1e6, 1),
+                                                   effects_s=round(time.perf_counter() - t1, 2)), indent=1))
+
+# %% ../nbs/05_features.ipynb #6bb1ed4d
 def build_index(lm, spec:Spec,
                 tcs:dict, # {layer: Transcoder}: the dictionaries to index (on the model's device)
                 C:torch.Tensor, # [n, ctx] held-out token ids (`corpus.contexts(tok, 'test', ...)`)
@@ -197,62 +294,31 @@ def build_index(lm, spec:Spec,
                ) -> 'FeatureIndex|None':
     "Index the features of `tcs` on contexts `C` (one pass, resumable); the `FeatureIndex`, or None if stopped early."
     out = Path(out)
-    if not tcs: raise UserError("no dictionaries to index")
-    layers = sorted(tcs)
-    for l in layers: spec.check_layer(l)
-    if not isinstance(C, torch.Tensor) or C.ndim != 2 or C.shape[1] < 2 or not len(C): raise UserError("C must be a [n, ctx] tensor of token ids with ctx >= 2")
-    for name, v in dict(batch_size=batch_size, n_top=n_top, n_samples=n_samples, ckpt_every=ckpt_every).items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise UserError(f"{name} must be a positive int, not {v!r}")
-    meta = dict(version=INDEX_VERSION, model=spec.name, arch=spec.arch, layers=layers, hashes={str(l): dict_hash(tcs[l]) for l in layers},
-                n_features={str(l): tcs[l].n_features for l in layers}, n_contexts=len(C), ctx=C.shape[1], ids_hash=_ids_hash(C),
-                batch_size=batch_size, n_top=n_top, n_samples=n_samples, seed=seed, bf16=bf16, window=list(WIN), bins=[-3, 3, len(BINS)])
+    meta = _index_meta(spec, tcs, C, batch_size, n_top, n_samples, seed, ckpt_every, bf16)
+    layers = meta['layers']
     done = read_json(out/'index.json')
     if done is not None:
-        if done['build'] != meta: raise UserError(f"{out} holds a feature index built with other settings or dictionaries; pick another folder or delete it")
+        if done['build'] != meta:
+            raise UserError(f"{out} holds a feature index built with other settings or dictionaries; "
+                            "pick another folder or delete it")
         return FeatureIndex(out)
     n_b = -(-len(C) // batch_size)
     accs = {l: _Acc(tcs[l].n_features, n_top, n_samples, lm.device) for l in layers}
-    start, elapsed = 0, 0.0
     ck = out/'ckpt.safetensors'
-    if ck.exists():
-        with safe_open(str(ck), 'pt') as f: m = json.loads(f.metadata()['mi_repro'])
-        if m['build'] != meta: raise UserError(f"{ck} is a checkpoint of an index with other settings or dictionaries; delete it to start over")
-        t = load_tensors(ck, device=str(lm.device))
-        for l in layers: accs[l].t = {n: t[f'{l}.{n}'] for n in _Acc.NAMES}
-        start, elapsed = m['batch'], m['elapsed']
-    def save_ckpt(b):
-        t = {f'{l}.{n}': v.contiguous() for l in layers for n, v in accs[l].t.items()}
-        with atomic_path(ck) as tmp: save_file(t, str(tmp), metadata={'mi_repro': json.dumps(dict(build=meta, batch=b, elapsed=elapsed + time.perf_counter() - t0))})
+    start, elapsed = _index_resume(ck, meta, accs, lm.device)
+    def save_ckpt(b): _index_ckpt(ck, meta, accs, b, elapsed + time.perf_counter() - t0)
     stop = n_b if max_batches is None else min(n_b, start + max_batches)
     T = C.shape[1] - 1
-    bar = tqdm(total=n_b * batch_size * T, initial=start * batch_size * T, unit='tok', unit_scale=True, disable=not progress, desc=f'index {len(layers)} layers')
+    bar = tqdm(total=n_b * batch_size * T, initial=start * batch_size * T, unit='tok', unit_scale=True,
+               disable=not progress, desc=f'index {len(layers)} layers')
     t0 = time.perf_counter()
-    for b in range(start, stop):
-        ids = C[b * batch_size:(b + 1) * batch_size]
-        with torch.no_grad():
-            with torch.autocast(lm.device.type, dtype=torch.bfloat16, enabled=bf16):
-                acts = read_acts(lm, spec, ids.to(lm.device), layers, ['mlp_in'])
-                zs = {l: tcs[l].encode(acts[(l, 'mlp_in')][:, 1:].flatten(0, 1).float()) for l in layers}
-            for l in layers:
-                z = zs.pop(l).float().view(len(ids), T, -1)
-                accs[l].update(z, b * batch_size, torch.Generator().manual_seed(_seed(seed, b, l)))
-        bar.update(len(ids) * T)
-        if (b + 1) % ckpt_every == 0 and b + 1 < n_b: save_ckpt(b + 1)
+    _index_pass(lm, spec, tcs, C, accs, start, stop, batch_size, seed, bf16, ckpt_every, save_ckpt, bar)
     bar.close()
     if stop < n_b:
         save_ckpt(stop)
         return None
     elapsed += time.perf_counter() - t0
-    hf, t1 = hf_model(lm), time.perf_counter()
-    for l in layers:
-        t = {n: v.cpu().contiguous() for n, v in accs[l].t.items()}
-        t.update(logit_effects(hf, spec, tcs[l], l))
-        t.update(input_tokens(hf, spec, tcs[l], l))
-        with atomic_path(out/f'layer_{l}.safetensors') as tmp: save_file(t, str(tmp))
-    with atomic_path(out/'contexts.safetensors') as tmp: save_file({'ids': C.to(torch.int32).contiguous()}, str(tmp))
-    n_tok = len(C) * T
-    atomic_write(out/'index.json', json.dumps(dict(build=meta, n_tokens=n_tok, seconds=round(elapsed, 2), s_per_mtok=round(elapsed / n_tok * 1e6, 1),
-                                                   effects_s=round(time.perf_counter() - t1, 2)), indent=1))
+    _index_write(lm, spec, tcs, C, accs, out, meta, elapsed)
     ck.unlink(missing_ok=True)
     return FeatureIndex(out)
 
@@ -279,15 +345,20 @@ def top_dot(A:torch.Tensor, # [F, d] one direction per feature
         else:  # bf16 matmul to screen candidates, then their exact fp32 dot products
             cand = (s * (a.bfloat16() @ Mb.T)).topk(min(screen * n, len(M)), dim=-1).indices
             ex = s * torch.einsum('cd,ckd->ck', a, M[cand])
-            v, o = ex.topk(n, dim=-1); j = cand.gather(1, o)
-        vals.append((s * v).cpu()); ids.append(j.int().cpu())
+            v, o = ex.topk(n, dim=-1)
+            j = cand.gather(1, o)
+        vals.append((s * v).cpu())
+        ids.append(j.int().cpu())
     return torch.cat(vals), torch.cat(ids)
 
+# %% ../nbs/05_features.ipynb #287c2bf1
 def unembed_dirs(hf, spec:Spec, tc:Transcoder,
                  layer:int, # the dictionary's layer
                  feats:list|None=None, # feature indices (None: all)
               ) -> torch.Tensor:
-    "Each feature's decoder row as the unembedding reads it [n, d]: gamma * W_dec,f / y_scale (gamma the final norm's gain, times the post-MLP norm's on Gemma); its dot with W_U[t] is the direct logit effect per unit activation."
+    """Each feature's decoder row as the unembedding reads it [n, d]: gamma * W_dec,f / y_scale (gamma the final
+    norm's gain, times the post-MLP norm's on Gemma); its dot with W_U[t] is the direct logit effect per unit
+    activation."""
     g = _norm_gain(hf, spec, 'final_norm')
     D = (tc.W_dec.detach() if feats is None else tc.W_dec.detach()[list(feats)]).float() / tc.y_scale.float()
     if spec.sandwich: D = D * _norm_gain(hf, spec, 'mlp_post_norm', layer)  # Gemma: the MLP output is normed again
@@ -299,13 +370,14 @@ def logit_effects(hf, spec:Spec, tc:Transcoder,
                   n:int=10, # tokens kept each way
                   **kw, # passed to `top_dot` (chunk, screen)
                  ) -> dict:
-    "Top promoted (`up_ids`, `up_vals`) and suppressed (`down_ids`, `down_vals`) tokens [F, n] of each feature's direct logit effect."
+    "Top promoted (`up_ids`, `up_vals`) and suppressed (`down_ids`, `down_vals`) tokens [F, n]: direct logit effects."
     W_U = spec.module(hf, 'unembed').weight.detach().float()
     A = unembed_dirs(hf, spec, tc, layer).to(W_U.device)
     uv, ui = top_dot(A, W_U, n, True, **kw)
     dv, di = top_dot(A, W_U, n, False, **kw)
     return dict(up_vals=uv, up_ids=ui, down_vals=dv, down_ids=di)
 
+# %% ../nbs/05_features.ipynb #d8b6713e
 @torch.no_grad()
 def input_tokens(hf, spec:Spec, tc:Transcoder, layer:int,
                  n:int=10, # tokens kept
@@ -328,91 +400,118 @@ class FeatureIndex:
     def __init__(self, path:str|Path):
         self.path = Path(path)
         m = read_json(self.path/'index.json')
-        if m is None: raise UserError(f"{self.path} is not a finished feature index (no index.json): build it with build_index")
-        if m['build'].get('version') != INDEX_VERSION: raise UserError(f"{self.path} is a version {m['build'].get('version')} index; this code reads version {INDEX_VERSION}: build it again")
+        if m is None:
+            raise UserError(f"{self.path} is not a finished feature index (no index.json): "
+                            "build it with build_index")
+        if (v := m['build'].get('version')) != INDEX_VERSION:
+            raise UserError(f"{self.path} is a version {v} index; this code reads version {INDEX_VERSION}: "
+                            "build it again")
         self.meta, self.build, self._t, self._C, self._ok = m, m['build'], {}, None, set()
 
     layers = property(lambda self: self.build['layers'])
     n_tokens = property(lambda self: self.meta['n_tokens'])
-    def __repr__(self): return f"FeatureIndex({self.path}, model={self.build['model']}, layers={self.layers}, tokens={self.n_tokens:,})"
+    def __repr__(self):
+        return f"FeatureIndex({self.path}, model={self.build['model']}, layers={self.layers}, tokens={self.n_tokens:,})"
 
-    def check(self, layer:int, feature:int|None=None) -> 'FeatureIndex':
-        "Raise `UserError` unless `layer` was indexed and `feature` is one of its features."
-        if isinstance(layer, bool) or not isinstance(layer, int): raise UserError(f"layer must be an int, not {type(layer).__name__} {layer!r}")
-        if layer not in self.layers: raise UserError(f"layer {layer} is not in the feature index {self.path} (layers {', '.join(map(str, self.layers))})")
-        if feature is not None:
-            nf = self.build['n_features'][str(layer)]
-            if isinstance(feature, bool) or not isinstance(feature, int): raise UserError(f"feature must be an int, not {type(feature).__name__} {feature!r}")
-            if not 0 <= feature < nf: raise UserError(f"feature {feature} is out of range: the dictionary of layer {layer} has {nf} features (0-{nf - 1})")
-        return self
+# %% ../nbs/05_features.ipynb #4a34603f
+@patch
+def check(self:FeatureIndex, layer:int, feature:int|None=None) -> FeatureIndex:
+    "Raise `UserError` unless `layer` was indexed and `feature` is one of its features."
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise UserError(f"layer must be an int, not {type(layer).__name__} {layer!r}")
+    if layer not in self.layers:
+        have = ', '.join(map(str, self.layers))
+        raise UserError(f"layer {layer} is not in the feature index {self.path} (layers {have})")
+    if feature is not None:
+        nf = self.build['n_features'][str(layer)]
+        if isinstance(feature, bool) or not isinstance(feature, int):
+            raise UserError(f"feature must be an int, not {type(feature).__name__} {feature!r}")
+        if not 0 <= feature < nf:
+            raise UserError(f"feature {feature} is out of range: the dictionary of layer {layer} has {nf} features "
+                            f"(0-{nf - 1})")
+    return self
 
-    def check_dicts(self, tcs:dict, # {layer: Transcoder}
-                   ) -> 'FeatureIndex':
-        "Raise `UserError` if any of `tcs` is not the dictionary its layer was indexed with."
-        for l, tc in tcs.items():
-            self.check(l)
-            if (l, id(tc)) in self._ok: continue  # hashed already
-            h, want = dict_hash(tc), self.build['hashes'][str(l)]
-            if h != want: raise UserError(f"the feature index {self.path} was built for another dictionary of layer {l} "
-                                          f"(hash {want}), not this one ({h}): build an index for these dictionaries")
-            self._ok.add((l, id(tc)))
-        return self
+@patch
+def check_dicts(self:FeatureIndex, tcs:dict, # {layer: Transcoder}
+               ) -> FeatureIndex:
+    "Raise `UserError` if any of `tcs` is not the dictionary its layer was indexed with."
+    for l, tc in tcs.items():
+        self.check(l)
+        if (l, id(tc)) in self._ok: continue  # hashed already
+        h, want = dict_hash(tc), self.build['hashes'][str(l)]
+        if h != want: raise UserError(f"the feature index {self.path} was built for another dictionary of layer {l} "
+                                      f"(hash {want}), not this one ({h}): build an index for these dictionaries")
+        self._ok.add((l, id(tc)))
+    return self
 
-    def t(self, layer:int) -> dict:
-        "All tensors of a layer (cached)."
-        self.check(layer)
-        if layer not in self._t: self._t[layer] = load_tensors(self.path/f'layer_{layer}.safetensors')
-        return self._t[layer]
+# %% ../nbs/05_features.ipynb #6cce8a88
+@patch
+def t(self:FeatureIndex, layer:int) -> dict:
+    "All tensors of a layer (cached)."
+    self.check(layer)
+    if layer not in self._t: self._t[layer] = load_tensors(self.path/f'layer_{layer}.safetensors')
+    return self._t[layer]
 
-    @property
-    def contexts(self) -> torch.Tensor:
-        if self._C is None: self._C = load_tensors(self.path/'contexts.safetensors')['ids'].long()
-        return self._C
+@patch(as_prop=True)
+def contexts(self:FeatureIndex) -> torch.Tensor:
+    if self._C is None: self._C = load_tensors(self.path/'contexts.safetensors')['ids'].long()
+    return self._C
 
-    def density(self, layer:int) -> torch.Tensor:
-        "Fraction of scanned tokens where each feature fires, [F]."
-        return self.t(layer)['n_fire'].double() / self.n_tokens
+@patch
+def density(self:FeatureIndex, layer:int) -> torch.Tensor:
+    "Fraction of scanned tokens where each feature fires, [F]."
+    return self.t(layer)['n_fire'].double() / self.n_tokens
 
-    def stats(self, layer:int, feature:int) -> dict:
-        "Density, firing count, mean and std of the non-zero activations, and the maximum."
-        self.check(layer, feature); t = self.t(layer)
-        n = int(t['n_fire'][feature]); m = t['sum'][feature].item() / max(n, 1)
-        sd = math.sqrt(max(t['sumsq'][feature].item() / max(n, 1) - m * m, 0.0))
-        return dict(density=n / self.n_tokens, n_fire=n, mean=m, std=sd, max=float(t['top_v'][feature, 0]))
+@patch
+def stats(self:FeatureIndex, layer:int, feature:int) -> dict:
+    "Density, firing count, mean and std of the non-zero activations, and the maximum."
+    self.check(layer, feature)
+    t = self.t(layer)
+    n = int(t['n_fire'][feature])
+    m = t['sum'][feature].item() / max(n, 1)
+    sd = math.sqrt(max(t['sumsq'][feature].item() / max(n, 1) - m * m, 0.0))
+    return dict(density=n / self.n_tokens, n_fire=n, mean=m, std=sd, max=float(t['top_v'][feature, 0]))
 
-    def examples(self, layer:int, feature:int,
-                 kind:str='top', # 'top' (top-activating contexts, largest first) or 'random' (random firing tokens, by activation)
-                ) -> list[dict]:
-        "Examples with their context, peak position, activation, and the window's token ids (-1 outside) and activations."
-        self.check(layer, feature)
-        if kind not in ('top', 'random'): raise UserError(f"kind must be 'top' or 'random', not {kind!r}")
-        t, p = self.t(layer), 'top' if kind == 'top' else 'res'
-        C, T = self.contexts, self.contexts.shape[1]
-        rows = []
-        for i in range(t[f'{p}_c'].shape[1]):
-            c = int(t[f'{p}_c'][feature, i])
-            if c < 0: continue
-            pos = int(t[f'{p}_p'][feature, i])
-            q = torch.arange(pos - WIN[0], pos + WIN[1] + 1)
-            ids = torch.where((q >= 0) & (q < T), C[c, q.clamp(0, T - 1)], -1)
-            rows.append(dict(ctx=c, pos=pos, act=float(t[f'{p}_v'][feature, i]), ids=ids.tolist(), acts=t[f'{p}_w'][feature, i].float().tolist()))
-        if kind == 'random': rows.sort(key=lambda r: -r['act'])
-        return rows
+# %% ../nbs/05_features.ipynb #871f6ad2
+@patch
+def examples(self:FeatureIndex, layer:int, feature:int,
+             kind:str='top', # 'top' (top-activating contexts, largest first) or 'random' (random firing tokens)
+            ) -> list[dict]:
+    "Examples with their context, peak position, activation, and the window's token ids (-1 outside) and activations."
+    self.check(layer, feature)
+    if kind not in ('top', 'random'): raise UserError(f"kind must be 'top' or 'random', not {kind!r}")
+    t, p = self.t(layer), 'top' if kind == 'top' else 'res'
+    C, T = self.contexts, self.contexts.shape[1]
+    rows = []
+    for i in range(t[f'{p}_c'].shape[1]):
+        c = int(t[f'{p}_c'][feature, i])
+        if c < 0: continue
+        pos = int(t[f'{p}_p'][feature, i])
+        q = torch.arange(pos - WIN[0], pos + WIN[1] + 1)
+        ids = torch.where((q >= 0) & (q < T), C[c, q.clamp(0, T - 1)], -1)
+        rows.append(dict(ctx=c, pos=pos, act=float(t[f'{p}_v'][feature, i]), ids=ids.tolist(),
+                         acts=t[f'{p}_w'][feature, i].float().tolist()))
+    if kind == 'random': rows.sort(key=lambda r: -r['act'])
+    return rows
 
-    def hist(self, layer:int, feature:int) -> tuple[torch.Tensor, torch.Tensor]:
-        "Counts of the non-zero activations per bin and the bin edges (the first and last bins are open-ended)."
-        self.check(layer, feature)
-        return self.t(layer)['hist'][feature], BINS
+# %% ../nbs/05_features.ipynb #5d21898c
+@patch
+def hist(self:FeatureIndex, layer:int, feature:int) -> tuple[torch.Tensor, torch.Tensor]:
+    "Counts of the non-zero activations per bin and the bin edges (the first and last bins are open-ended)."
+    self.check(layer, feature)
+    return self.t(layer)['hist'][feature], BINS
 
-    def effects(self, layer:int, feature:int) -> dict:
-        "Direct logit effects (top promoted and suppressed token ids and values) and the top input tokens."
-        self.check(layer, feature); t = self.t(layer)
-        return {k: t[k][feature].tolist() for k in ('up_ids', 'up_vals', 'down_ids', 'down_vals', 'in_ids', 'in_vals')}
+@patch
+def effects(self:FeatureIndex, layer:int, feature:int) -> dict:
+    "Direct logit effects (top promoted and suppressed token ids and values) and the top input tokens."
+    self.check(layer, feature)
+    t = self.t(layer)
+    return {k: t[k][feature].tolist() for k in ('up_ids', 'up_vals', 'down_ids', 'down_vals', 'in_ids', 'in_vals')}
 
 def find_index(folder:str|Path, # a chapter-04 dictionaries folder
                tcs:dict|None=None, # its dictionaries: the index must have been built for them
               ) -> FeatureIndex|None:
-    "The newest finished feature index of the current version beside the dictionaries in `folder` (checked against `tcs`), or None."
+    "The newest finished index of this version beside the dictionaries in `folder` (checked against `tcs`), or None."
     done = [d/'index.json' for d in Path(folder).glob(f'index-v{INDEX_VERSION}-*') if (d/'index.json').exists()]
     if not done: return None
     ix = FeatureIndex(max(done, key=lambda p: p.stat().st_mtime).parent)
@@ -440,7 +539,7 @@ def _vocab(tok) -> _Vocab:
 def auto_labels(ix:FeatureIndex, tok, layer:int,
                 n_out:int=2, # promoted tokens in the label
                ) -> list[str]:
-    "A short label per feature of `layer`: its most frequent peak token in the top contexts, and its top promoted tokens."
+    "A short label per feature of `layer`: its most frequent peak token in the top contexts, its top promoted tokens."
     t, C, V = ix.t(layer), ix.contexts, _vocab(tok)
     F_, k = t['top_c'].shape
     ok = t['top_c'] >= 0
@@ -448,7 +547,9 @@ def auto_labels(ix:FeatureIndex, tok, layer:int,
     dens = t['n_fire'].double() / ix.n_tokens
     labels = []
     for f in range(F_):
-        if t['n_fire'][f] == 0: labels.append('dead'); continue
+        if t['n_fire'][f] == 0:
+            labels.append('dead')
+            continue
         p = peak[f][ok[f]]
         u, c = p.unique(return_counts=True)
         i = int(c.argmax())
@@ -471,7 +572,9 @@ def load_labels(folder:str|Path, # the dictionaries' folder
     if d is None: raise UserError(f"no labels.json in {folder}: build a feature index and write_labels (chapter 05)")
     for l, tc in (tcs or {}).items():
         if str(l) not in d['labels']: raise UserError(f"{folder}/labels.json has no labels for layer {l}")
-        if dict_hash(tc) != d['hashes'][str(l)]: raise UserError(f"{folder}/labels.json describes another dictionary of layer {l}: rebuild the feature index")
+        if dict_hash(tc) != d['hashes'][str(l)]:
+            raise UserError(f"{folder}/labels.json describes another dictionary of layer {l}: "
+                            "rebuild the feature index")
     return {int(l): v for l, v in d['labels'].items()}
 
 # %% ../nbs/05_features.ipynb #f428da45
@@ -486,7 +589,8 @@ def features_at(lm, spec:Spec, tcs:dict,
     "The `n` features most active at `pos` of a prompt over all layers of `tcs`: layer, feature, act, rel, label."
     ids = torch.as_tensor(ids).reshape(1, -1)
     T = ids.shape[1]
-    if isinstance(pos, bool) or not isinstance(pos, int) or not -T <= pos < T: raise UserError(f"pos {pos!r} is out of range for a prompt of {T} tokens")
+    if isinstance(pos, bool) or not isinstance(pos, int) or not -T <= pos < T:
+        raise UserError(f"pos {pos!r} is out of range for a prompt of {T} tokens")
     if ix is not None: ix.check_dicts(tcs)
     acts = read_acts(lm, spec, ids.to(lm.device), sorted(tcs), ['mlp_in'])
     rows = []
@@ -494,8 +598,8 @@ def features_at(lm, spec:Spec, tcs:dict,
         z = tc.encode(acts[(l, 'mlp_in')][0, pos][None].float())[0].cpu()
         top = ix.t(l)['top_v'][:, 0] if ix is not None else None
         for f in z.nonzero()[:, 0].tolist():
-            rows.append(dict(layer=l, feature=f, act=float(z[f]), rel=float(z[f] / max(top[f], z[f])) if top is not None else None,
-                             label=labels[l][f] if labels else None))
+            rel = float(z[f] / max(top[f], z[f])) if top is not None else None
+            rows.append(dict(layer=l, feature=f, act=float(z[f]), rel=rel, label=labels[l][f] if labels else None))
     rows.sort(key=lambda r: -(r['rel'] if ix is not None else r['act']))
     return rows[:n]
 
@@ -515,7 +619,8 @@ def search(ix:FeatureIndex, tok,
     match = torch.tensor([i for i, s in enumerate(list(_vocab(tok))) if s.strip().lower() == q], dtype=torch.long)
     C, T, rows = ix.contexts, ix.contexts.shape[1], []
     for l in ix.layers:
-        t = ix.t(l); ok = t['top_c'] >= 0
+        t = ix.t(l)
+        ok = t['top_c'] >= 0
         c, p = t['top_c'].clamp(min=0).long(), t['top_p'].long()
         at = (torch.isin(C[c, p], match) & ok).sum(1)
         q_ = p[..., None] + torch.arange(-WIN[0], WIN[1] + 1)
@@ -530,13 +635,18 @@ def search(ix:FeatureIndex, tok,
     return [{k: v for k, v in r.items() if k != 'score'} for r in rows[:n]]
 
 # %% ../nbs/05_features.ipynb #637e8511
-CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;max-width:980px;color:#222}
-.feat h2{margin:.2em 0;font-size:1.15em}.lab{color:#555;font-family:monospace}
-.ctx{font-family:monospace;font-size:13px;white-space:pre;overflow-x:auto;padding:2px 0;border-bottom:1px solid #eee}
-.ctx .t{padding:0 1px;border-radius:2px}.ctx .pk{outline:1.5px solid #c33}.ctx .v{color:#888;display:inline-block;width:4.5em}
-table.le{border-collapse:collapse;font-family:monospace;font-size:13px}table.le td,table.le th{padding:1px 8px;text-align:left}
-.up{color:#070}.down{color:#a00}.row{display:flex;gap:2em;flex-wrap:wrap;align-items:flex-start}.muted{color:#888;font-size:.9em}
-table.ix{border-collapse:collapse;font-size:14px}table.ix td,table.ix th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}"""
+CSS = ("body{font-family:system-ui,sans-serif;margin:1.5em;max-width:980px;color:#222}\n"
+       ".feat h2{margin:.2em 0;font-size:1.15em}.lab{color:#555;font-family:monospace}\n"
+       ".ctx{font-family:monospace;font-size:13px;white-space:pre;overflow-x:auto;"
+       "padding:2px 0;border-bottom:1px solid #eee}\n"
+       ".ctx .t{padding:0 1px;border-radius:2px}.ctx .pk{outline:1.5px solid #c33}"
+       ".ctx .v{color:#888;display:inline-block;width:4.5em}\n"
+       "table.le{border-collapse:collapse;font-family:monospace;font-size:13px}"
+       "table.le td,table.le th{padding:1px 8px;text-align:left}\n"
+       ".up{color:#070}.down{color:#a00}.row{display:flex;gap:2em;flex-wrap:wrap;align-items:flex-start}"
+       ".muted{color:#888;font-size:.9em}\n"
+       "table.ix{border-collapse:collapse;font-size:14px}"
+       "table.ix td,table.ix th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}")
 
 def _h(x) -> str:
     "Any value as HTML text or a quoted attribute value: the one way a string from data reaches a page."
@@ -549,6 +659,7 @@ def shown(model) -> str:
     m = str(model)
     return Path(m).name if m.startswith(('/', '.', '~')) or '\\' in m else m
 
+# %% ../nbs/05_features.ipynb #308028cf
 def _ctx_html(r:dict, V:list[str], vmax:float) -> str:
     "One example: its window of tokens shaded by activation, the peak outlined."
     sp = []
@@ -556,18 +667,42 @@ def _ctx_html(r:dict, V:list[str], vmax:float) -> str:
         if i < 0: continue
         al = min(max(a / vmax, 0.0), 1.0) if vmax > 0 else 0.0
         pk = ' pk' if j == WIN[0] else ''
-        sp.append(f'<span class="t{pk}" style="background:rgba(255,120,0,{al:.2f})" title="{a:.3g}">{_esc(V[i])}</span>')
+        sp.append(f'<span class="t{pk}" style="background:rgba(255,120,0,{al:.2f})" title="{a:.3g}">'
+                  f'{_esc(V[i])}</span>')
     return f'<div class="ctx"><span class="v">{r["act"]:.3g}</span>{"".join(sp)}</div>'
 
 def _svg_hist(counts:torch.Tensor, w:int=320, h:int=90) -> str:
     "Histogram bars of non-zero activations over the log-spaced bins, as inline SVG."
-    c = counts.double(); n = len(c); m = max(c.max().item(), 1.0)
+    c = counts.double()
+    n = len(c)
+    m = max(c.max().item(), 1.0)
     bw = w / n
-    bars = ''.join(f'<rect x="{i * bw:.1f}" y="{h - 14 - (h - 18) * v / m:.1f}" width="{bw - .5:.1f}" height="{(h - 18) * v / m:.1f}" fill="#e70"><title>{int(v)}</title></rect>'
+    bars = ''.join(f'<rect x="{i * bw:.1f}" y="{h - 14 - (h - 18) * v / m:.1f}" width="{bw - .5:.1f}" '
+                   f'height="{(h - 18) * v / m:.1f}" fill="#e70"><title>{int(v)}</title></rect>'
                    for i, v in enumerate(c.tolist()) if v > 0)
-    ticks = ''.join(f'<text x="{(1 + 8 * (e + 3)) * bw:.0f}" y="{h - 2}" font-size="9" text-anchor="middle">1e{e}</text>' for e in range(-3, 4))
-    return f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">{bars}<line x1="0" y1="{h - 14}" x2="{w}" y2="{h - 14}" stroke="#999"/>{ticks}</svg>'
+    ticks = ''.join(f'<text x="{(1 + 8 * (e + 3)) * bw:.0f}" y="{h - 2}" font-size="9" '
+                    f'text-anchor="middle">1e{e}</text>' for e in range(-3, 4))
+    axis = f'<line x1="0" y1="{h - 14}" x2="{w}" y2="{h - 14}" stroke="#999"/>'
+    return f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">{bars}{axis}{ticks}</svg>'
 
+# %% ../nbs/05_features.ipynb #81313e5b
+def _effects_table(e:dict, V:list[str]) -> str:
+    "The table of a feature's logit effects (promoted and suppressed tokens) and strongest input tokens."
+    rows = ''.join(f'<tr><td class="up">{_esc(V[e["up_ids"][i]])}</td><td class="up">{e["up_vals"][i]:+.3g}</td>'
+                   f'<td class="down">{_esc(V[e["down_ids"][i]])}</td><td class="down">{e["down_vals"][i]:+.3g}</td>'
+                   f'<td>{_esc(V[e["in_ids"][i]])}</td><td>{e["in_vals"][i]:.3g}</td></tr>'
+                   for i in range(len(e['up_ids'])))
+    return ('<table class="le"><tr><th colspan=2>promotes (direct logit effect)</th><th colspan=2>suppresses</th>'
+            f'<th colspan=2>input tokens (encoder)</th></tr>{rows}</table>')
+
+def _random_html(rnd:list[dict], V:list[str], vmax:float) -> str:
+    "Random firing examples in thirds: upper, middle and lower."
+    thirds = [rnd[i * len(rnd) // 3:(i + 1) * len(rnd) // 3] for i in range(3)]
+    return ''.join(f'<p class="muted">{nm} third of a random sample of {len(rnd)} firing tokens</p>'
+                   + ''.join(_ctx_html(r, V, vmax) for r in part)
+                   for nm, part in zip(('upper', 'middle', 'lower'), thirds) if part)
+
+# %% ../nbs/05_features.ipynb #053f0226
 def feature_html(ix:FeatureIndex, tok, layer:int, feature:int,
                  label:str|None=None, # shown under the title
                  n_top:int=10, # top contexts shown
@@ -577,18 +712,14 @@ def feature_html(ix:FeatureIndex, tok, layer:int, feature:int,
     V, s, e = _vocab(tok), ix.stats(layer, feature), ix.effects(layer, feature)
     top, rnd = ix.examples(layer, feature, 'top')[:n_top], ix.examples(layer, feature, 'random')
     vmax = max(s['max'], 1e-9)
-    n = len(e['up_ids'])
-    rows = ''.join(f'<tr><td class="up">{_esc(V[e["up_ids"][i]])}</td><td class="up">{e["up_vals"][i]:+.3g}</td>'
-                   f'<td class="down">{_esc(V[e["down_ids"][i]])}</td><td class="down">{e["down_vals"][i]:+.3g}</td>'
-                   f'<td>{_esc(V[e["in_ids"][i]])}</td><td>{e["in_vals"][i]:.3g}</td></tr>' for i in range(n))
-    table = f'<table class="le"><tr><th colspan=2>promotes (direct logit effect)</th><th colspan=2>suppresses</th><th colspan=2>input tokens (encoder)</th></tr>{rows}</table>'
-    thirds = [rnd[i * len(rnd) // 3:(i + 1) * len(rnd) // 3] for i in range(3)]
-    rnd_html = ''.join(f'<p class="muted">{nm} third of a random sample of {len(rnd)} firing tokens</p>' + ''.join(_ctx_html(r, V, vmax) for r in part)
-                       for nm, part in zip(('upper', 'middle', 'lower'), thirds) if part)
+    table, rnd_html = _effects_table(e, V), _random_html(rnd, V, vmax)
     head = (f'<h2>Layer {layer} · feature {feature}</h2><div class="lab">{_h(label or "")}</div>'
-            f'<p class="muted">density {s["density"]:.3%} ({s["n_fire"]:,} of {ix.n_tokens:,} held-out tokens) · mean non-zero activation '
-            f'{s["mean"]:.3g} ± {s["std"]:.3g} · max {s["max"]:.3g} · {_h(shown(ix.build["model"]))}</p>')
-    body = (f'<div class="row"><div>{_svg_hist(ix.hist(layer, feature)[0])}<div class="muted">non-zero activations (log scale)</div></div>{table}</div>'
+            f'<p class="muted">density {s["density"]:.3%} ({s["n_fire"]:,} of {ix.n_tokens:,} held-out tokens)'
+            f' · mean non-zero activation {s["mean"]:.3g} ± {s["std"]:.3g} · max {s["max"]:.3g}'
+            f' · {_h(shown(ix.build["model"]))}</p>')
+    hist = (f'<div>{_svg_hist(ix.hist(layer, feature)[0])}'
+            '<div class="muted">non-zero activations (log scale)</div></div>')
+    body = (f'<div class="row">{hist}{table}</div>'
             f'<h3>Top-activating contexts</h3>{"".join(_ctx_html(r, V, vmax) for r in top) or "<p>never fires</p>"}'
             f'<h3>Random firing examples</h3>{rnd_html or "<p>never fires</p>"}')
     return f'<div class="feat">{head}{body}</div>'
@@ -596,18 +727,21 @@ def feature_html(ix:FeatureIndex, tok, layer:int, feature:int,
 def show_feature(ix:FeatureIndex, tok, layer:int, feature:int, label:str|None=None, n_top:int=8):
     "Display a feature's view in the notebook."
     from IPython.display import HTML, display
-    display(HTML(f'<style>{CSS.replace("body{", ".feat{")}</style>' + feature_html(ix, tok, layer, feature, label, n_top)))
+    style = f'<style>{CSS.replace("body{", ".feat{")}</style>'
+    display(HTML(style + feature_html(ix, tok, layer, feature, label, n_top)))
 
+# %% ../nbs/05_features.ipynb #410cb833
 def page_name(layer:int, feature:int) -> str:
     "File name of a feature's page: what the graph viewer links to."
     return f'L{layer}_F{feature}.html'
 
 def _doc(title:str, body:str, ix:FeatureIndex|None=None) -> str:
     meta = f'<meta name="mi-repro-index" content="{_h(_ix_id(ix))}">' if ix is not None else ''
-    return f'<!DOCTYPE html><html><head><meta charset="utf-8">{meta}<title>{_h(title)}</title><style>{CSS}</style></head><body>{body}</body></html>'
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8">{meta}<title>{_h(title)}</title><style>{CSS}</style>'
+            f'</head><body>{body}</body></html>')
 
 def _ix_id(ix:FeatureIndex) -> str:
-    "Which dictionaries and index a page describes: the dictionaries' folder name (settings and store hash) and the index's."
+    "Which dictionaries and index a page describes: the dictionaries' folder name (settings, store hash), the index's."
     return f"{ix.path.parent.name}/{ix.path.name}"
 
 def _page_ix(p:Path) -> str|None:
@@ -615,22 +749,11 @@ def _page_ix(p:Path) -> str|None:
     m = re.search(r'<meta name="mi-repro-index" content="([^"]*)">', p.read_text(errors='replace')[:600])
     return html.unescape(m.group(1)) if m else None
 
-def write_pages(ix:FeatureIndex, tok,
-                feats:list[tuple[int, int]], # (layer, feature) pairs
-                out:str|Path, # folder of the pages
-                labels:dict|None=None, # {layer: [label]}
-                n_top:int=10,
-               ) -> Path:
-    "Write a static, self-contained page per feature, and an `index.html` listing every feature page in `out` of the same dictionaries and index (atomically); the index page's path."
-    out = Path(out); feats = list(dict.fromkeys((int(l), int(f)) for l, f in feats))
-    for l, f in feats: ix.check(l, f)
-    for l, f in feats:
-        lab = labels[l][f] if labels else None
-        nav = '<p class="muted"><a href="index.html">all features</a></p>'
-        atomic_write(out/page_name(l, f), _doc(f'{shown(ix.build["model"])} L{l} F{f}', nav + feature_html(ix, tok, l, f, lab, n_top), ix))
-    for p in out.glob('L*_F*.html'):  # a page of other dictionaries (an earlier run's) would show a different feature: drop it
-        if _page_ix(p) != _ix_id(ix): p.unlink()
-    have = sorted({tuple(map(int, m.groups())) for p in out.glob('L*_F*.html') if (m := re.fullmatch(r'L(\d+)_F(\d+)\.html', p.name))})
+# %% ../nbs/05_features.ipynb #05cdf51f
+def _index_rows(ix:FeatureIndex, out:Path, labels:dict|None) -> list[str]:
+    "A table row for every feature page in `out` that this index describes."
+    have = sorted({tuple(map(int, m.groups())) for p in out.glob('L*_F*.html')
+                   if (m := re.fullmatch(r'L(\d+)_F(\d+)\.html', p.name))})
     rows = []
     for l, f in have:  # pages written earlier (e.g. by chapter 06 for its graphs) stay listed
         if l not in ix.layers or f >= ix.t(l)['n_fire'].shape[0]: continue
@@ -638,8 +761,30 @@ def write_pages(ix:FeatureIndex, tok,
         s = ix.stats(l, f)
         rows.append(f'<tr><td><a href="{page_name(l, f)}">L{l} F{f}</a></td><td class="lab">{_h(lab or "")}</td>'
                     f'<td>{s["density"]:.3%}</td><td>{s["max"]:.3g}</td></tr>')
+    return rows
+
+# %% ../nbs/05_features.ipynb #1c26b8f7
+def write_pages(ix:FeatureIndex, tok,
+                feats:list[tuple[int, int]], # (layer, feature) pairs
+                out:str|Path, # folder of the pages
+                labels:dict|None=None, # {layer: [label]}
+                n_top:int=10,
+               ) -> Path:
+    "Write a self-contained page per feature, and `index.html` listing every page in `out` of this index; its path."
+    out = Path(out)
+    feats = list(dict.fromkeys((int(l), int(f)) for l, f in feats))
+    for l, f in feats: ix.check(l, f)
+    for l, f in feats:
+        lab = labels[l][f] if labels else None
+        nav = '<p class="muted"><a href="index.html">all features</a></p>'
+        page = _doc(f'{shown(ix.build["model"])} L{l} F{f}', nav + feature_html(ix, tok, l, f, lab, n_top), ix)
+        atomic_write(out/page_name(l, f), page)
+    for p in out.glob('L*_F*.html'):  # a page of other dictionaries (an earlier run's) shows another feature: drop it
+        if _page_ix(p) != _ix_id(ix): p.unlink()
+    rows = _index_rows(ix, out, labels)
     body = (f'<h2>{_h(shown(ix.build["model"]))}: {len(rows)} features</h2><p class="muted">index {_h(_ix_id(ix))}, '
-            f'{ix.n_tokens:,} held-out tokens</p><table class="ix"><tr><th>feature</th><th>label</th><th>density</th><th>max</th></tr>{"".join(rows)}</table>')
+            f'{ix.n_tokens:,} held-out tokens</p><table class="ix">'
+            f'<tr><th>feature</th><th>label</th><th>density</th><th>max</th></tr>{"".join(rows)}</table>')
     return atomic_write(out/'index.html', _doc(f'{shown(ix.build["model"])} features', body))
 
 # %% ../nbs/05_features.ipynb #4bce4c4e
@@ -648,12 +793,14 @@ def behaviour_features(lm, spec:Spec, tok, tcs:dict, prompts:list[str],
                        n:int=5, # features returned
                        max_density:float=0.05, # leave out features firing on more held-out tokens than this
                       ) -> list[dict]:
-    "Features active at the last position of many of `prompts` (and firing on held-out text, at most `max_density`): layer, feature, share of prompts, mean relative activation."
+    """Features active at the last position of many of `prompts` (and firing on held-out text, at most `max_density`):
+    layer, feature, share of prompts, mean relative activation."""
     from collections import defaultdict
     hit = defaultdict(list)
     for p in prompts:
         ids = prompt_ids(tok, p)
-        for r in features_at(lm, spec, tcs, ids, -1, n=10**9, ix=ix): hit[r['layer'], r['feature']].append(r['rel'] if ix is not None else r['act'])
+        for r in features_at(lm, spec, tcs, ids, -1, n=10**9, ix=ix):
+            hit[r['layer'], r['feature']].append(r['rel'] if ix is not None else r['act'])
     dens = {l: ix.density(l) for l in tcs} if ix is not None else {}
     rows = [dict(layer=l, feature=f, share=len(v) / len(prompts), mean=sum(v) / len(v)) for (l, f), v in hit.items()
             if ix is None or 0 < dens[l][f] <= max_density]
@@ -667,7 +814,8 @@ def context_langs(ix:FeatureIndex, tok) -> list[str]:
     if getattr(ix, '_langs', None) is None:
         out = []
         for text in tok.batch_decode(ix.contexts.tolist()):
-            sc = lang_scores(text); best = max(sc, key=sc.get)
+            sc = lang_scores(text)
+            best = max(sc, key=sc.get)
             out.append(best if sc[best] >= 3 else '')
         ix._langs = out
     return ix._langs
@@ -676,8 +824,9 @@ def lang_share(ix:FeatureIndex, tok, layer:int,
                lang:str, # 'en', 'fr', 'de' or 'es'
                kind:str='top', # 'top': of its top contexts; 'random': of its random firing examples
               ) -> torch.Tensor:
-    "Per feature of `layer`, the share of its top contexts (or random firings) written in `lang` (NaN for features with none)."
+    "Per feature of `layer`, the share of its top contexts (or random firings) in `lang` (NaN for features with none)."
     if kind not in ('top', 'random'): raise UserError(f"kind must be 'top' or 'random', not {kind!r}")
     is_l = torch.tensor([x == lang for x in context_langs(ix, tok)], dtype=torch.float64)
-    c = ix.t(layer)['top_c' if kind == 'top' else 'res_c']; ok = c >= 0
+    c = ix.t(layer)['top_c' if kind == 'top' else 'res_c']
+    ok = c >= 0
     return (is_l[c.clamp(min=0).long()] * ok).sum(1) / ok.sum(1)

@@ -41,6 +41,7 @@ FACTUAL_TEMPLATES = [  # (relation, template)
     ('language', 'In Chile, people speak Spanish. In {country}, people speak'),
 ]
 
+# %% ../nbs/02_prompts.ipynb #0f8ad81d
 CITIES = [  # city, kind of region, region (the bridge), capital of the region
     ('Dallas', 'state', 'Texas', 'Austin'), ('Houston', 'state', 'Texas', 'Austin'),
     ('Los Angeles', 'state', 'California', 'Sacramento'), ('San Francisco', 'state', 'California', 'Sacramento'),
@@ -66,6 +67,7 @@ TWO_HOP_TEMPLATES = [
     'is Brasília. The capital of the {kind} containing {city} is',
 ]
 
+# %% ../nbs/02_prompts.ipynb #3382ece7
 NUMBERS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine']
 REASONING_TEMPLATES = [  # (task, template): {a} {b} digits, {A} {B} words
     ('add', '{a} + {b} = '),
@@ -86,6 +88,7 @@ CODE_TEMPLATES = [  # (task, template, correct, incorrect): {x} the variable, {y
     ('variable', 'def update({x}):\n    {x} = {x} + 1\n    return', ' {x}', ' {y}'),
 ]
 
+# %% ../nbs/02_prompts.ipynb #b019c0a8
 NOUNS = [  # singular, plural
     ('dog', 'dogs'), ('cat', 'cats'), ('book', 'books'), ('car', 'cars'), ('house', 'houses'), ('key', 'keys'),
     ('teacher', 'teachers'), ('child', 'children'), ('man', 'men'), ('woman', 'women'), ('bird', 'birds'),
@@ -100,6 +103,7 @@ GRAMMAR_TEMPLATES = [  # (template, verb if singular, verb if plural)
     ('Yesterday the {n}', ' was', ' were'),
 ]
 
+# %% ../nbs/02_prompts.ipynb #2d270859
 LANGS = ['en', 'fr', 'es']
 ANTONYMS = [  # one concept per line, aligned across languages: (word, antonym) in en, fr, es
     (('hot', 'cold'), ('chaud', 'froid'), ('caliente', 'frío')),
@@ -159,6 +163,8 @@ ANTONYMS = [  # one concept per line, aligned across languages: (word, antonym) 
     (('minimum', 'maximum'), ('minimum', 'maximum'), ('mínimo', 'máximo')),
     (('success', 'failure'), ('succès', 'échec'), ('éxito', 'fracaso')),
 ]
+
+# %% ../nbs/02_prompts.ipynb #d7f9d614
 ANTONYM_TEMPLATES = {  # template_idx aligned across languages; 3 is the thesis's template as written
     'en': ['The opposite of "{w}" is "', 'The antonym of "{w}" is "',
            'The opposite of "above" is "below". The opposite of "{w}" is "', 'The opposite of "{w}" is',
@@ -199,6 +205,7 @@ def _factual():
         rows += _rows('factual', 'en', i, country, items)
     return rows
 
+# %% ../nbs/02_prompts.ipynb #83d8d8d5
 def _two_hop():
     rows = []
     for i, (city, kind, region, cap) in enumerate(CITIES):
@@ -216,14 +223,17 @@ def _reasoning():
             for t, (task, tpl) in enumerate(REASONING_TEMPLATES):
                 if task == 'add':
                     if x + y > 9: continue  # single-digit sums only
-                    c = x + y; w = c + 1 if c < 9 else c - 1
+                    c = x + y
+                    w = c + 1 if c < 9 else c - 1
                 else: c, w = max(x, y), min(x, y)
                 words = '{A}' in tpl
                 ans = (lambda n: ' ' + NUMBERS[n]) if words else str
-                items.append((t, tpl.format(a=x, b=y, A=NUMBERS[x], B=NUMBERS[y]), ans(c), ans(w), dict(task=task, a=x, b=y)))
+                prompt = tpl.format(a=x, b=y, A=NUMBERS[x], B=NUMBERS[y])
+                items.append((t, prompt, ans(c), ans(w), dict(task=task, a=x, b=y)))
         rows += _rows('reasoning', 'en', i, f'{a},{b}', items)
     return rows
 
+# %% ../nbs/02_prompts.ipynb #ca74fdd1
 def _code():
     rows = []
     for i, x in enumerate(VARIABLES):
@@ -243,6 +253,7 @@ def _grammar():
         rows += _rows('grammar', 'en', i, sg, items)
     return rows
 
+# %% ../nbs/02_prompts.ipynb #2dd00993
 def _antonyms():
     rows = []
     for ci, concept in enumerate(ANTONYMS):
@@ -265,8 +276,9 @@ def prompts_dir() -> Path:
     "The folder `data/prompts/` of the checkout `mi_repro` is installed from."
     import mi_repro
     d = Path(mi_repro.__file__).resolve().parent.parent/'data'/'prompts'
-    if not d.is_dir(): raise UserError(f"no prompt folder at {d}: the prompt sets live in data/prompts/ of a source checkout "
-                                       "(install it with `pip install -e .`)")
+    if not d.is_dir():
+        raise UserError(f"no prompt folder at {d}: the prompt sets live in data/prompts/ of a source checkout "
+                        "(install it with `pip install -e .`)")
     return d
 
 def _dumps(rows:list[dict]) -> str: return ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in rows)
@@ -294,19 +306,22 @@ def _read_jsonl(path:Path, defaults:dict|None=None) -> list[dict]:
         if not line.strip(): continue
         try: r = json.loads(line)
         except ValueError as e: raise UserError(f"{path}:{n}: not valid JSON ({e})") from None
-        if not isinstance(r, dict): raise UserError(f"{path}:{n}: a prompt line must be a JSON object, not {type(r).__name__}")
+        if not isinstance(r, dict):
+            raise UserError(f"{path}:{n}: a prompt line must be a JSON object, not {type(r).__name__}")
         r = {**(defaults or {}), **r}
         if missing := [f for f in FIELDS if f not in r]:
-            raise UserError(f"{path}:{n}: missing field(s) {', '.join(missing)}; every prompt line needs {', '.join(FIELDS)}")
+            raise UserError(f"{path}:{n}: missing field(s) {', '.join(missing)}; "
+                            f"every prompt line needs {', '.join(FIELDS)}")
         for f in ('prompt', 'correct_answer', 'incorrect_answer'):
             if not isinstance(r[f], str) or not r[f].strip():
                 raise UserError(f"{path}:{n}: {f} is empty" + ('' if isinstance(r[f], str) else f" (got {r[f]!r})"))
-        if r['split'] not in ('train', 'test'): raise UserError(f"{path}:{n}: split must be 'train' or 'test', not {r['split']!r}")
+        if r['split'] not in ('train', 'test'):
+            raise UserError(f"{path}:{n}: split must be 'train' or 'test', not {r['split']!r}")
         rows.append(r)
     if not rows: raise UserError(f"prompt file {path} has no prompts")
     return rows
 
-def load_prompts(behaviour:str|Path, # a behaviour (see `BEHAVIOURS`), 'thesis/<name>' (see `THESIS_SETS`) or a .jsonl path
+def load_prompts(behaviour:str|Path, # a behaviour (`BEHAVIOURS`), 'thesis/<name>' (`THESIS_SETS`) or a .jsonl path
                  split:str|None=None, # 'train', 'test' or None for both
                  language:str|None=None, # e.g. 'en'; None for all
                 ) -> list[dict]:
@@ -320,8 +335,11 @@ def load_prompts(behaviour:str|Path, # a behaviour (see `BEHAVIOURS`), 'thesis/<
     elif name.endswith('.jsonl') or Path(name).exists(): rows = _read_jsonl(Path(name).expanduser())
     else: raise UserError(f"unknown behaviour {name!r}: use one of {', '.join(BEHAVIOURS)}, "
                           f"{', '.join('thesis/' + t for t in THESIS_SETS)}, or a path to a .jsonl file")
-    rows = [r for r in rows if (split is None or r['split'] == split) and (language is None or r['language'] == language)]
-    if not rows: raise UserError(f"{name} has no prompts" + (f" in split {split!r}" if split else '') + (f" in language {language!r}" if language else ''))
+    rows = [r for r in rows
+            if (split is None or r['split'] == split) and (language is None or r['language'] == language)]
+    if not rows:
+        where = (f" in split {split!r}" if split else '') + (f" in language {language!r}" if language else '')
+        raise UserError(f"{name} has no prompts" + where)
     return rows
 
 # %% ../nbs/02_prompts.ipynb #5b579614
@@ -350,7 +368,7 @@ def _continuation(tok, text, answer):
 def single_token(tok, # a tokenizer
                  prompts:list[dict], # prompt dicts
                 ) -> tuple[list[dict], list[dict]]:
-    "Split `prompts` into (kept, dropped): kept are those whose correct and incorrect answers are single tokens in context."
+    "Split `prompts` into (kept, dropped): kept are those whose correct and incorrect answers are single tokens there."
     kept, dropped = [], []
     for p in prompts:
         ok = all(answer_id(tok, p['prompt'], p[k]) is not None for k in ('correct_answer', 'incorrect_answer'))
@@ -393,9 +411,11 @@ def _last_logits(hf, ids:list[list[int]], pad_id:int, batch_size:int):
         x = torch.full((len(idx), T), pad_id, dtype=torch.long)
         mask = torch.zeros_like(x)
         for r, i in enumerate(idx):
-            x[r, T - len(ids[i]):] = torch.tensor(ids[i]); mask[r, T - len(ids[i]):] = 1
+            x[r, T - len(ids[i]):] = torch.tensor(ids[i])
+            mask[r, T - len(ids[i]):] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = hf(input_ids=x.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), logits_to_keep=1, use_cache=False)
+        out = hf(input_ids=x.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), logits_to_keep=1,
+                 use_cache=False)
         yield idx, out.logits[:, -1].float().cpu()
 
 def last_logits(model, # nnsight-wrapped or plain transformers model
@@ -421,12 +441,14 @@ def score(model, # nnsight-wrapped or plain transformers model
           chat:bool=False, # wrap each prompt with the chat template (as the start of the assistant turn)
           batch_size:int=32, # prompts per forward pass
          ) -> pd.DataFrame:
-    "One row per prompt: its fields, `top1`, `rank`, `p_correct`, `logp_correct`, `logp_incorrect`, `margin`, `sign` and the predicted token."
+    "One row per prompt: its fields, `top1`, `rank`, `p_correct`, `logp_(in)correct`, `margin`, `sign` and `pred`."
     if not prompts: raise UserError("score: no prompts given")
     texts, ids = _texts(tok, prompts, chat)
-    cw = [(answer_id(tok, t, p['correct_answer']), answer_id(tok, t, p['incorrect_answer'])) for t, p in zip(texts, prompts)]
+    cw = [(answer_id(tok, t, p['correct_answer']), answer_id(tok, t, p['incorrect_answer']))
+          for t, p in zip(texts, prompts)]
     if bad := [p for p, (c, w) in zip(prompts, cw) if c is None or w is None]:
-        raise UserError(f"score: {len(bad)} prompt(s) have an answer that is not a single token for this tokenizer, e.g. "
+        raise UserError(f"score: {len(bad)} prompt(s) have an answer that is not a single token for this tokenizer, "
+                        "e.g. "
                         f"{bad[0]['prompt']!r} -> {bad[0]['correct_answer']!r} / {bad[0]['incorrect_answer']!r}; "
                         "filter them with `single_token(tok, prompts)` first")
     res = [None] * len(prompts)
@@ -434,9 +456,10 @@ def score(model, # nnsight-wrapped or plain transformers model
         lp = z.log_softmax(-1)
         for r, i in enumerate(idx):
             c, w = cw[i]
-            res[i] = dict(top1=bool(z[r].argmax() == c), rank=int((z[r] > z[r, c]).sum()), p_correct=lp[r, c].exp().item(),
-                          logp_correct=lp[r, c].item(), logp_incorrect=lp[r, w].item(), margin=(z[r, c] - z[r, w]).item(),
-                          sign=bool(lp[r, c] > lp[r, w]), pred=tok.decode(int(z[r].argmax())))
+            res[i] = dict(top1=bool(z[r].argmax() == c), rank=int((z[r] > z[r, c]).sum()),
+                          p_correct=lp[r, c].exp().item(), logp_correct=lp[r, c].item(), logp_incorrect=lp[r, w].item(),
+                          margin=(z[r, c] - z[r, w]).item(), sign=bool(lp[r, c] > lp[r, w]),
+                          pred=tok.decode(int(z[r].argmax())))
     return pd.DataFrame([{**{k: p.get(k) for k in _COLS}, 'chat': chat, **r} for p, r in zip(prompts, res)])
 
 # %% ../nbs/02_prompts.ipynb #0753148f
@@ -455,7 +478,7 @@ def pick_templates(df:pd.DataFrame, # rows from `score` (the train split is used
                    min_top1:float=0.5, # keep the templates whose train top-1 reaches this
                    min_n:int=10, # ... on at least this many train prompts
                   ) -> dict[str, list[int]]:
-    "Per group `behaviour.language`, the templates to use: train top-1 >= `min_top1` on >= `min_n` prompts, else the single best one."
+    "Per group `behaviour.language`, its templates: train top-1 >= `min_top1` on >= `min_n` prompts, else the best one."
     tr = df[(df.split == 'train') & ~df.chat]
     out = {}
     for (b, l), g in tr.groupby(['behaviour', 'language']):
@@ -487,7 +510,7 @@ def gate(df:pd.DataFrame, # rows from `score`: the test split, chosen templates,
 # %% ../nbs/02_prompts.ipynb #e4a4ea65
 def gated_prompts(behaviour:str, # a behaviour (see `BEHAVIOURS`)
                   tok, # the model's tokenizer
-                  metrics:dict|str|Path|None=None, # chapter 02's metrics for this model: a dict, a metrics.json or a run folder; None: the current run's
+                  metrics:dict|str|Path|None=None, # chapter 02's metrics (dict, file or run folder); None: this run's
                   split:str|None='test', # 'train', 'test' or None
                   language:str='en', # language of the group
                   strict:bool=True, # refuse a behaviour that failed the gate
@@ -497,7 +520,8 @@ def gated_prompts(behaviour:str, # a behaviour (see `BEHAVIOURS`)
         if run_dir() is None: raise UserError("gated_prompts: no metrics given and not inside `mi-repro run`")
         metrics = run_dir()
     if not isinstance(metrics, dict):
-        p = Path(metrics); p = p/'metrics.json' if p.is_dir() else p
+        p = Path(metrics)
+        p = p/'metrics.json' if p.is_dir() else p
         metrics = read_json(p, {})
     g = group_key(behaviour, language)
     if f'prompts.{g}.templates' not in metrics:
@@ -513,7 +537,7 @@ def behaviour_prompts(behaviour:str, # a behaviour (see `BEHAVIOURS`)
                       tok, # the model's tokenizer
                       split:str|None, # 'train', 'test' or None
                      ) -> list[dict]:
-    "English prompts of `behaviour` with single-token answers: chapter 02's chosen templates when its results are in the run."
+    "English prompts of `behaviour` with single-token answers: chapter 02's chosen templates if its results are there."
     try:
         return gated_prompts(behaviour, tok, split=split, strict=False)
     except UserError:
