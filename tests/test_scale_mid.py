@@ -4,7 +4,7 @@ equals the one built from the same set read eagerly. benchmarks/scale.py measure
 import pytest, torch
 from mi_repro.core import UserError
 from mi_repro.models import load_model, prompt_ids
-from mi_repro.dictionaries import import_circuit_tracer
+from mi_repro.dictionaries import import_circuit_tracer, LazyTranscoder
 from mi_repro.attribution import Replacement, attribute
 from mi_repro.scale import random_set
 
@@ -19,7 +19,7 @@ def mid(tmp_path_factory):
 def test_lazy_set_holds_no_weights(mid):
     lm, d = mid
     lazy = import_circuit_tracer(d, lazy=True)
-    assert sorted(lazy) == list(range(36)) and all(type(t).__name__ == 'LazyTranscoder' for t in lazy.values())
+    assert sorted(lazy) == list(range(36)) and all(isinstance(t, LazyTranscoder) for t in lazy.values())
     held = sum(b.numel() for t in lazy.values() for b in t.buffers())  # biases, thresholds, scales: O(F + d) a layer
     assert held < 36 * 4 * (F + lm.spec.d_model), held  # an encoder and a decoder would be 2 F d = 2.1M a layer
 
