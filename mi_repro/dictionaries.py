@@ -682,9 +682,19 @@ def _sums(ref, logits, ids):
     p = F.log_softmax(ref[:, :-1].float(), -1)
     return -q.gather(-1, ids[:, 1:, None]).sum().item(), (p.exp() * (p - q)).sum().item()
 
-def _splice(lm, spec, tcs, ids, p0, zero=False):
+def _clean(lm, spec, ids) -> tuple[torch.Tensor, list]:
+    "The clean pass: logits and every decoder layer's output (what `_splice` reuses below a set's first layer)."
+    outs = []
+    with lm.trace(ids):
+        for l in range(spec.n_layers): outs.append(spec.module(lm, 'layers')[l].output.save())
+        ref = lm.output.logits.save()
+    return ref, outs
+
+def _splice(lm, spec, tcs, ids, p0, zero=False,
+            outs:list|None=None): # the clean layer outputs (`_clean`): layers below the set's first are skipped
     "Logits with the MLP outputs of `tcs`'s layers from position `p0` on replaced by the dictionaries (or zeros)."
     with lm.trace(ids):
+        for l in range(min(tcs) if outs is not None else 0): spec.module(lm, 'layers')[l].skip(outs[l])
         for l in sorted(tcs):
             m = spec.module(lm, 'mlp', l)
             x, y = m.input, m.output
@@ -747,12 +757,11 @@ def spliced(lm, spec, sets:dict, # {name: {layer: Transcoder}}: each set spliced
     bar = tqdm(total=len(ids), initial=start, unit='ctx', desc=f'spliced CE/KL, {len(sets)} sets', disable=not progress)
     for i in range(start, stop, batch_size):
         b = ids[i:min(i + batch_size, stop)]
-        with lm.trace(b):
-            ref = lm.output.logits.save()
+        ref, outs = _clean(lm, spec, b)
         ce0 += _sums(ref, ref, b)[0]
         for n, tcs in sets.items():
-            ce, kl = _sums(ref, _splice(lm, spec, tcs, b, p0), b)
-            cez = _sums(ref, _splice(lm, spec, tcs, b, p0, zero=True), b)[0]
+            ce, kl = _sums(ref, _splice(lm, spec, tcs, b, p0, outs=outs), b)
+            cez = _sums(ref, _splice(lm, spec, tcs, b, p0, zero=True, outs=outs), b)[0]
             acc[n] += torch.tensor([ce, kl, cez], dtype=torch.float64)
         bar.update(len(b))
         if state: atomic_write(state, json.dumps(dict(next=i + len(b), ce0=ce0, acc={str(n): a.tolist() for n, a in acc.items()})))
