@@ -61,7 +61,7 @@ def _worker_ours(argv):
     import torch, hashlib
     import mi_repro.attribution as at
     from mi_repro.models import load_model
-    from mi_repro.features import load_dicts
+    from mi_repro.dictionaries import load_dicts
     inp = torch.load(a.inp)
     t0 = time.perf_counter()
     r = load_model(a.model, 'cpu', 'fp32')
@@ -173,7 +173,7 @@ def main():
     import torch
     from mi_repro.core import UserError
     from mi_repro.models import load_model, locate
-    from mi_repro.features import find_dicts, load_dicts
+    from mi_repro.dictionaries import find_dicts, load_dicts
     from mi_repro.dictionaries import export_circuit_tracer
     from mi_repro.models import prompt_ids
     pin_threads(a.threads)

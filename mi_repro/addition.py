@@ -293,8 +293,7 @@ def _swap_edits(rem:list, add:list, scale:float, pos:list) -> list:
 # %% ../nbs/11_addition.ipynb #aed38a41
 def _write(tcs:dict, l:int, f:int) -> float:
     "The norm of the vector feature `f` of layer `l` writes per unit of activation (its decoder row over y_scale)."
-    tc = tcs[l]
-    return float((tc.W_dec[f].detach().float() / tc.y_scale.detach().float()).norm())
+    return float(tcs[l].dec_dirs(f).norm())
 
 def matched_add(tcs:dict, add:list, # [(layer, feature, value)]
                 gen:torch.Generator, exclude:set=frozenset()) -> list:

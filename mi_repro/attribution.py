@@ -6,6 +6,7 @@
 from __future__ import annotations
 import gzip, json, re, time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from pathlib import Path
 import torch
 from tqdm.auto import tqdm
@@ -13,34 +14,13 @@ from fastcore.basics import patch
 from .core import UserError, atomic_write, atomic_path
 from .models import Spec
 from .forward import embed, rms_norm, attention, mlp
-from .dictionaries import Transcoder
+from .dictionaries import Transcoders
 
 # %% auto #0
-__all__ = ['check_transcoders', 'Replacement', 'logits_check', 'logit_targets', 'Graph', 'graph_gib', 'attribute',
-           'ablation_check', 'completeness_check', 'logit_weights', 'feature_influence', 'normalize', 'influence',
-           'prune', 'graph_scores', 'top_features', 'feature_key', 'graph_json', 'write_graph', 'plot_graph']
-
-# %% ../nbs/06_attribution.ipynb #4ae14856
-def check_transcoders(spec:Spec, # the model's spec
-                      tcs:dict, # {layer: Transcoder}
-                     ) -> None:
-    "Fail clearly unless `tcs` holds one MLP transcoder (d_model -> d_model) for every layer of the model."
-    if not isinstance(tcs, dict) or not tcs:
-        raise UserError("no transcoders given: pass {layer: Transcoder} for every layer (chapter 04's `load_dicts`)")
-    bad = [l for l in tcs if isinstance(l, bool) or not isinstance(l, int) or not 0 <= l < spec.n_layers]
-    if bad: raise UserError(f"transcoder keys must be layers 0-{spec.n_layers - 1} of {spec.name}, got {bad[:3]}: "
-                            "these dictionaries belong to another model")
-    miss = [l for l in range(spec.n_layers) if l not in tcs]
-    if miss: raise UserError(f"the replacement model needs a transcoder at every layer: {spec.name} has "
-                             f"{spec.n_layers} layers and none was given for layer(s) {miss[:6]}; "
-                             "train or load all of them (chapter 04: `train_dicts`, `load_dicts`)")
-    for l, tc in tcs.items():
-        if not isinstance(tc, Transcoder): raise UserError(f"layer {l}: expected a Transcoder, got {type(tc).__name__}")
-        d_in, d_out = tc.cfg['d_in'], tc.cfg['d_out']
-        if (d_in, d_out) != (spec.d_model, spec.d_model):
-            raise UserError(f"the transcoder of layer {l} maps {d_in} -> {d_out}, but {spec.name} has d_model "
-                            f"{spec.d_model}: it belongs to another model (or is an SAE on the MLP hidden layer); "
-                            f"load the transcoders trained on {spec.name}")
+__all__ = ['KINDS', 'Replacement', 'FrozenNorm', 'FrozenLayer', 'logits_check', 'logit_targets', 'Graph', 'Node', 'graph_gib',
+           'attribute', 'ablation_check', 'completeness_check', 'logit_weights', 'feature_influence', 'normalize',
+           'influence', 'prune', 'graph_scores', 'top_features', 'feature_key', 'graph_json', 'write_graph',
+           'plot_graph']
 
 # %% ../nbs/06_attribution.ipynb #7ab6ed21
 def _avail_gib() -> float:
@@ -48,12 +28,12 @@ def _avail_gib() -> float:
     try: return int(re.search(r'MemAvailable:\s+(\d+)', Path('/proc/meminfo').read_text())[1]) / 2**20
     except (OSError, TypeError): return 1e9
 
-def _checked_ids(spec:Spec, tcs:dict, ids) -> torch.Tensor:
-    "The prompt's token ids [T], once the transcoders and the prompt are checked."
-    check_transcoders(spec, tcs)
+def _checked(spec:Spec, tcs:dict, ids) -> tuple[Transcoders, torch.Tensor]:
+    "The transcoders as a set checked against the model (one at every layer), and the prompt's token ids [T]."
+    tcs = Transcoders(tcs, spec, folder=getattr(tcs, 'folder', None))
     ids = torch.as_tensor(ids).reshape(-1)
     if not len(ids): raise UserError("the prompt has no tokens")
-    return ids
+    return tcs, ids
 
 def _check_mem(need:float, max_gib:float|None, what:str):
     "Refuse work that would not fit, saying how much it needs and what to change."
@@ -65,25 +45,8 @@ def _check_mem(need:float, max_gib:float|None, what:str):
 # %% ../nbs/06_attribution.ipynb #fc3aecd2
 class Replacement:
     ("The local replacement model of one prompt: the real run recorded once, with attention patterns and norm scales "
-     "frozen, MLPs replaced by transcoders plus error nodes.")
-    # -- the transcoders' weights in raw units, without copying them:
-    # pre = m_in . (sx W_enc_f) + (b_enc_f - W_enc_f . x_mean)
-    def _dec(self, l, f):
-        "Decoder rows of features `f` of layer `l` [n, d], in raw output units."
-        tc = self.tcs[l]
-        return tc.W_dec[f].float() / tc.y_scale.float()
-    def _enc(self, l, f):
-        "Encoder rows [n, d] that read raw MLP inputs."
-        tc = self.tcs[l]
-        return tc.W_enc[f].float() * tc.x_scale.float()
-    def _benc(self, l, f):
-        "Encoder biases [n] for raw MLP inputs (the input mean folded in)."
-        tc = self.tcs[l]
-        return tc.b_enc[f].float() - tc.W_enc[f].float() @ tc.x_mean.float()
-    def _skip_T(self, l, g):
-        "The transpose of the skip path: gradient at the MLP input from the gradient `g` at its output."
-        tc = self.tcs[l]
-        return (g @ tc.W_skip.float()) * (tc.x_scale.float() / tc.y_scale.float())
+     "frozen, MLPs replaced by transcoders plus error nodes. Its `tcs` (a `Transcoders` set) gives the features' "
+     "directions in raw units, without copying the weights.")
 
 
 # %% ../nbs/06_attribution.ipynb #b46a6233
@@ -102,39 +65,58 @@ def _norm(self:Replacement, hf, role:str, l:int, x:torch.Tensor) -> torch.Tensor
     "The model's own norm `role` of layer `l` applied to `x`."
     return rms_norm(x, self.spec.module(hf, role, l).weight, self.spec.eps, self.spec.gain_offset)
 
+# %% ../nbs/06_attribution.ipynb #d5709fc7
+@dataclass
+class FrozenNorm:
+    "An RMSNorm with its scales frozen at the recorded run: a linear map, x -> x * inv_rms[p] * gain."
+    inv_rms: torch.Tensor  # [T] 1/rms of the recorded input at each position
+    gain: torch.Tensor  # [d] the gain (with the architecture's offset)
+    def scale(self, P:int|None=None) -> torch.Tensor: return self.inv_rms[:P, None] * self.gain  # [P, d]
+    def __call__(self, x:torch.Tensor) -> torch.Tensor: return x * self.scale(x.shape[-2])  # x: [..., P, d]
+    def at(self, x:torch.Tensor, p:int) -> torch.Tensor: return x * self.inv_rms[p] * self.gain  # x: [d] at position p
+
+@dataclass
+class FrozenLayer:
+    "What the frozen linear map keeps of one recorded layer: norm scales, attention pattern, OV weights."
+    attn_norm: FrozenNorm
+    pattern: torch.Tensor  # [H, T, T] attention pattern
+    Wv: torch.Tensor  # [Hkv * dh, d] value projection
+    bv: torch.Tensor|None
+    Wo: torch.Tensor  # [d, H * dh] output projection
+    bo: torch.Tensor|None
+    attn_post: FrozenNorm|None = None  # Gemma's norm on the attention output
+    mlp_norm: FrozenNorm|None = None
+    mlp_post: FrozenNorm|None = None  # Gemma's norm on the MLP output
+
 # %% ../nbs/06_attribution.ipynb #cbc10603
 @patch
 def _freeze_attn(self:Replacement, hf, l:int,
                  x:torch.Tensor, # [1, T, d] the residual stream before layer `l`
-                ) -> tuple[torch.Tensor, dict]:
-    "Run layer `l`'s attention: the stream after it, and what the frozen map keeps (scales, gains, pattern, weights)."
+                ) -> tuple[torch.Tensor, FrozenLayer]:
+    "Run layer `l`'s attention: the stream after it, and the layer's `FrozenLayer` (its MLP norms come next)."
     spec = self.spec
-    r = dict(r1=_inv_rms(x, spec.eps), g1=self._gain(hf, 'attn_norm', l))
+    n1 = FrozenNorm(_inv_rms(x, spec.eps), self._gain(hf, 'attn_norm', l))
     o, A = attention(self._norm(hf, 'attn_norm', l, x), spec.module(hf, 'attn', l), spec, l)
-    r['A'] = A[0].float()
-    if spec.sandwich:
-        r['ra'], r['ga'] = _inv_rms(o, spec.eps), self._gain(hf, 'attn_post_norm', l)
-        o = self._norm(hf, 'attn_post_norm', l, o)
+    post = FrozenNorm(_inv_rms(o, spec.eps), self._gain(hf, 'attn_post_norm', l)) if spec.sandwich else None
+    if spec.sandwich: o = self._norm(hf, 'attn_post_norm', l, o)
     v, w_o = spec.module(hf, 'v_proj', l), spec.module(hf, 'o_proj', l)
-    r['Wv'], r['Wo'] = v.weight.detach().float(), w_o.weight.detach().float()
-    r['bv'] = v.bias.detach().float() if v.bias is not None else None
-    r['bo'] = w_o.bias.detach().float() if w_o.bias is not None else None
-    return x + o, r
+    w = lambda t: None if t is None else t.detach().float()
+    return x + o, FrozenLayer(n1, A[0].float(), w(v.weight), w(v.bias), w(w_o.weight), w(w_o.bias), post)
 
 # %% ../nbs/06_attribution.ipynb #9654d0c2
 @patch
 def _freeze_mlp(self:Replacement, hf, l:int,
                 x:torch.Tensor, # [1, T, d] the residual stream after layer `l`'s attention
-                r:dict, # what `_freeze_attn` kept of layer `l`: the MLP's norm scales are added
+                r:FrozenLayer, # what `_freeze_attn` kept of layer `l`: the MLP's norms are added
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Run layer `l`'s MLP: the stream after it, and the MLP's input and output [T, d] (before a post-norm)."
     spec = self.spec
-    r['r2'], r['g2'] = _inv_rms(x, spec.eps), self._gain(hf, 'mlp_norm', l)
+    r.mlp_norm = FrozenNorm(_inv_rms(x, spec.eps), self._gain(hf, 'mlp_norm', l))
     u = self._norm(hf, 'mlp_norm', l, x)
     y, _ = mlp(u, spec.module(hf, 'mlp', l), spec)
     m_in, m_out = u[0].float(), y[0].float()
     if spec.sandwich:
-        r['rm'], r['gm'] = _inv_rms(y, spec.eps), self._gain(hf, 'mlp_post_norm', l)
+        r.mlp_post = FrozenNorm(_inv_rms(y, spec.eps), self._gain(hf, 'mlp_post_norm', l))
         y = self._norm(hf, 'mlp_post_norm', l, y)
     return x + y, m_in, m_out
 
@@ -178,7 +160,7 @@ def _encode_layer(self:Replacement, l:int,
     acts = z[p, f]
     err = out - rec
     err[:lo] = 0
-    D = torch.zeros_like(err).index_add_(0, p, acts[:, None] * self._dec(l, f))
+    D = torch.zeros_like(err).index_add_(0, p, acts[:, None] * self.tcs.dec(l, f))
     return p, f, acts, err, out - tc.skip(xin) - D - err  # the constant part: b_dec (all of it at dropped positions)
 
 # %% ../nbs/06_attribution.ipynb #00ab018e
@@ -203,27 +185,27 @@ def _encode(self:Replacement, m_in:list, m_out:list):
 @patch
 def _dec_rows(self:Replacement) -> torch.Tensor:
     "[N, d] each active feature's output a_s W_dec,s in raw units."
-    return torch.cat([self.acts[s:e, None] * self._dec(l, self.active[s:e, 2])
+    return torch.cat([self.acts[s:e, None] * self.tcs.dec(l, self.active[s:e, 2])
                       for l, (s, e) in enumerate(zip(self.starts, self.starts[1:]))])
 
 # %% ../nbs/06_attribution.ipynb #cd6bdfaa
 @patch
 @torch.no_grad()
 def __init__(self:Replacement, hf:torch.nn.Module, # the transformers model (`load_model(...).hf`)
-             spec:Spec, tcs:dict, # {layer: Transcoder} for every layer
+             spec:Spec, tcs:dict, # a `Transcoders` set (or {layer: Transcoder}) with every layer
              ids:torch.Tensor, # [T] token ids (`prompt_ids`)
              drop_first:bool=True, # leave position 0's features and error out of the graph (its MLP output: a constant)
              drop_first_token:bool=True, # and its token embedding (circuit-tracer keeps it as a node: False to compare)
              max_gib:float|None=None, # refuse prompts whose feature outputs would take more (None: free memory)
             ):
     "Record the prompt's run and encode its MLP inputs: the nodes and the frozen linear map between them."
-    ids = _checked_ids(spec, tcs, ids)
+    tcs, ids = _checked(spec, tcs, ids)
     self.spec = spec
     self.drop_first, self.drop_first_token = drop_first, drop_first_token
     self.ids, self.T, self.L, self.d = ids.to(next(hf.parameters()).device), len(ids), spec.n_layers, spec.d_model
     m_in, m_out = self._record(hf)
     self.logits = hf(self.ids[None]).logits[0].float()  # the model's own logits [T, V]
-    self.tcs = {l: tcs[l] for l in range(self.L)}
+    self.tcs = tcs
     self._encode(m_in, m_out)
     what = f"the replacement model of this prompt ({self.n_feat:,} active features, {self.T} tokens)"
     _check_mem(8 * self.n_feat * self.d / 2**30, max_gib, what)
@@ -238,7 +220,7 @@ def pre(self:Replacement) -> torch.Tensor:
     out = []
     for l, (s, e) in enumerate(zip(self.starts, self.starts[1:])):
         p, f = self.active[s:e, 1], self.active[s:e, 2]
-        out.append((self.m_in[l, p] * self._enc(l, f)).sum(-1) + self._benc(l, f))
+        out.append((self.m_in[l, p] * self.tcs.enc(l, f)).sum(-1) + self.tcs[l].enc_bias(f))
     return torch.cat(out)
 
 # %% ../nbs/06_attribution.ipynb #fd57c23e
@@ -249,12 +231,12 @@ def _attn_fwd(self:Replacement, l:int,
     "Layer `l`'s frozen attention output [B, T, d] (pattern, norm scales and post-norm as recorded)."
     r, (B, T) = self.lay[l], x.shape[:2]
     H, Hkv, dh = self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim
-    v = (x * (r['r1'][:, None] * r['g1'])) @ r['Wv'].T
-    if r['bv'] is not None: v = v + r['bv']
+    v = r.attn_norm(x) @ r.Wv.T
+    if r.bv is not None: v = v + r.bv
     v = v.view(B, T, Hkv, dh).transpose(1, 2).repeat_interleave(H // Hkv, 1)
-    o = (r['A'] @ v).transpose(1, 2).reshape(B, T, H * dh) @ r['Wo'].T
-    if r['bo'] is not None: o = o + r['bo']
-    if self.spec.sandwich: o = o * (r['ra'][:, None] * r['ga'])
+    o = (r.pattern @ v).transpose(1, 2).reshape(B, T, H * dh) @ r.Wo.T
+    if r.bo is not None: o = o + r.bo
+    if self.spec.sandwich: o = r.attn_post(o)
     return o
 
 # %% ../nbs/06_attribution.ipynb #630d9491
@@ -265,12 +247,12 @@ def _mlp_fwd(self:Replacement, l:int,
             ) -> tuple[torch.Tensor, torch.Tensor]:
     "Layer `l`'s frozen MLP: its features' pre-activations [B, n_l] and its output [B, T, d]."
     r, s, e = self.lay[l], self.starts[l], self.starts[l + 1]
-    u = x * (r['r2'][:, None] * r['g2'])
+    u = r.mlp_norm(x)
     p, f = self.active[s:e, 1], self.active[s:e, 2]
-    pre = (u[:, p] * self._enc(l, f)).sum(-1) + self._benc(l, f)
+    pre = (u[:, p] * self.tcs.enc(l, f)).sum(-1) + self.tcs[l].enc_bias(f)
     y = self.K[l] + ce[:, l, :, None] * self.err[l] + self.tcs[l].skip(u)
     y = y.index_add(1, p, cf[:, s:e, None] * self.dec[s:e])
-    if self.spec.sandwich: y = y * (r['rm'][:, None] * r['gm'])
+    if self.spec.sandwich: y = r.mlp_post(y)
     return pre, y
 
 # %% ../nbs/06_attribution.ipynb #6abae6f4
@@ -331,10 +313,10 @@ def _attn_T(self:Replacement, l:int,
     r = self.lay[l]
     B, P = G.shape[:2]
     H, Hkv, dh = self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim
-    go = G * (r['ra'][:P, None] * r['ga']) if self.spec.sandwich else G
-    gz = (go @ r['Wo']).view(B, P, H, dh).transpose(1, 2)  # [B, H, P, dh]
-    gv = (r['A'][:, :P, :P].transpose(-1, -2) @ gz).view(B, Hkv, H // Hkv, P, dh).sum(2)
-    return (gv.transpose(1, 2).reshape(B, P, Hkv * dh) @ r['Wv']) * (r['r1'][:P, None] * r['g1'])
+    go = r.attn_post(G) if self.spec.sandwich else G
+    gz = (go @ r.Wo).view(B, P, H, dh).transpose(1, 2)  # [B, H, P, dh]
+    gv = (r.pattern[:, :P, :P].transpose(-1, -2) @ gz).view(B, Hkv, H // Hkv, P, dh).sum(2)
+    return r.attn_norm(gv.transpose(1, 2).reshape(B, P, Hkv * dh) @ r.Wv)
 
 # %% ../nbs/06_attribution.ipynb #afadd836
 @patch
@@ -358,7 +340,7 @@ def _back_mlp(self:Replacement, l:int,
              ) -> torch.Tensor:
     "Layer `l`'s MLP in the backward pass: its nodes' direct effects into `out`; the gradient at its input side."
     r, P = self.lay[l], G.shape[1]
-    g_out = G * (r['rm'][:P, None] * r['gm']) if self.spec.sandwich else G  # gradient at the MLP output
+    g_out = r.mlp_post(G) if self.spec.sandwich else G  # gradient at the MLP output
     s, e = self.starts[l], self.starts[l + 1]
     if e > s and l < top:
         feat_pos = self.active[s:e, 1]
@@ -366,7 +348,7 @@ def _back_mlp(self:Replacement, l:int,
         if hi: out[:, s:s + hi] = self._contract(g_out, feat_pos[:hi], self.dec[s:s + hi])
     eo = self.n_feat + l * self.T
     out[:, eo:eo + P] = (g_out * self.err[l, :P]).sum(-1)
-    if self.tcs[l].W_skip is not None: G = G + self._skip_T(l, g_out) * (r['r2'][:P, None] * r['g2'])
+    if self.tcs[l].W_skip is not None: G = G + r.mlp_norm(self.tcs[l].skip_T(g_out))
     return G
 
 # %% ../nbs/06_attribution.ipynb #e33bef12
@@ -388,7 +370,7 @@ def rows(self:Replacement,
     inject(L, self.rf[:, None] * self.gf)
     for l in range(min(top, L - 1), -1, -1):
         G = self._back_mlp(l, G, out, top)
-        inject(l, self.lay[l]['r2'][:, None] * self.lay[l]['g2'])
+        inject(l, self.lay[l].mlp_norm.scale())
         G = G + self._attn_T(l, G)
     to = self.n_feat + L * self.T
     out[:, to:to + P] = (G * self.x0[:P]).sum(-1)
@@ -441,6 +423,38 @@ class Graph:
     def logit_index(self, k:int) -> int: return len(self.adj) - len(self.logit_ids) + k
 
 
+# %% ../nbs/06_attribution.ipynb #b399dff7
+KINDS = ('feature', 'error', 'token', 'logit')  # the kinds of graph node, in the order the nodes are laid out
+
+class Node(NamedTuple):
+    "What a graph node is: `kind`, `layer` (-1: a token, n_layers: a logit), `pos`, `index` (feature or token id)."
+    kind: str
+    layer: int
+    pos: int
+    index: int
+
+@patch
+def node(self:Graph, i:int) -> Node:
+    "Decode node `i` of the layout [selected features, errors (layer-major), tokens, logits]."
+    n = len(self.adj)
+    if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
+        raise UserError(f"node {i!r} is out of range: the graph has {n} nodes (0-{n - 1})")
+    if i < self.n_sel: return Node('feature', *self.active[self.selected[i]].tolist())
+    if i < self.tok_index(0): return Node('error', *divmod(i - self.n_sel, self.n_pos), -1)
+    if i < self.logit_index(0):
+        p = i - self.tok_index(0)
+        return Node('token', -1, p, int(self.ids[p]))
+    return Node('logit', self.n_layers, self.n_pos - 1, int(self.logit_ids[i - self.logit_index(0)]))
+
+@patch
+def node_table(self:Graph) -> tuple[torch.Tensor, torch.Tensor]:
+    "Every node's kind (its index in `KINDS`) and position, as two [n] tensors."
+    T, e, t, o = self.n_pos, self.n_sel, self.tok_index(0), self.logit_index(0)
+    kind, pos = torch.zeros(len(self.adj), dtype=torch.long), torch.full((len(self.adj),), T - 1)
+    pos[:e], pos[e:t], pos[t:o] = self.active[self.selected, 1], torch.arange(self.n_layers * T) % T, torch.arange(T)
+    kind[e:t], kind[t:o], kind[o:] = 1, 2, 3
+    return kind, pos
+
 # %% ../nbs/06_attribution.ipynb #ef498b0c
 def _influence_sums(E, # [st, n_cols] the rows computed so far
                     row_node, # [st] the node (column) of each row
@@ -489,7 +503,7 @@ def _enc_rows(rep, lay, f):
     out = torch.empty(len(f), rep.d, device=rep.x0.device)
     for l in lay.unique().tolist():
         m = lay == l
-        out[m] = rep._enc(l, f[m])
+        out[m] = rep.tcs.enc(l, f[m])
     return out
 
 def _logit_rows(rep:Replacement, toks:torch.Tensor, # [K] the logit targets (`logit_targets`)
@@ -792,23 +806,21 @@ def _json_node(g:Graph, i:int, # a node of the graph
                influence:float, # its cumulative influence share (`prune`)
                labels:dict|None) -> dict:
     "Node `i` of `g` in circuit-tracer's frontend schema."
-    F_, T, L = g.n_sel, g.n_pos, g.n_layers
+    nd = g.node(i)
     base = dict(feature_type='', token_prob=0.0, is_target_logit=False, run_idx=0, reverse_ctx_idx=0, clerp='',
                 influence=influence, activation=None)
-    if i < F_: return _feature_json(g, i, base, labels)
-    if i < F_ + L * T:
-        l, p = divmod(i - F_, T)
+    l, p, t = nd.layer, nd.pos, nd.index
+    if nd.kind == 'feature': return _feature_json(g, i, base, labels)
+    if nd.kind == 'error':
         return {**base, 'node_id': f'{l}_-1_{p}', 'feature': -1, 'layer': str(l), 'ctx_idx': p,
                 'feature_type': 'mlp reconstruction error', 'jsNodeId': f'{l}_{p}-0'}
-    if i < F_ + L * T + T:
-        p = i - F_ - L * T
-        t = int(g.ids[p])
+    if nd.kind == 'token':
         return {**base, 'node_id': f'E_{t}_{p}', 'feature': p, 'layer': 'E', 'ctx_idx': p, 'feature_type': 'embedding',
                 'jsNodeId': f'E_{t}-{p}'}
-    k = i - (F_ + L * T + T)
-    t, pr = int(g.logit_ids[k]), float(g.logit_probs[k])
-    return {**base, 'node_id': f'{L + 1}_{t}_{T - 1}', 'feature': t, 'layer': str(L + 1), 'ctx_idx': T - 1,
-            'feature_type': 'logit', 'token_prob': pr, 'is_target_logit': k == 0, 'jsNodeId': f'L_{t}-{T - 1}',
+    k = i - g.logit_index(0)
+    pr = float(g.logit_probs[k])
+    return {**base, 'node_id': f'{l + 1}_{t}_{p}', 'feature': t, 'layer': str(l + 1), 'ctx_idx': p,
+            'feature_type': 'logit', 'token_prob': pr, 'is_target_logit': k == 0, 'jsNodeId': f'L_{t}-{p}',
             'clerp': f'Output "{_show(g.logit_tokens[k])}" (p={pr:.3f})'}
 
 # %% ../nbs/06_attribution.ipynb #5aa9635a

@@ -11,12 +11,15 @@ import torch.distributed as dist
 from safetensors.torch import save_file, load_file, safe_open
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import UserError, atomic_path, atomic_write, read_json, load_tensors
+from .core import UserError, atomic_path, atomic_write, read_json, load_tensors, cache_dir
+from .models import Spec, Loaded, load_model, run_name
+from .activations import capture, default_store
 
 # %% auto #0
 __all__ = ['ACTS', 'DICT_VERSION', 'COMPLETE', 'SPLICE_VERSION', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'dict_tag',
-           'dicts_complete', 'fit', 'main', 'evaluate', 'dict_hash', 'spliced', 'write_ct_config',
-           'export_circuit_tracer', 'import_circuit_tracer', 'Rows', 'LazyTranscoder']
+           'dicts_complete', 'fit', 'main', 'evaluate', 'dict_hash', 'spliced', 'Transcoders', 'write_ct_config',
+           'export_circuit_tracer', 'import_circuit_tracer', 'Rows', 'LazyTranscoder', 'find_dicts', 'load_dicts',
+           'train_dicts', 'default_dicts', 'chapter_dicts', 'chapter_setup']
 
 # %% ../nbs/04_dictionaries.ipynb #581e0f53
 def _bag(vals, rows, cols, W, B):
@@ -708,7 +711,7 @@ def _splice(lm, spec, tcs, ids, p0, zero=False,
 SPLICE_VERSION = 1  # bump when what `spliced` sums changes: progress files of other versions are not resumed
 
 def dict_hash(tc:Transcoder) -> str:
-    "A short hash of a dictionary's configuration, weights and buffers: its identity (indexes, edits, resumed evaluations)."
+    "A short hash of a dictionary's configuration, weights and buffers: its identity (indexes, edits, resumed runs)."
     h = hashlib.sha256(json.dumps(tc.cfg, sort_keys=True).encode())
     for k, v in sorted(tc.state_dict().items()):
         h.update(k.encode())
@@ -764,10 +767,83 @@ def spliced(lm, spec, sets:dict, # {name: {layer: Transcoder}}: each set spliced
             cez = _sums(ref, _splice(lm, spec, tcs, b, p0, zero=True, outs=outs), b)[0]
             acc[n] += torch.tensor([ce, kl, cez], dtype=torch.float64)
         bar.update(len(b))
-        if state: atomic_write(state, json.dumps(dict(next=i + len(b), ce0=ce0, acc={str(n): a.tolist() for n, a in acc.items()})))
+        if state:
+            sums = {str(n): a.tolist() for n, a in acc.items()}
+            atomic_write(state, json.dumps(dict(next=i + len(b), ce0=ce0, acc=sums)))
     bar.close()
     return None if stop < len(ids) else _ce_summary(acc, ce0, ids.shape[0] * (ids.shape[1] - 1))
 
+
+# %% ../nbs/04_dictionaries.ipynb #2a50bfe2
+@patch
+def dec_dirs(self:Transcoder, feats=None, # feature indices (None: all)
+            ) -> torch.Tensor:
+    "What one unit of each feature writes, in raw output units [n, d_out] (float32): W_dec,f / y_scale."
+    W = self.W_dec if feats is None else self.W_dec[feats]
+    return W.detach().float() / self.y_scale.float()
+
+@patch
+def enc_dirs(self:Transcoder, feats=None) -> torch.Tensor:
+    "Encoder rows that read raw inputs [n, d_in] (float32): x_scale W_enc,f, so pre(x) = x . enc_dirs + enc_bias."
+    W = self.W_enc if feats is None else self.W_enc[feats]
+    return W.detach().float() * self.x_scale.float()
+
+@patch
+def enc_bias(self:Transcoder, feats=None) -> torch.Tensor:
+    "Encoder biases for raw inputs [n] (float32), the input mean folded in: b_enc,f - W_enc,f . x_mean."
+    W, b = (self.W_enc, self.b_enc) if feats is None else (self.W_enc[feats], self.b_enc[feats])
+    return b.detach().float() - W.detach().float() @ self.x_mean.float()
+
+@patch
+def skip_T(self:Transcoder, g:torch.Tensor, # [..., d_out] a gradient at the output
+          ) -> torch.Tensor:
+    "The transpose of the skip path in raw units: the gradient at the input from `g` at the output."
+    return (g @ self.W_skip.float()) * (self.x_scale.float() / self.y_scale.float())
+
+# %% ../nbs/04_dictionaries.ipynb #e2e9bd51
+class Transcoders(dict):
+    "One model's dictionary set: a dict {layer: Transcoder}, checked once against the model's `Spec`."
+    def __init__(self, tcs:dict, # {layer: Transcoder}
+                 spec:Spec|None=None, # check the set against this model (`check`)
+                 every:bool=True, # with `spec`: a dictionary at every layer (what chapter 06's replacement needs)
+                 folder:str|Path|None=None, # where the set was loaded from
+                ):
+        super().__init__(tcs)
+        self.folder = None if folder is None else Path(folder)
+        if spec is not None: self.check(spec, every)
+
+    def writes(self, layer:int) -> list[int]:
+        "The layers whose MLP output a feature of `layer` writes to: its own (a cross-layer set: every later one too)."
+        return [layer]
+    def dec(self, layer:int, feats=None) -> torch.Tensor: return self[layer].dec_dirs(feats)
+    def enc(self, layer:int, feats=None) -> torch.Tensor: return self[layer].enc_dirs(feats)
+    def hashes(self) -> dict: return {l: dict_hash(tc) for l, tc in sorted(self.items())}
+    def __repr__(self):
+        F_ = sorted({tc.n_features for tc in self.values()})
+        return f"Transcoders({len(self)} layers of {F_} features{f' from {self.folder}' if self.folder else ''})"
+
+# %% ../nbs/04_dictionaries.ipynb #6cc547fa
+@patch
+def check(self:Transcoders, spec:Spec, # the model's spec
+          every:bool=True, # one dictionary at every layer
+         ) -> Transcoders:
+    "Fail clearly unless each dictionary is an MLP transcoder (d_model -> d_model) of a layer of `spec`'s model."
+    if not self: raise UserError("no transcoders given: pass {layer: Transcoder} (chapter 04's `load_dicts`)")
+    bad = [l for l in self if isinstance(l, bool) or not isinstance(l, int) or not 0 <= l < spec.n_layers]
+    if bad: raise UserError(f"transcoder keys must be layers 0-{spec.n_layers - 1} of {spec.name}, got {bad[:3]}: "
+                            "these dictionaries belong to another model")
+    miss = [l for l in range(spec.n_layers) if l not in self]
+    if every and miss:
+        raise UserError(f"the replacement model needs a transcoder at every layer: {spec.name} has {spec.n_layers} "
+                        f"layers and none was given for layer(s) {miss[:6]}; train or load all of them "
+                        "(chapter 04: `train_dicts`, `load_dicts`)")
+    for l, tc in self.items():
+        if not isinstance(tc, Transcoder): raise UserError(f"layer {l}: expected a Transcoder, got {type(tc).__name__}")
+        if (tc.cfg['d_in'], tc.cfg['d_out']) != (spec.d_model, spec.d_model):
+            raise UserError(f"the transcoder of layer {l} maps {tc.cfg['d_in']} -> {tc.cfg['d_out']}, but {spec.name} "
+                            f"has d_model {spec.d_model}: it belongs to another model (or is an SAE on the MLP hidden "
+                            f"layer); load the transcoders trained on {spec.name}")
+    return self
 
 # %% ../nbs/04_dictionaries.ipynb #ab5cb6b3
 def write_ct_config(out:Path, # a transcoder-set folder holding layer_{i}.safetensors
@@ -807,7 +883,7 @@ def import_circuit_tracer(path:str|Path, # a transcoder-set folder
                           device:str|torch.device='cpu', # where the transcoders live
                           offload:bool=True, # lazy: keep decoders in the files until rows are asked for
                           dtype:torch.dtype|None=torch.float32, # lazy: compute dtype (None: the files')
-                         ) -> dict[int, Transcoder]:
+                         ) -> Transcoders:
     "Read a circuit-tracer transcoder set into {layer: Transcoder} (JumpReLU if thresholds are present, else ReLU)."
     path = Path(path)
     files = sorted(path.glob('layer_*.safetensors'), key=lambda p: int(p.stem.split('_')[1]))
@@ -821,7 +897,7 @@ def import_circuit_tracer(path:str|Path, # a transcoder-set folder
                 raise UserError(f"{f} has d_model {tc.cfg['d_in']}, but {spec.name} has d_model {spec.d_model}: "
                                 "a transcoder set for another model")
         res[l] = tc if lazy else tc.load()
-    return res
+    return Transcoders(res, folder=path)
 
 
 # %% ../nbs/04_dictionaries.ipynb #f2b3c4d5
@@ -908,6 +984,93 @@ class LazyTranscoder(Transcoder):
                 if c['skip'] or k != 'W_skip': getattr(tc, k).copy_(self._f.get_tensor(k))
             if self.thr is not None: tc.log_threshold.copy_(self.log_threshold)
         return tc.to(self._dev()).eval()
+
+
+# %% ../nbs/04_dictionaries.ipynb #c016f15d
+def _rank(d:Path) -> tuple:
+    "Most layers first (not chapter 04's one-layer frontier runs), then seed 0 (chapter 04's default), then newest."
+    run = read_json(d/'run.json')
+    return len(run['layers']), run.get('seed', 0) == 0, (d/'run.json').stat().st_mtime
+
+def find_dicts(model:str, # model name
+              ) -> Path:
+    "The complete chapter-04 run (this `DICT_VERSION`) of `model` in the cache with most layers; seed 0's, the newest."
+    root = cache_dir('dictionaries', run_name(model))
+    runs = sorted((d for d in root.glob(f'v{DICT_VERSION}-*') if dicts_complete(d)), key=_rank)
+    if not runs: raise UserError(f"no complete dictionaries of version {DICT_VERSION} for {model} in {root}: "
+                                 f"run chapter 04 first (`mi-repro run 04 --model {model}`) or pass dicts=<folder>")
+    return runs[-1]
+
+
+# %% ../nbs/04_dictionaries.ipynb #21ded62f
+def load_dicts(folder:str|Path, # a chapter-04 run folder
+               layers:list[int]|None=None, # None: all layers of the run
+               device:str|torch.device='cpu',
+               spec:Spec|None=None, # check them against this model (`Transcoders.check`)
+              ) -> Transcoders:
+    "The dictionaries of a chapter-04 run folder as a `Transcoders` set in eval mode; a clear error if incomplete."
+    folder = Path(folder)
+    run = read_json(folder/'run.json')
+    if run is None: raise UserError(f"{folder} is not a chapter-04 dictionary folder (no run.json)")
+    layers = run['layers'] if layers is None else layers
+    if not dicts_complete(folder):
+        raise UserError(f"{folder} is not a finished dictionary set (no {COMPLETE}): training or its save was "
+                        "interrupted; rerun chapter 04 (`fit` resumes it)")
+    miss = [l for l in layers if l not in run['layers'] or not (folder/f'layer_{l}.safetensors').exists()]
+    if miss:
+        raise UserError(f"{folder} has no finished dictionary for layer {miss[0]} (layers {run['layers']}; "
+                        "training may still be running)")
+    tcs = {l: load_dict(folder/f'layer_{l}.safetensors').to(device).eval() for l in layers}
+    return Transcoders(tcs, spec, every=False, folder=folder)
+
+
+# %% ../nbs/04_dictionaries.ipynb #b1fb3297
+def train_dicts(lm, tok, spec:Spec, model:str,
+                n_tokens:int=8192, # training tokens (chapter 04: 8,192 on tiny-qwen3, 204,800 on real models)
+                batch_size:int=512, # chapter 04: 512 on tiny-qwen3, 1024 on real models
+                act:str='batchtopk', skip:bool=True, expansion:int=8, k:int=32, epochs:float=2.0,
+                bf16:bool=True, seed:int=0, ctx:int=128, progress:bool=True,
+               ) -> Path:
+    "Chapter 04's default dictionaries of every layer (capture a store, fit), from the cache if there; their folder."
+    from mi_repro.corpus import contexts  # corpus needs Debian packages only when it builds: imported on use
+    C = contexts(tok, 'train', ctx=ctx, n_tokens=n_tokens, progress=progress)
+    store_dir = default_store(model, f"train-ctx{ctx}-{C.shape[0]}x-bf16-mlp_in+mlp_out", C)
+    store = capture(lm, spec, C, store_dir, batch_size=8, progress=progress)
+    tag = dict_tag(act, skip, expansion, k, epochs, batch_size, bf16, seed, store.man['ids_hash'])
+    out = cache_dir('dictionaries', run_name(model), tag)
+    fit(store, list(range(spec.n_layers)), out, act=act, k=k, skip=skip, n_features=expansion * spec.d_model,
+        epochs=epochs, batch_size=batch_size, seed=seed, bf16=bf16, progress=progress)
+    return out
+
+def default_dicts(lm, tok, spec:Spec, model:str,
+                  dict_seed:int=-1, # chapter 04's training seed; -1: 0 on tiny-qwen3, else `find_dicts`'s pick
+                 ) -> Path:
+    "Folder of chapter 04's default dictionaries for chapters 05-10; `dict_seed` >= 0: that seed's (cached or trained)."
+    if model == 'tiny-qwen3': return train_dicts(lm, tok, spec, model, seed=max(dict_seed, 0), progress=False)
+    if dict_seed < 0: return find_dicts(model)
+    return train_dicts(lm, tok, spec, model, n_tokens=204_800, batch_size=1024, seed=dict_seed, progress=False)
+
+
+# %% ../nbs/04_dictionaries.ipynb #974c4fd2
+def chapter_dicts(r:Loaded, # the loaded model (`load_model`)
+                  model:str, # its name, as given to `load_model`
+                  dicts:str|Path='', # a chapter-04 folder; empty: chapter 04's defaults (`default_dicts`)
+                  dict_seed:int=-1, # the training seed of the defaults (`default_dicts`)
+                 ) -> tuple[Path, Transcoders]:
+    "The dictionaries a chapter works with: their folder, and the set on the model's device, checked against it."
+    dict_dir = Path(dicts) if dicts else default_dicts(r.model, r.tok, r.spec, model, dict_seed)
+    return dict_dir, load_dicts(dict_dir, device=r.hf.device, spec=r.spec)
+
+def chapter_setup(model:str, # registry name, local directory or Hugging Face id
+                  device:str|None=None, dtype:str|None=None, # as in `load_model`
+                  dicts:str|Path='', dict_seed:int=-1, # as in `chapter_dicts`
+                  seed:int|None=None, # `torch.manual_seed(seed)` once the model is loaded, before the dictionaries
+                 ) -> tuple[Loaded, Path, Transcoders]:
+    "The prelude of chapters 06-10: the model (`load_model`), then its dictionaries (`chapter_dicts`)."
+    r = load_model(model, device, dtype)
+    if seed is not None:
+        torch.manual_seed(seed)
+    return (r, *chapter_dicts(r, model, dicts, dict_seed))
 
 
 # %% ../nbs/04_dictionaries.ipynb #2650cd3a

@@ -10,100 +10,16 @@ import torch
 from safetensors.torch import save_file, safe_open
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import UserError, atomic_path, atomic_write, read_json, cache_dir, load_tensors
-from .models import Spec, run_name, prompt_ids, hf_model
-from .dictionaries import Transcoder, load_dict, fit, dict_tag, dicts_complete, dict_hash, COMPLETE, DICT_VERSION
-from .activations import read_acts, capture, default_store
+from .core import UserError, atomic_path, atomic_write, read_json, load_tensors
+from .models import Spec, prompt_ids, hf_model
+from .dictionaries import Transcoder, dict_hash
+from .activations import read_acts
 
 # %% auto #0
-__all__ = ['WIN', 'BINS', 'INDEX_VERSION', 'CSS', 'find_dicts', 'load_dicts', 'train_dicts', 'default_dicts', 'chapter_dicts',
-           'chapter_setup', 'build_index', 'top_dot', 'unembed_dirs', 'logit_effects', 'input_tokens', 'FeatureIndex',
-           'find_index', 'auto_labels', 'write_labels', 'load_labels', 'features_at', 'search', 'shown', 'feature_html',
-           'show_feature', 'page_name', 'write_pages', 'behaviour_features', 'context_langs', 'lang_share']
-
-# %% ../nbs/05_features.ipynb #941835e7
-def _rank(d:Path) -> tuple:
-    "Most layers first (not chapter 04's one-layer frontier runs), then seed 0 (chapter 04's default), then newest."
-    run = read_json(d/'run.json')
-    return len(run['layers']), run.get('seed', 0) == 0, (d/'run.json').stat().st_mtime
-
-def find_dicts(model:str, # model name
-              ) -> Path:
-    "The complete chapter-04 run (this `DICT_VERSION`) of `model` in the cache with most layers; seed 0's, the newest."
-    root = cache_dir('dictionaries', run_name(model))
-    runs = sorted((d for d in root.glob(f'v{DICT_VERSION}-*') if dicts_complete(d)), key=_rank)
-    if not runs: raise UserError(f"no complete dictionaries of version {DICT_VERSION} for {model} in {root}: "
-                                 f"run chapter 04 first (`mi-repro run 04 --model {model}`) or pass dicts=<folder>")
-    return runs[-1]
-
-def load_dicts(folder:str|Path, # a chapter-04 run folder
-               layers:list[int]|None=None, # None: all layers of the run
-               device:str|torch.device='cpu',
-              ) -> dict[int, Transcoder]:
-    "The dictionaries of a chapter-04 run folder, {layer: Transcoder} in eval mode; a clear error if incomplete."
-    folder = Path(folder)
-    run = read_json(folder/'run.json')
-    if run is None: raise UserError(f"{folder} is not a chapter-04 dictionary folder (no run.json)")
-    layers = run['layers'] if layers is None else layers
-    if not dicts_complete(folder):
-        raise UserError(f"{folder} is not a finished dictionary set (no {COMPLETE}): training or its save was "
-                        "interrupted; rerun chapter 04 (`fit` resumes it)")
-    miss = [l for l in layers if l not in run['layers'] or not (folder/f'layer_{l}.safetensors').exists()]
-    if miss:
-        raise UserError(f"{folder} has no finished dictionary for layer {miss[0]} (layers {run['layers']}; "
-                        "training may still be running)")
-    return {l: load_dict(folder/f'layer_{l}.safetensors').to(device).eval() for l in layers}
-
-def train_dicts(lm, tok, spec:Spec, model:str,
-                n_tokens:int=8192, # training tokens (chapter 04: 8,192 on tiny-qwen3, 204,800 on real models)
-                batch_size:int=512, # chapter 04: 512 on tiny-qwen3, 1024 on real models
-                act:str='batchtopk', skip:bool=True, expansion:int=8, k:int=32, epochs:float=2.0,
-                bf16:bool=True, seed:int=0, ctx:int=128, progress:bool=True,
-               ) -> Path:
-    "Chapter 04's default dictionaries of every layer (capture a store, fit), from the cache if there; their folder."
-    from mi_repro.corpus import contexts
-    C = contexts(tok, 'train', ctx=ctx, n_tokens=n_tokens, progress=progress)
-    store_dir = default_store(model, f"train-ctx{ctx}-{C.shape[0]}x-bf16-mlp_in+mlp_out", C)
-    store = capture(lm, spec, C, store_dir, batch_size=8, progress=progress)
-    tag = dict_tag(act, skip, expansion, k, epochs, batch_size, bf16, seed, store.man['ids_hash'])
-    out = cache_dir('dictionaries', run_name(model), tag)
-    fit(store, list(range(spec.n_layers)), out, act=act, k=k, skip=skip, n_features=expansion * spec.d_model,
-        epochs=epochs, batch_size=batch_size, seed=seed, bf16=bf16, progress=progress)
-    return out
-
-# %% ../nbs/05_features.ipynb #bdd1be81
-def default_dicts(lm, tok, spec:Spec, model:str,
-                  dict_seed:int=-1, # chapter 04's training seed; -1: 0 on tiny-qwen3, else `find_dicts`'s pick
-                 ) -> Path:
-    "Folder of chapter 04's default dictionaries for chapters 05-10; `dict_seed` >= 0: that seed's (cached or trained)."
-    if model == 'tiny-qwen3': return train_dicts(lm, tok, spec, model, seed=max(dict_seed, 0), progress=False)
-    if dict_seed < 0: return find_dicts(model)
-    return train_dicts(lm, tok, spec, model, n_tokens=204_800, batch_size=1024, seed=dict_seed, progress=False)
-
-
-# %% ../nbs/05_features.ipynb #c3909ce1
-from .models import Loaded, load_model
-
-def chapter_dicts(r:Loaded, # the loaded model (`load_model`)
-                  model:str, # its name, as given to `load_model`
-                  dicts:str|Path='', # a chapter-04 folder; empty: chapter 04's defaults (`default_dicts`)
-                  dict_seed:int=-1, # the training seed of the defaults (`default_dicts`)
-                 ) -> tuple[Path, dict]:
-    "The dictionaries a chapter works with: their folder, and {layer: Transcoder} on the model's device."
-    dict_dir = Path(dicts) if dicts else default_dicts(r.model, r.tok, r.spec, model, dict_seed)
-    return dict_dir, load_dicts(dict_dir, device=r.hf.device)
-
-def chapter_setup(model:str, # registry name, local directory or Hugging Face id
-                  device:str|None=None, dtype:str|None=None, # as in `load_model`
-                  dicts:str|Path='', dict_seed:int=-1, # as in `chapter_dicts`
-                  seed:int|None=None, # `torch.manual_seed(seed)` once the model is loaded, before the dictionaries
-                 ) -> tuple[Loaded, Path, dict]:
-    "The prelude of chapters 06-10: the model (`load_model`), then its dictionaries (`chapter_dicts`)."
-    r = load_model(model, device, dtype)
-    if seed is not None:
-        torch.manual_seed(seed)
-    return (r, *chapter_dicts(r, model, dicts, dict_seed))
-
+__all__ = ['WIN', 'BINS', 'INDEX_VERSION', 'CSS', 'build_index', 'top_dot', 'unembed_dirs', 'logit_effects', 'input_tokens',
+           'FeatureIndex', 'find_index', 'auto_labels', 'write_labels', 'load_labels', 'features_at', 'search', 'shown',
+           'feature_html', 'show_feature', 'page_name', 'write_pages', 'behaviour_features', 'context_langs',
+           'lang_share']
 
 # %% ../nbs/05_features.ipynb #faa5ad72
 WIN = (12, 4)  # tokens kept before and after the peak of an example
@@ -360,7 +276,7 @@ def unembed_dirs(hf, spec:Spec, tc:Transcoder,
     norm's gain, times the post-MLP norm's on Gemma); its dot with W_U[t] is the direct logit effect per unit
     activation."""
     g = _norm_gain(hf, spec, 'final_norm')
-    D = (tc.W_dec.detach() if feats is None else tc.W_dec.detach()[list(feats)]).float() / tc.y_scale.float()
+    D = tc.dec_dirs(None if feats is None else list(feats))
     if spec.sandwich: D = D * _norm_gain(hf, spec, 'mlp_post_norm', layer)  # Gemma: the MLP output is normed again
     return D.to(g.device) * g
 
@@ -389,8 +305,7 @@ def input_tokens(hf, spec:Spec, tc:Transcoder, layer:int,
     E = spec.module(hf, 'embed').weight.detach()
     U = rms_norm(E.float() * spec.embed_scale, g, spec.eps).to(tc.W_enc.device)
     # pre(u) = (u * x_scale - x_mean) W_enc^T + b_enc = u (x_scale W_enc)^T + (b_enc - W_enc x_mean)
-    W = tc.W_enc.detach().float() * tc.x_scale
-    c = (tc.b_enc.detach() - tc.W_enc.detach() @ tc.x_mean).float()
+    W, c = tc.enc_dirs(), tc.enc_bias()
     v, i = top_dot(W, U, n, True, **kw)
     return dict(in_vals=v + c[:, None].cpu(), in_ids=i)
 

@@ -8,7 +8,7 @@ import torch
 from .core import UserError
 from .models import Spec
 from .forward import attention
-from .attribution import Replacement, Graph
+from .attribution import Replacement, Graph, KINDS
 from .models import prompt_ids, hf_model
 
 # %% auto #0
@@ -218,25 +218,16 @@ def ablate_heads(lm, spec:Spec,
 def _node(rep:Replacement, g:Graph, i:int, role:str) -> tuple:
     ("(layer, position, vector, replacement-model column) of graph node `i`: a source's write (layer -1 for a token) "
      "or a target's read (layer L for a logit).")
-    n = len(g.adj)
-    if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
-        raise UserError(f"node {i!r} is out of range: the graph has {n} nodes (0-{n - 1})")
-    L, T = rep.L, rep.T
-    if i < g.n_sel:
+    (kind, l, p, f), dev = g.node(i), rep.x0.device
+    if kind == 'feature':
         k = int(g.selected[i])
-        l, p, f = g.active[k].tolist()
         if role == 'source': return l, p, rep.dec[k], k
-        return l, p, rep._enc(l, torch.tensor([f], device=rep.x0.device))[0], None
+        return l, p, rep.tcs.enc(l, torch.tensor([f], device=dev))[0], None
     if role == 'target':
-        if i < g.logit_index(0):
-            raise UserError(f"node {i} is not a feature or logit node: an edge's target must be one")
-        return L, T - 1, rep.logit_vecs(g.logit_ids[i - g.logit_index(0):][:1].to(rep.x0.device))[0], None
-    if i < g.tok_index(0):
-        l, p = divmod(i - g.n_sel, T)
-        return l, p, rep.err[l, p], rep.n_feat + l * T + p
-    if i < g.logit_index(0):
-        p = i - g.tok_index(0)
-        return -1, p, rep.x0[p], rep.n_feat + L * T + p
+        if kind != 'logit': raise UserError(f"node {i} is not a feature or logit node: an edge's target must be one")
+        return l, p, rep.logit_vecs(torch.tensor([f], device=dev))[0], None
+    if kind == 'error': return l, p, rep.err[l, p], rep.n_feat + l * rep.T + p
+    if kind == 'token': return l, p, rep.x0[p], rep.n_feat + rep.L * rep.T + p
     raise UserError(f"node {i} is a logit node: an edge's source must be a feature, error or token node")
 
 # %% ../nbs/09_heads.ipynb #e2c50953
@@ -250,9 +241,9 @@ def _grads(rep:Replacement, layer:int, pos:int, vec:torch.Tensor) -> list:
     for l in range(min(layer, L - 1), -1, -1):
         r = rep.lay[l]
         if l < layer and rep.tcs[l].W_skip is not None:
-            gm = G * (r['rm'][:, None] * r['gm']) if rep.spec.sandwich else G
-            G = G + rep._skip_T(l, gm) * (r['r2'][:, None] * r['g2'])
-        if l == layer: G[pos] += vec * r['r2'][pos] * r['g2']
+            gm = r.mlp_post(G) if rep.spec.sandwich else G
+            G = G + r.mlp_norm(rep.tcs[l].skip_T(gm))
+        if l == layer: G[pos] += r.mlp_norm.at(vec, pos)
         out[l] = G.clone()
         G = G + rep._attn_T(l, G[None])[0]
     return out
@@ -264,15 +255,8 @@ def cross_edges(g:Graph, # an attribution graph
                ) -> list:
     ("The k strongest edges (by |weight|) from an earlier to a later position into feature or logit nodes: "
      "[(target, source, weight)].")
-    n, T = len(g.adj), g.n_pos
-    pos = torch.empty(n, dtype=torch.long)
-    pos[:g.n_sel] = g.active[g.selected, 1]
-    pos[g.n_sel:g.tok_index(0)] = torch.arange(g.n_layers * T) % T
-    pos[g.tok_index(0):g.logit_index(0)] = torch.arange(T)
-    pos[g.logit_index(0):] = T - 1
-    kind = torch.zeros(n, dtype=torch.long)  # 0 feature, 1 error, 2 token, 3 logit
-    kind[g.n_sel:g.tok_index(0)], kind[g.tok_index(0):g.logit_index(0)], kind[g.logit_index(0):] = 1, 2, 3
-    ok_s = torch.isin(kind, torch.tensor([['feature', 'error', 'token'].index(s) for s in sources]))
+    n, (kind, pos) = len(g.adj), g.node_table()
+    ok_s = torch.isin(kind, torch.tensor([KINDS[:3].index(s) for s in sources]))
     ok_t = (kind == 0) | (kind == 3)
     W = g.adj.abs() * (pos[:, None] > pos[None, :]) * ok_t[:, None] * ok_s[None, :]
     v, j = W.flatten().topk(k)
@@ -287,19 +271,19 @@ def _head_hops(rep:Replacement, sl:int, sp:int, # the source's layer (-1: a toke
     "Each head's share of the edge by destination position [L, H, T]: the paths that leave `sp` through it."
     L, T, sandwich = rep.L, rep.T, rep.spec.sandwich
     H, Hkv, dh, d = rep.spec.n_heads, rep.spec.n_kv_heads, rep.spec.head_dim, rep.d
-    if sl >= 0 and sandwich: x = x * rep.lay[sl]['rm'][sp] * rep.lay[sl]['gm']  # as it enters the residual stream
+    if sl >= 0 and sandwich: x = rep.lay[sl].mlp_post.at(x, sp)  # as it enters the residual stream
     by_pos = torch.zeros(L, H, T, device=x.device)
     for l in range(sl + 1, min(tl, L - 1) + 1):
         r = rep.lay[l]
-        v = ((x * r['r1'][sp] * r['g1']) @ r['Wv'].T).view(Hkv, dh).repeat_interleave(H // Hkv, 0)  # [H, dh]
-        o = torch.einsum('dhk,hk->hd', r['Wo'].view(d, H, dh), v)  # [H, d]: each head's OV image of the source vector
-        gq = Gm[l] * (r['ra'][:, None] * r['ga']) if sandwich else Gm[l]
-        by_pos[l] = r['A'][:, :, sp] * (o @ gq.T)  # [H, T]: A_h[q, p_s] (o_h . grad_q)
-        stay = (r['A'][:, sp, sp, None] * o).sum(0)
-        x = x + (stay * r['ra'][sp] * r['ga'] if sandwich else stay)
+        v = (r.attn_norm.at(x, sp) @ r.Wv.T).view(Hkv, dh).repeat_interleave(H // Hkv, 0)  # [H, dh]
+        o = torch.einsum('dhk,hk->hd', r.Wo.view(d, H, dh), v)  # [H, d]: each head's OV image of the source vector
+        gq = r.attn_post(Gm[l]) if sandwich else Gm[l]
+        by_pos[l] = r.pattern[:, :, sp] * (o @ gq.T)  # [H, T]: A_h[q, p_s] (o_h . grad_q)
+        stay = (r.pattern[:, sp, sp, None] * o).sum(0)
+        x = x + (r.attn_post.at(stay, sp) if sandwich else stay)
         if l < tl and rep.tcs[l].W_skip is not None:
-            y = rep.tcs[l].skip(x * r['r2'][sp] * r['g2'])
-            x = x + (y * r['rm'][sp] * r['gm'] if sandwich else y)
+            y = rep.tcs[l].skip(r.mlp_norm.at(x, sp))
+            x = x + (r.mlp_post.at(y, sp) if sandwich else y)
     by_pos[:, :, :sp + 1] = 0  # the diagonal stays at p_s (carried on in x); earlier positions get none
     return by_pos
 

@@ -231,7 +231,7 @@ def _delta(tc:Transcoder, z:torch.Tensor, # [B, T, F] current activations
         for _, f, p, value, scale, add in es:
             a = zb[p][:, f]  # [P, n]
             new = (value if value is not None else scale * a) + (add if add is not None else 0)
-            out[b].index_add_(0, p, (new - a) @ (tc.W_dec[f].float() / tc.y_scale.float()))
+            out[b].index_add_(0, p, (new - a) @ tc.dec_dirs(f))
             if len(es) > 1: zb[p[:, None], f[None]] = new.to(zb.dtype)
     return out
 
@@ -608,7 +608,7 @@ def random_active(tcs:dict, c:Clean, # a clean run (`clean_run`)
 def write_size(tc:Transcoder, z:torch.Tensor, # [P, F] activations of the features at the positions edited
               ) -> torch.Tensor:
     "Per feature [F], the norm of what it writes to the MLP output over those positions: ||z_f|| ||W_dec,f / y_scale||."
-    return z.float().norm(dim=0).cpu() * (tc.W_dec.float() / tc.y_scale.float()).norm(dim=1).cpu()
+    return z.float().norm(dim=0).cpu() * tc.dec_dirs().norm(dim=1).cpu()
 
 def matched_pools(tcs:dict, c:Clean, # a clean run (`clean_run`)
                   feats:list, # [(layer, feature)]: the set to match

@@ -13,7 +13,7 @@ import networkx as nx
 from .core import UserError
 from .models import Spec
 from .prompts import ANTONYMS, LANGS, load_prompts, last_logits, split_for, first_token, answer_id
-from .features import find_dicts
+from .dictionaries import find_dicts
 from .attribution import Replacement, attribute, prune
 from .models import prompt_ids
 from .interventions import ablate, intervene, clean_run, measure, feature_acts
@@ -294,7 +294,7 @@ def feature_vector(tc, # a `Transcoder`
     if not len(feats): return torch.zeros(tc.W_dec.shape[1])
     c = torch.as_tensor(coefs, dtype=torch.float32).reshape(-1)
     if len(c) != len(feats): raise UserError(f"feature_vector: {len(feats)} features but {len(c)} coefficients")
-    return (c.to(tc.W_dec.device) @ tc.W_dec[list(feats)].detach().float() / tc.y_scale.float()).cpu()
+    return (c.to(tc.W_dec.device) @ tc.dec_dirs(list(feats))).cpu()
 
 # %% ../nbs/08_multilingual.ipynb #da5bca7a
 def _inject_deltas(spec:Spec, rows:list, # per batch row, {layer: vector [d_model]}

@@ -16,7 +16,8 @@ def index(tmp_path_factory):
     import torch
     from mi_repro.models import load_model
     from mi_repro.corpus import contexts
-    from mi_repro.features import train_dicts, load_dicts, build_index
+    from mi_repro.features import build_index
+    from mi_repro.dictionaries import train_dicts, load_dicts
     torch.manual_seed(0)
     lm, tok, spec = load_model('tiny-qwen3', 'cpu')
     tcs = load_dicts(train_dicts(lm, tok, spec, 'tiny-qwen3', progress=False))
