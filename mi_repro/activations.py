@@ -41,6 +41,7 @@ def check_layers(spec:Spec, layers) -> list[int]:
     if not len(layers): raise UserError("no layers given")
     return sorted({spec.check_layer(l) for l in layers})
 
+# %% ../nbs/03_activations.ipynb #6fba6b1b
 def _site_module(lm, spec, layer, site):
     role, io = SITES[site]
     m = spec.module(lm, 'layers')[layer] if role is None else spec.module(lm, role, layer)
@@ -124,6 +125,7 @@ def _capture_cfg(spec:Spec, contexts:torch.Tensor, layers, sites, batch_size, st
                ids_hash=_ids_hash(contexts), n_shards=-(-n // batch_size))
     return cfg, layers, sites, sdt
 
+# %% ../nbs/03_activations.ipynb #27a7a3d6
 def _open_store(path:Path, cfg:dict, resume:bool):
     "Check a store at `path` against `cfg` when resuming, or start it anew (an empty manifest)."
     mpath = path/'manifest.json'
@@ -184,6 +186,7 @@ def add_shards(man:dict, # a store's manifest, updated in place
     for k in ('n_tokens', 'n_flagged'): man[k] += sum(e[k] for e in entries)
     man['complete'] = len(man['shards']) == man['n_shards']
 
+# %% ../nbs/03_activations.ipynb #455a0019
 def capture_shards(lm, spec:Spec, # the model (`load_model`) and its `Spec`
                    contexts:torch.Tensor, # [n, ctx] token ids: shard k holds contexts k*batch_size on
                    path:Path, # the store folder
@@ -218,7 +221,6 @@ def capture_shards(lm, spec:Spec, # the model (`load_model`) and its `Spec`
         bar.update(int(flag.numel()))
         bar.set_postfix(tok_s=f"{bar.n / (time.perf_counter() - t0):.0f}", refresh=False)
     bar.close()
-
 
 # %% ../nbs/03_activations.ipynb #dac610e8
 class Store:
@@ -262,6 +264,7 @@ def check(self:Store, spec:Spec|None=None, # the model that will use the store
         if verify: self._verify(s['file'])
     return self
 
+# %% ../nbs/03_activations.ipynb #9879b3c5
 @patch
 def _key(self:Store, layer, site):
     if layer not in self.layers:

@@ -446,6 +446,7 @@ def node(self:Graph, i:int) -> Node:
         return Node('token', -1, p, int(self.ids[p]))
     return Node('logit', self.n_layers, self.n_pos - 1, int(self.logit_ids[i - self.logit_index(0)]))
 
+# %% ../nbs/06_attribution.ipynb #f648b648
 @patch
 def node_table(self:Graph) -> tuple[torch.Tensor, torch.Tensor]:
     "Every node's kind (its index in `KINDS`) and position, as two [n] tensors."

@@ -43,6 +43,7 @@ def _aux(pre, dead, ka):
     v, i = pre[:, di].topk(ka, dim=-1, sorted=False)
     return v.float().relu(), di[i]
 
+# %% ../nbs/04_dictionaries.ipynb #28b294da
 class _TopK(torch.autograd.Function):
     "TopK encoder: (values, indices) of the k largest ReLU(x W^T + b), and of the `ka` largest dead; sparse gradients."
     @staticmethod
@@ -75,6 +76,7 @@ def _top_flat(v:torch.Tensor, # 1-d values
     vals, j = v[cand].topk(n, sorted=False)
     return vals, cand[j]
 
+# %% ../nbs/04_dictionaries.ipynb #4ca72431
 class _BatchTopK(torch.autograd.Function):
     "BatchTopK encoder: the batch's k*B largest ReLU(x W^T + b) as (values, rows, features), by row; AuxK as `_TopK`."
     @staticmethod
@@ -339,6 +341,7 @@ def _loss(self:Trainer, yn, yh, info:dict, ka:int):
         loss = loss + self.aux_coef * self.world * ((yn - yh).detach() - r).pow(2).sum() / var
     return loss, fvu
 
+# %% ../nbs/04_dictionaries.ipynb #9164de44
 @patch
 def _track(self:Trainer, info:dict) -> torch.Tensor:
     "Count the steps since each feature fired (on any process); the features now dead."
@@ -491,6 +494,7 @@ def _save_ckpts(trs:dict, out:Path):
     atomic_write(out/'ckpt.next', json.dumps(sorted(trs)))
     _commit_ckpts(out)
 
+# %% ../nbs/04_dictionaries.ipynb #1d6af2fb
 def _commit_ckpts(out:Path):
     "Finish moving a complete new checkpoint set in place (a kill may have stopped it midway); drop an incomplete set."
     done = (out/'ckpt.next').exists()
@@ -685,6 +689,7 @@ def _sums(ref, logits, ids):
     p = F.log_softmax(ref[:, :-1].float(), -1)
     return -q.gather(-1, ids[:, 1:, None]).sum().item(), (p.exp() * (p - q)).sum().item()
 
+# %% ../nbs/04_dictionaries.ipynb #3b275814
 def _clean(lm, spec, ids) -> tuple[torch.Tensor, list]:
     "The clean pass: logits and every decoder layer's output (what `_splice` reuses below a set's first layer)."
     outs = []
@@ -705,7 +710,6 @@ def _splice(lm, spec, tcs, ids, p0, zero=False,
             m.output = torch.cat([y[:, :p0], new.reshape(y[:, p0:].shape).to(y)], 1)
         out = lm.output.logits.save()
     return out
-
 
 # %% ../nbs/04_dictionaries.ipynb #5b8283d9
 SPLICE_VERSION = 1  # bump when what `spliced` sums changes: progress files of other versions are not resumed
@@ -742,6 +746,7 @@ def _ce_summary(acc:dict, # {name: float64 [3] summed CE, KL and zero-ablation C
                       ce_recovered=(cez - ce) / (cez - ce0) if cez != ce0 else float('nan'))
     return res
 
+# %% ../nbs/04_dictionaries.ipynb #57e1fd8f
 @torch.no_grad()
 def spliced(lm, spec, sets:dict, # {name: {layer: Transcoder}}: each set spliced in together, one set at a time
             ids:torch.Tensor, # [B, T] held-out token ids
@@ -772,7 +777,6 @@ def spliced(lm, spec, sets:dict, # {name: {layer: Transcoder}}: each set spliced
             atomic_write(state, json.dumps(dict(next=i + len(b), ce0=ce0, acc=sums)))
     bar.close()
     return None if stop < len(ids) else _ce_summary(acc, ce0, ids.shape[0] * (ids.shape[1] - 1))
-
 
 # %% ../nbs/04_dictionaries.ipynb #2a50bfe2
 @patch
@@ -854,6 +858,7 @@ def write_ct_config(out:Path, # a transcoder-set folder holding layer_{i}.safete
     lines += [f'  - "{out}/layer_{l}.safetensors"' for l in layers]
     return atomic_write(out/'config.yaml', '\n'.join(lines) + '\n')
 
+# %% ../nbs/04_dictionaries.ipynb #83373928
 def export_circuit_tracer(tcs:dict, # {layer: Transcoder}
                           out:str|Path, # folder to write
                           model:str='', # model id for the config
@@ -877,6 +882,7 @@ def export_circuit_tracer(tcs:dict, # {layer: Transcoder}
     write_ct_config(out, sorted(tcs), model)
     return out
 
+# %% ../nbs/04_dictionaries.ipynb #1e2ec9bf
 def import_circuit_tracer(path:str|Path, # a transcoder-set folder
                           spec=None, # the model's `Spec`, to check shapes against
                           lazy:bool=False, # `LazyTranscoder`s that read weights on demand (large published sets)
@@ -898,7 +904,6 @@ def import_circuit_tracer(path:str|Path, # a transcoder-set folder
                                 "a transcoder set for another model")
         res[l] = tc if lazy else tc.load()
     return Transcoders(res, folder=path)
-
 
 # %% ../nbs/04_dictionaries.ipynb #f2b3c4d5
 from typing import Callable

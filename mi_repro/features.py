@@ -58,6 +58,7 @@ def _count(self:_Acc, fi, v, n_features:int):
     t['sumsq'].index_add_(0, fi, v.double().pow(2))
     t['hist'].view(-1).index_add_(0, fi * (len(BINS) + 1) + torch.bucketize(v, BINS.to(v.device)), torch.ones_like(fi))
 
+# %% ../nbs/05_features.ipynb #c757cd06
 @patch
 def _merge_top(self:_Acc, z, c0:int):
     "Merge the batch's top contexts: per context the feature's max; only features whose best beats their k-th."
@@ -180,6 +181,7 @@ def _index_pass(lm, spec:Spec, tcs:dict, C:torch.Tensor, accs:dict, start:int, s
         bar.update(len(ids) * T)
         if (b + 1) % ckpt_every == 0 and b + 1 < n_b: save_ckpt(b + 1)
 
+# %% ../nbs/05_features.ipynb #622aa2fe
 def _index_write(lm, spec:Spec, tcs:dict, C:torch.Tensor, accs:dict, out:Path, meta:dict, elapsed:float):
     "Write a finished index: per layer its tensors, logit effects and input tokens; the contexts; `index.json` last."
     hf, t1 = hf_model(lm), time.perf_counter()
@@ -242,6 +244,7 @@ def build_index(lm, spec:Spec,
 def _norm_gain(hf, spec, role, layer=None):
     return spec.gain_offset + spec.module(hf, role, layer).weight.detach().float()
 
+# %% ../nbs/05_features.ipynb #7675ef67
 @torch.no_grad()
 def top_dot(A:torch.Tensor, # [F, d] one direction per feature
             M:torch.Tensor, # [V, d] one vector per token
@@ -346,6 +349,7 @@ def check(self:FeatureIndex, layer:int, feature:int|None=None) -> FeatureIndex:
                             f"(0-{nf - 1})")
     return self
 
+# %% ../nbs/05_features.ipynb #4ef1e520
 @patch
 def check_dicts(self:FeatureIndex, tcs:dict, # {layer: Transcoder}
                ) -> FeatureIndex:
@@ -377,6 +381,7 @@ def density(self:FeatureIndex, layer:int) -> torch.Tensor:
     "Fraction of scanned tokens where each feature fires, [F]."
     return self.t(layer)['n_fire'].double() / self.n_tokens
 
+# %% ../nbs/05_features.ipynb #75cfe9c4
 @patch
 def stats(self:FeatureIndex, layer:int, feature:int) -> dict:
     "Density, firing count, mean and std of the non-zero activations, and the maximum."
@@ -451,6 +456,7 @@ def _vocab(tok) -> _Vocab:
         except AttributeError: pass
     return v
 
+# %% ../nbs/05_features.ipynb #bbb567d1
 def auto_labels(ix:FeatureIndex, tok, layer:int,
                 n_out:int=2, # promoted tokens in the label
                ) -> list[str]:
@@ -472,6 +478,7 @@ def auto_labels(ix:FeatureIndex, tok, layer:int,
         labels.append(f'"{_show(V[int(u[i])])}" {int(c[i])}/{len(p)} → {out}' + (' (dense)' if dens[f] > 0.1 else ''))
     return labels
 
+# %% ../nbs/05_features.ipynb #3ced7c3f
 def write_labels(ix:FeatureIndex, tok,
                  folder:str|Path, # the dictionaries' folder
                 ) -> Path:
@@ -518,11 +525,13 @@ def features_at(lm, spec:Spec, tcs:dict,
     rows.sort(key=lambda r: -(r['rel'] if ix is not None else r['act']))
     return rows[:n]
 
+# %% ../nbs/05_features.ipynb #0bd81f39
 def _words(label:str) -> set[str]:
     "The token texts named in a label, lower-cased."
     import re
     return {w for w in re.split(r'[\s"·→()]+|\d+/\d+', label.lower()) if w}
 
+# %% ../nbs/05_features.ipynb #2cc92f2a
 def search(ix:FeatureIndex, tok,
            token:str, # a token's text (compared without surrounding spaces, ignoring case)
            n:int=10, # features returned
@@ -639,6 +648,7 @@ def feature_html(ix:FeatureIndex, tok, layer:int, feature:int,
             f'<h3>Random firing examples</h3>{rnd_html or "<p>never fires</p>"}')
     return f'<div class="feat">{head}{body}</div>'
 
+# %% ../nbs/05_features.ipynb #8acf43cb
 def show_feature(ix:FeatureIndex, tok, layer:int, feature:int, label:str|None=None, n_top:int=8):
     "Display a feature's view in the notebook."
     from IPython.display import HTML, display

@@ -130,6 +130,7 @@ def _forward_consts(cfg) -> dict:
                 final_softcap=getattr(cfg, 'final_logit_softcapping', None),
                 attn_softcap=getattr(cfg, 'attn_logit_softcapping', None))
 
+# %% ../nbs/00_models.ipynb #f93d0d4d
 def spec_from_config(cfg, # a transformers config
                      name:str, # how the model was named
                     ) -> Spec:
@@ -165,6 +166,7 @@ def _materialize(dest:Path, # final folder
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
+# %% ../nbs/00_models.ipynb #1f25d90f
 def _save_hf(model, tok, dest:Path):
     "Save a transformers model (GGUF-dequantized or not) and tokenizer as safetensors."
     if getattr(model, 'hf_quantizer', None) is not None:  # weights are already fp32; drop the GGUF marker
@@ -232,6 +234,7 @@ def tiny_qwen3(seed:int=0, # weight seed
                 if n.endswith('norm.weight'): p.copy_(1 + 0.2*torch.randn_like(p))
     return m, tok
 
+# %% ../nbs/00_models.ipynb #a8a9ea90
 def _tiny_dir() -> Path:
     return _materialize(cache_dir('models', f'tiny-qwen3-v{TINY_VERSION}'), lambda d: _save_hf(*tiny_qwen3(), d))
 
@@ -259,6 +262,7 @@ def _shape_build(cfg:dict, seed:int, dest:Path):
 def _shape_dir(name:str, cfg:dict, seed:int=0) -> Path:
     return _materialize(cache_dir('models', name), lambda d: _shape_build(cfg, seed, d))
 
+# %% ../nbs/00_models.ipynb #e7e45316
 def _shape_ok(name:str) -> bool:
     "Its folder is built (it travels without the GGUF), or can be."
     return _ready(cache_dir('models', name)) or _smol_gguf() is not None
@@ -276,7 +280,6 @@ def _load_hf(d:Path, dev, dt, **kw) -> torch.nn.Module:
             for n, p in m.named_parameters():
                 if n.endswith('norm.weight'): p.copy_(1 + 0.2*torch.randn_like(p))
     return m
-
 
 # %% ../nbs/00_models.ipynb #7fb4a754
 QWEN3_4B = 'Qwen/Qwen3-4B-Instruct-2507'
@@ -342,6 +345,7 @@ def _check_name(name) -> str:
     if not name.strip(): raise UserError("model is empty: give a registry name (see `mi-repro models`), a directory or a Hugging Face id")
     return name.strip()
 
+# %% ../nbs/00_models.ipynb #b0083cf7
 def locate(name:str|Path, # registry name, local directory or Hugging Face id
           ) -> Path:
     "A folder `from_pretrained` can load for model `name`, materialized if needed; a clear `UserError` if not possible."
@@ -364,6 +368,7 @@ def locate(name:str|Path, # registry name, local directory or Hugging Face id
     raise UserError(f"unknown model {name!r}: use a registry name ({', '.join(REGISTRY)}), a local directory with "
                     f"config.json, or a Hugging Face id already in the local cache")
 
+# %% ../nbs/00_models.ipynb #56d30f46
 def run_name(name:str|Path) -> str:
     "A folder-safe name for a model: the registry name, a directory's name, or the hub id with '/' as '--'."
     name = _check_name(name)
@@ -441,6 +446,7 @@ class Loaded(NamedTuple):
         "The plain transformers model inside the nnsight wrapper."
         return hf_model(self.model)
 
+# %% ../nbs/00_models.ipynb #e49c5b53
 def load_model(name_or_path:str|Path, # registry name, local directory or Hugging Face id in the local cache
                device:str|None=None, # 'auto' / None (cuda if available), 'cpu', 'cuda'
                dtype:str|torch.dtype|None=None, # 'fp32' (default), 'bf16', 'fp16'

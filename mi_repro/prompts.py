@@ -215,6 +215,7 @@ def _two_hop():
         rows += _rows('two_hop', 'en', i, city, items)
     return rows
 
+# %% ../nbs/02_prompts.ipynb #30a1a985
 def _reasoning():
     rows = []
     for i, (a, b) in enumerate([(a, b) for a in range(1, 9) for b in range(a + 1, 10)]):  # the entity: a pair a < b
@@ -321,6 +322,7 @@ def _read_jsonl(path:Path, defaults:dict|None=None) -> list[dict]:
     if not rows: raise UserError(f"prompt file {path} has no prompts")
     return rows
 
+# %% ../nbs/02_prompts.ipynb #fdb3c82f
 def load_prompts(behaviour:str|Path, # a behaviour (`BEHAVIOURS`), 'thesis/<name>' (`THESIS_SETS`) or a .jsonl path
                  split:str|None=None, # 'train', 'test' or None for both
                  language:str|None=None, # e.g. 'en'; None for all
@@ -365,6 +367,7 @@ def _continuation(tok, text, answer):
     full = tok(text + answer, add_special_tokens=False).input_ids
     return full[len(pre):] if full[:len(pre)] == pre else None
 
+# %% ../nbs/02_prompts.ipynb #f73a3695
 def single_token(tok, # a tokenizer
                  prompts:list[dict], # prompt dicts
                 ) -> tuple[list[dict], list[dict]]:
@@ -399,6 +402,7 @@ def _texts(tok, prompts, chat):
     texts = [chat_text(tok, p['prompt']) if chat else p['prompt'] for p in prompts]
     return texts, [prompt_ids(tok, t, chat=chat).tolist() for t in texts]
 
+# %% ../nbs/02_prompts.ipynb #a5d49c87
 @torch.no_grad()
 def _last_logits(hf, ids:list[list[int]], pad_id:int, batch_size:int):
     "Yield (indices, fp32 logits [b, V] on the CPU) at the last position, in left-padded batches of similar length."
@@ -418,6 +422,7 @@ def _last_logits(hf, ids:list[list[int]], pad_id:int, batch_size:int):
                  use_cache=False)
         yield idx, out.logits[:, -1].float().cpu()
 
+# %% ../nbs/02_prompts.ipynb #8b9cb37b
 def last_logits(model, # nnsight-wrapped or plain transformers model
                 tok, # its tokenizer
                 prompts:list[str|dict], # prompts (strings or prompt dicts)
@@ -474,6 +479,7 @@ def baseline_table(df:pd.DataFrame, # rows from `score`
         n=('top1', 'size'), top1=('top1', 'mean'), rank_median=('rank', 'median'), p_correct=('p_correct', 'mean'),
         margin=('margin', 'mean'), sign_acc=('sign', 'mean'))
 
+# %% ../nbs/02_prompts.ipynb #2e371589
 def pick_templates(df:pd.DataFrame, # rows from `score` (the train split is used)
                    min_top1:float=0.5, # keep the templates whose train top-1 reaches this
                    min_n:int=10, # ... on at least this many train prompts
@@ -496,6 +502,7 @@ def chosen(df:pd.DataFrame, # rows from `score`
     keep = [t in templates.get(group_key(b, l), ()) for b, l, t in zip(df.behaviour, df.language, df.template_idx)]
     return df[keep]
 
+# %% ../nbs/02_prompts.ipynb #bc4054cd
 def gate(df:pd.DataFrame, # rows from `score`: the test split, chosen templates, one chat setting
          min_top1:float=0.5, # top-1 accuracy needed
          min_n:int=10, # prompts needed
