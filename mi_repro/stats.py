@@ -32,7 +32,8 @@ def bootstrap_ci(x, # one value per unit (prompt, concept, seed): the resampling
 
 # %% ../nbs/stats.ipynb #00000007
 def spearman(a, b) -> float:
-    "Spearman's rank correlation of two sequences, ties at their average rank (nan below 3 values or for a constant one)."
+    ("Spearman's rank correlation of two sequences, ties at their average rank "
+     "(nan below 3 values or for a constant one).")
     a, b = np.asarray([float(v) for v in a]), np.asarray([float(v) for v in b])
     if len(a) != len(b): raise UserError(f"spearman: lengths differ ({len(a)} and {len(b)})")
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0: return float('nan')
@@ -53,17 +54,21 @@ def ari(a, b) -> float:
     "Adjusted Rand index of two labelings of the same items (1: the same partition; about 0: unrelated)."
     from sklearn.metrics import adjusted_rand_score
     a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape or a.ndim != 1: raise UserError(f"ari: two labelings of the same items are needed, got shapes {a.shape} and {b.shape}")
+    if a.shape != b.shape or a.ndim != 1:
+        raise UserError(f"ari: two labelings of the same items are needed, got shapes {a.shape} and {b.shape}")
     return 1.0 if len(a) < 2 else float(adjusted_rand_score(a, b))
 
 # %% ../nbs/stats.ipynb #0000000b
 def perm_test(A:list, # sets, one per concept
               B:list, # sets of the other language, aligned with `A`
               n_perm:int=2000, seed:int=0) -> dict:
-    "Mean IoU of aligned pairs, the mean under random re-alignment (B's concepts shuffled: the unit is the concept), and the p-value."
-    if len(A) != len(B): raise UserError(f"perm_test: A and B must be aligned by concept, got {len(A)} and {len(B)} sets")
+    ("Mean IoU of aligned pairs, the mean under random re-alignment (B's concepts shuffled: the unit is the concept), "
+     "and the p-value.")
+    if len(A) != len(B):
+        raise UserError(f"perm_test: A and B must be aligned by concept, got {len(A)} and {len(B)} sets")
     if len(A) < 2: raise UserError("perm_test: needs at least two concepts to shuffle")
-    if isinstance(n_perm, bool) or not isinstance(n_perm, int) or n_perm < 1: raise UserError(f"n_perm must be a positive int, not {n_perm!r}")
+    if isinstance(n_perm, bool) or not isinstance(n_perm, int) or n_perm < 1:
+        raise UserError(f"n_perm must be a positive int, not {n_perm!r}")
     M = np.array([[iou(a, b) for b in B] for a in A], dtype=float)
     n = len(A)
     if np.isnan(M).all(): return dict(obs=float('nan'), null=float('nan'), p=float('nan'))
@@ -78,7 +83,8 @@ def boot_frac(df, # rows with `unit`, `by` and a boolean `col`
               col:str='bridge', n_boot:int=2000, seed:int=0, by:str='kind',
               unit:str='concept', # the resampled cluster
              ) -> dict:
-    "Per value of `by`: the share of rows with `col` true pooled over units, its BCa interval over units; the first group minus the second, paired."
+    ("Per value of `by`: the share of rows with `col` true pooled over units, its BCa interval over units; "
+     "the first group minus the second, paired.")
     if not len(df): return {}
     us, groups = sorted(df[unit].unique()), list(dict.fromkeys(df[by]))
     k = {g: np.array([df[(df[unit] == u) & (df[by] == g)][col].sum() for u in us], float) for g in groups}

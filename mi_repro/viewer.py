@@ -164,17 +164,19 @@ def random_graph(n_tokens:int=12, # prompt length
     return _graph(f'random-{seed}', toks, nodes, [(s, t, w) for (s, t), w in links.items()])
 
 # %% ../nbs/viewer.ipynb #018f7e6c
-_CSS_TOP = r'''
+_CSS_TOP = (r'''
 * { box-sizing: border-box; }
-body { margin: 0; font: 13px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; display: flex; flex-direction: column; height: 100vh; }
+body { margin: 0; font: 13px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; display: flex; '''
+    r'''flex-direction: column; height: 100vh; }
 header { padding: 6px 12px; border-bottom: 1px solid #ddd; }
 header h1 { font-size: 16px; margin: 0; display: inline; }
 header .prompt { margin-left: 12px; color: #555; font-family: ui-monospace, monospace; white-space: pre-wrap; }
-#toolbar { display: flex; flex-wrap: wrap; gap: 10px; align-items: center; padding: 6px 12px; border-bottom: 1px solid #ddd; background: #fafafa; }
+#toolbar { display: flex; flex-wrap: wrap; gap: 10px; align-items: center; padding: 6px 12px; '''
+    r'''border-bottom: 1px solid #ddd; background: #fafafa; }
 #toolbar input[type=range] { width: 180px; }
 #toolbar .legend span { display: inline-block; width: 10px; height: 10px; margin: 0 3px 0 8px; vertical-align: middle; }
 #status { color: #666; }
-'''
+''')
 
 # %% ../nbs/viewer.ipynb #8099523d
 _CSS_PANEL = r'''main { flex: 1; display: flex; min-height: 0; }
@@ -193,7 +195,9 @@ _CSS_PANEL = r'''main { flex: 1; display: flex; min-height: 0; }
 '''
 
 # %% ../nbs/viewer.ipynb #b6ab4ae1
-_CSS_GRAPH = r'''#tip { position: fixed; pointer-events: none; background: #fff; border: 1px solid #999; border-radius: 4px; padding: 4px 8px; white-space: pre-line; max-width: 360px; box-shadow: 0 2px 6px rgba(0,0,0,.2); z-index: 2; }
+_CSS_GRAPH = (r'''#tip { position: fixed; pointer-events: none; background: #fff; border: 1px solid #999; '''
+    r'''border-radius: 4px; padding: 4px 8px; white-space: pre-line; max-width: 360px; '''
+    r'''box-shadow: 0 2px 6px rgba(0,0,0,.2); z-index: 2; }
 svg text { font-size: 11px; fill: #333; }
 svg .axis { fill: #777; } svg .grid { stroke: #eee; }
 svg .node { cursor: pointer; }
@@ -201,29 +205,31 @@ svg .node.sel > :first-child { stroke: #000; stroke-width: 3; }
 svg .node.clicked > :first-child { stroke: #7b2cbf; stroke-width: 3; }
 svg .edges path { fill: none; }
 svg .supernode rect { fill: #fff7e6; stroke: #c77d00; stroke-width: 1.5; }
-'''
+''')
 
 # %% ../nbs/viewer.ipynb #b4af6d17
 CSS = _CSS_TOP + _CSS_PANEL + _CSS_GRAPH
 
 # %% ../nbs/viewer.ipynb #eedc4149
-_JS_DATA = r'''
+_JS_DATA = (r'''
 "use strict";
 (function () {
 const G = JSON.parse(document.getElementById("graph-data").textContent);
 const CFG = JSON.parse(document.getElementById("viewer-config").textContent);
 const SVGNS = "http://www.w3.org/2000/svg";
-const KIND = {"cross layer transcoder": "feature", "mlp reconstruction error": "error", "embedding": "embedding", "logit": "logit"};
+const KIND = {"cross layer transcoder": "feature", "mlp reconstruction error": "error", "embedding": "embedding", '''
+    r'''"logit": "logit"};
 const toks = G.metadata.prompt_tokens;
 const nodes = G.nodes.map(n => Object.assign({}, n, {id: n.node_id, kind: KIND[n.feature_type]}));
 const byId = new Map(nodes.map(n => [n.id, n]));
 const $ = id => document.getElementById(id);
-'''
+''')
 
 # %% ../nbs/viewer.ipynb #235c6ba6
-_JS_ROWS = r'''
+_JS_ROWS = (r'''
 // ---- layout: rows by layer (embeddings bottom, logits top), columns by token position ----
-const layers = [...new Set(nodes.filter(n => n.kind === "feature" || n.kind === "error").map(n => +n.layer))].sort((a, b) => a - b);
+const layers = [...new Set(nodes.filter(n => n.kind === "feature" || '''
+    r'''n.kind === "error").map(n => +n.layer))].sort((a, b) => a - b);
 const nRows = layers.length + 2;
 const rowOf = n => n.kind === "embedding" ? 0 : n.kind === "logit" ? nRows - 1 : 1 + layers.indexOf(+n.layer);
 const ROW = 46, STEP = 15, LEFT = 64, TOP = 80, BOTTOM = 80, CELLMAX = 320;
@@ -234,10 +240,10 @@ for (const n of nodes) {
   if (!cells.has(key)) cells.set(key, []);
   cells.get(key).push(n);
 }
-'''
+''')
 
 # %% ../nbs/viewer.ipynb #535004ce
-_JS_COLUMNS = r'''const colW = toks.map(() => 56);
+_JS_COLUMNS = (r'''const colW = toks.map(() => 56);
 for (const [key, list] of cells) {
   const c = +key.split("|")[1];
   colW[c] = Math.max(colW[c], Math.min(CELLMAX, list.length * STEP) + 24);
@@ -248,14 +254,15 @@ const width = colX[toks.length] + 20, height = TOP + nRows * ROW + BOTTOM;
 const yOf = row => TOP + (nRows - 1 - row) * ROW + ROW / 2;
 const order = {feature: 0, error: 1, embedding: 0, logit: 0};
 for (const list of cells.values()) {
-  list.sort((a, b) => order[a.kind] - order[b.kind] || (b.token_prob || 0) - (a.token_prob || 0) || (b.influence || 0) - (a.influence || 0));
+  list.sort((a, b) => order[a.kind] - order[b.kind] || (b.token_prob || 0) - (a.token_prob || 0) || '''
+    r'''(b.influence || 0) - (a.influence || 0));
   const c = list[0].ctx_idx, step = Math.min(STEP, CELLMAX / list.length);
   list.forEach((n, i) => { n.x = colX[c] + colW[c] / 2 + (i - (list.length - 1) / 2) * step; n.y = yOf(n.row); });
 }
-'''
+''')
 
 # %% ../nbs/viewer.ipynb #699580a8
-_JS_HELPERS = r'''
+_JS_HELPERS = (r'''
 // ---- helpers ----
 function el(tag, attrs, text) {
   const e = tag.startsWith("svg:") ? document.createElementNS(SVGNS, tag.slice(4)) : document.createElement(tag);
@@ -263,9 +270,11 @@ function el(tag, attrs, text) {
   if (text !== undefined) e.textContent = text;
   return e;
 }
-const fmt = x => x === null || x === undefined ? "\u2014" : (x !== 0 && (Math.abs(x) >= 1000 || Math.abs(x) < 0.01)) ? x.toExponential(2) : x.toFixed(3);
+const fmt = x => x === null || x === undefined ? "\u2014" : (x !== 0 && (Math.abs(x) >= 1000 || '''
+    r'''Math.abs(x) < 0.01)) ? x.toExponential(2) : x.toFixed(3);
 const tokStr = i => JSON.stringify(toks[i]);
-const featIndex = n => { const p = n.id.split("_"); return p.length === 3 && /^-?\d+$/.test(p[1]) ? p[1] : String(n.feature); };
+const featIndex = n => { const p = n.id.split("_"); return p.length === 3 && '''
+    r'''/^-?\d+$/.test(p[1]) ? p[1] : String(n.feature); };
 function label(n) {
   if (n.kind === "supernode") return n.name;
   if (n.clerp) return n.clerp;
@@ -275,7 +284,7 @@ function label(n) {
   return "logit " + n.feature;
 }
 const logitTok = n => { const m = /^Output "(.*)" \(p=/.exec(n.clerp || ""); return m ? m[1] : label(n); };
-'''
+''')
 
 # %% ../nbs/viewer.ipynb #7dd25891
 _JS_STATE = r'''
@@ -335,32 +344,37 @@ function ungroup() {
 '''
 
 # %% ../nbs/viewer.ipynb #7680f914
-_JS_AXES = r'''
+_JS_AXES = (r'''
 // ---- drawing ----
 function drawAxes(svg) {
   const g = el("svg:g");
   for (let r = 0; r < nRows; r++) {
     const y = yOf(r);
     g.append(el("svg:line", {class: "grid", x1: LEFT, x2: width - 10, y1: y, y2: y}));
-    g.append(el("svg:text", {class: "axis", x: 8, y: y + 4}, r === 0 ? "Emb" : r === nRows - 1 ? "Logit" : "L" + layers[r - 1]));
+    g.append(el("svg:text", {class: "axis", x: 8, y: y + 4}, '''
+    r'''r === 0 ? "Emb" : r === nRows - 1 ? "Logit" : "L" + layers[r - 1]));
   }
   toks.forEach((t, i) => {
     const x = colX[i] + colW[i] / 2, y = TOP + nRows * ROW + 8;
     g.append(el("svg:line", {class: "grid", x1: colX[i], x2: colX[i], y1: TOP, y2: y - 8}));
-    g.append(el("svg:text", {class: "tok", x: x, y: y, "text-anchor": "end", transform: "rotate(-35 " + x + " " + y + ")"}, t.replace(/\n/g, "\u23ce")));
+    g.append(el("svg:text", {class: "tok", x: x, y: y, "text-anchor": "end", '''
+    r'''transform: "rotate(-35 " + x + " " + y + ")"}, t.replace(/\n/g, "\u23ce")));
   });
   svg.append(g);
 }
-'''
+''')
 
 # %% ../nbs/viewer.ipynb #3223a6ed
-_JS_SHAPE = r'''function shape(n) {
+_JS_SHAPE = (r'''function shape(n) {
   const g = el("svg:g", {class: "node " + n.kind, "data-id": n.id, transform: "translate(" + n.x + " " + n.y + ")"});
   if (n.kind === "feature") g.append(el("svg:circle", {r: 5.5, fill: "#f4a340", stroke: "#8a5a14"}));
-  else if (n.kind === "error") g.append(el("svg:rect", {x: -5, y: -5, width: 10, height: 10, fill: "#c4c4c4", stroke: "#555"}));
-  else if (n.kind === "embedding") g.append(el("svg:rect", {x: -7, y: -6, width: 14, height: 12, rx: 3, fill: "#9ecae1", stroke: "#3c6e91"}));
+  else if (n.kind === "error") g.append(el("svg:rect", {x: -5, y: -5, width: 10, height: 10, fill: "#c4c4c4", '''
+    r'''stroke: "#555"}));
+  else if (n.kind === "embedding") g.append(el("svg:rect", {x: -7, y: -6, width: 14, height: 12, rx: 3, '''
+    r'''fill: "#9ecae1", stroke: "#3c6e91"}));
   else if (n.kind === "logit") {
-    g.append(el("svg:rect", {x: -7, y: -6, width: 14, height: 12, rx: 3, fill: "#8fd18f", stroke: n.is_target_logit ? "#1b5e20" : "#4d8f4d", "stroke-width": n.is_target_logit ? 2.5 : 1}));
+    g.append(el("svg:rect", {x: -7, y: -6, width: 14, height: 12, rx: 3, fill: "#8fd18f", '''
+    r'''stroke: n.is_target_logit ? "#1b5e20" : "#4d8f4d", "stroke-width": n.is_target_logit ? 2.5 : 1}));
     g.append(el("svg:text", {x: 2, y: -10, transform: "rotate(-65 2 -10)"}, logitTok(n)));
   } else {  // supernode
     const w = Math.max(40, 7 * n.name.length + 14);
@@ -371,14 +385,15 @@ _JS_SHAPE = r'''function shape(n) {
   g.classList.toggle("clicked", clicked === n.id);
   return g;
 }
-'''
+''')
 
 # %% ../nbs/viewer.ipynb #af4a4764
-_JS_RENDER = r'''function render() {
+_JS_RENDER = (r'''function render() {
   const shown = agg.filter(e => Math.abs(e.weight) >= threshold);
   const touched = new Set(shown.flatMap(e => [e.source, e.target]));
   const items = [...nodes.filter(n => !memberOf.has(n.id)), ...groups.values()];
-  const visible = items.filter(n => n.kind === "embedding" || n.kind === "logit" || n.kind === "supernode" || touched.has(n.id) || n.id === clicked || selected.has(n.id));
+  const visible = items.filter(n => n.kind === "embedding" || n.kind === "logit" || n.kind === "supernode" || '''
+    r'''touched.has(n.id) || n.id === clicked || selected.has(n.id));
   const maxW = absSorted.length ? absSorted[absSorted.length - 1] : 1;
   const svg = $("graph");
   svg.replaceChildren();
@@ -391,22 +406,26 @@ _JS_RENDER = r'''function render() {
   for (const e of shown) {
     const s = item(e.source), t = item(e.target), my = (s.y + t.y) / 2;
     const near = clicked === null || e.source === clicked || e.target === clicked;
-    ge.append(el("svg:path", {d: "M" + s.x + " " + s.y + " C" + s.x + " " + my + " " + t.x + " " + my + " " + t.x + " " + t.y,
-      stroke: e.weight > 0 ? "#2c62b0" : "#c8364b", "stroke-width": (0.5 + 4.5 * Math.sqrt(Math.abs(e.weight) / maxW)).toFixed(2),
-      "stroke-opacity": near ? (clicked === null ? 0.45 : 0.9) : 0.06, "data-source": e.source, "data-target": e.target}));
+    ge.append(el("svg:path", {d: "M" + s.x + " " + s.y + " C" + '''
+    r'''s.x + " " + my + " " + t.x + " " + my + " " + t.x + " " + t.y,
+      stroke: e.weight > 0 ? "#2c62b0" : "#c8364b", '''
+    r'''"stroke-width": (0.5 + 4.5 * Math.sqrt(Math.abs(e.weight) / maxW)).toFixed(2),
+      "stroke-opacity": near ? (clicked === null ? 0.45 : 0.9) : 0.06, "data-source": e.source, '''
+    r'''"data-target": e.target}));
   }
   svg.append(ge);
   const gn = el("svg:g", {class: "nodes"});
   visible.forEach(n => gn.append(shape(n)));
   svg.append(gn);
-  $("status").textContent = "|weight| \u2265 " + fmt(threshold) + ": " + shown.length + " of " + agg.length + " edges, " +
+  $("status").textContent = "|weight| \u2265 " + fmt(threshold) + ": " + shown.length + " of " + '''
+    r'''agg.length + " edges, " +
     visible.length + " nodes" + (selected.size ? ", " + selected.size + " selected" : "");
   panel();
 }
-'''
+''')
 
 # %% ../nbs/viewer.ipynb #1861c826
-_JS_EDGE_LIST = r'''
+_JS_EDGE_LIST = (r'''
 // ---- side panel ----
 function edgeList(title, list, other) {
   const box = el("div", {class: title.toLowerCase()});
@@ -414,7 +433,8 @@ function edgeList(title, list, other) {
   const ol = el("ol");
   list.sort((a, b) => Math.abs(b.weight) - Math.abs(a.weight)).slice(0, 25).forEach(e => {
     const li = el("li", {"data-id": e[other]});
-    li.append(el("span", {class: "w " + (e.weight > 0 ? "pos" : "neg")}, fmt(e.weight)), el("span", {class: "lab"}, label(item(e[other]))));
+    li.append(el("span", {class: "w " + (e.weight > 0 ? "pos" : "neg")}, fmt(e.weight)), '''
+    r'''el("span", {class: "lab"}, label(item(e[other]))));
     li.addEventListener("click", () => { clicked = e[other]; render(); });
     ol.append(li);
   });
@@ -422,15 +442,16 @@ function edgeList(title, list, other) {
   if (list.length > 25) box.append(el("div", {class: "muted"}, (list.length - 25) + " more"));
   return box;
 }
-'''
+''')
 
 # %% ../nbs/viewer.ipynb #b97e8743
-_JS_PANEL = r'''function panel() {
+_JS_PANEL = (r'''function panel() {
   const p = $("panel");
   p.replaceChildren();
   const n = clicked === null ? null : item(clicked);
   if (!n) {
-    p.append(el("p", {class: "muted"}, "Click a node for its inputs and outputs; shift-click to select nodes for a supernode; Esc clears."));
+    p.append(el("p", {class: "muted"}, '''
+    r'''"Click a node for its inputs and outputs; shift-click to select nodes for a supernode; Esc clears."));
     return;
   }
   p.append(el("h3", {}, label(n)));
@@ -445,8 +466,10 @@ _JS_PANEL = r'''function panel() {
     row("influence", fmt(n.influence));
   }
   p.append(dl);
-  if (n.kind === "feature" && CFG.feature_pages && (!CFG.pages || CFG.pages.includes("L" + n.layer + "_F" + featIndex(n)))) {
-    const a = el("a", {href: CFG.feature_pages.replace(/\/+$/, "") + "/L" + n.layer + "_F" + featIndex(n) + ".html", target: "_blank", class: "feature-page"}, "feature page \u2197");
+  if (n.kind === "feature" && CFG.feature_pages && '''
+    r'''(!CFG.pages || CFG.pages.includes("L" + n.layer + "_F" + featIndex(n)))) {
+    const a = el("a", {href: CFG.feature_pages.replace(/\/+$/, "") + "/L" + n.layer + "_F" + featIndex(n) + ".html", '''
+    r'''target: "_blank", class: "feature-page"}, "feature page \u2197");
     p.append(el("p"), a);
   }
   if (n.kind === "supernode") {
@@ -456,9 +479,10 @@ _JS_PANEL = r'''function panel() {
     n.members.forEach(m => ol.append(el("li", {}, label(byId.get(m)))));
     p.append(b, el("h4", {}, "Members"), ol);
   }
-  p.append(edgeList("Inputs", agg.filter(e => e.target === n.id), "source"), edgeList("Outputs", agg.filter(e => e.source === n.id), "target"));
+  p.append(edgeList("Inputs", agg.filter(e => e.target === n.id), "source"), edgeList("Outputs", '''
+    r'''agg.filter(e => e.source === n.id), "target"));
 }
-'''
+''')
 
 # %% ../nbs/viewer.ipynb #975e6bff
 _JS_HOVER = r'''
@@ -482,7 +506,8 @@ $("graph").addEventListener("mouseover", e => {
 '''
 
 # %% ../nbs/viewer.ipynb #7fba17a0
-_JS_EVENTS = r'''$("graph").addEventListener("mousemove", e => { tip.style.left = (e.clientX + 14) + "px"; tip.style.top = (e.clientY + 14) + "px"; });
+_JS_EVENTS = (r'''$("graph").addEventListener("mousemove", e => { tip.style.left = (e.clientX + 14) + "px"; '''
+    r'''tip.style.top = (e.clientY + 14) + "px"; });
 $("graph").addEventListener("mouseout", e => { if (e.target.closest(".node")) tip.hidden = true; });
 $("graph").addEventListener("click", e => {
   const g = e.target.closest(".node");
@@ -499,28 +524,30 @@ $("group").addEventListener("click", group);
 $("ungroup").addEventListener("click", ungroup);
 $("export").addEventListener("click", () => {
   const p = $("panel");
-  p.replaceChildren(el("h4", {}, "qParams.supernodes"), el("textarea", {readonly: ""}, JSON.stringify([...groups.values()].map(g => [g.name, ...g.members]))));
+  p.replaceChildren(el("h4", {}, "qParams.supernodes"), el("textarea", {readonly: ""}, '''
+    r'''JSON.stringify([...groups.values()].map(g => [g.name, ...g.members]))));
 });
-'''
+''')
 
 # %% ../nbs/viewer.ipynb #1adc4a52
-_JS_START = r'''
+_JS_START = (r'''
 // ---- start: supernodes from qParams, a default threshold that keeps at most 1500 edges ----
 for (const [name, ...ids] of (G.qParams.supernodes || [])) {
   const members = ids.filter(id => byId.has(id) && ![...groups.values()].some(g => g.members.includes(id)));
-  if (members.length) { const gid = "supernode:" + (++snCount); groups.set(gid, {id: gid, kind: "supernode", name: name, members: members}); }
+  if (members.length) { const gid = "supernode:" + (++snCount); groups.set(gid, {id: gid, kind: "supernode", '''
+    r'''name: name, members: members}); }
 }
 $("threshold").value = G.links.length > 1500 ? Math.round(1000 * (1 - 1500 / G.links.length)) : 0;
 regroup();
 })();
-'''
+''')
 
 # %% ../nbs/viewer.ipynb #bb023f9d
 JS = ''.join([_JS_DATA, _JS_ROWS, _JS_COLUMNS, _JS_HELPERS, _JS_STATE, _JS_REGROUP, _JS_GROUPING,
               _JS_AXES, _JS_SHAPE, _JS_RENDER, _JS_EDGE_LIST, _JS_PANEL, _JS_HOVER, _JS_EVENTS, _JS_START])
 
 # %% ../nbs/viewer.ipynb #7dcc5ca9
-PAGE = '''<!DOCTYPE html>
+PAGE = ('''<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>__TITLE__ · attribution graph</title>
 <style>__CSS__</style></head>
 <body>
@@ -532,7 +559,10 @@ PAGE = '''<!DOCTYPE html>
   <span>|</span>
   <input id="sn-name" type="text" placeholder="supernode name" size="16">
   <button id="group">Group selected</button> <button id="ungroup">Ungroup</button> <button id="export">Export</button>
-  <span class="legend"><span style="background:#f4a340;border-radius:5px"></span>feature<span style="background:#c4c4c4"></span>error<span style="background:#9ecae1"></span>embedding<span style="background:#8fd18f"></span>logit<span style="background:#2c62b0"></span>positive<span style="background:#c8364b"></span>negative</span>
+  <span class="legend"><span style="background:#f4a340;border-radius:5px"></span>feature'''
+    '''<span style="background:#c4c4c4"></span>error<span style="background:#9ecae1"></span>embedding'''
+    '''<span style="background:#8fd18f"></span>logit<span style="background:#2c62b0"></span>positive'''
+    '''<span style="background:#c8364b"></span>negative</span>
 </div>
 <main><div id="canvas"><svg id="graph" xmlns="http://www.w3.org/2000/svg"></svg></div><aside id="panel"></aside></main>
 <div id="tip" hidden></div>
@@ -540,7 +570,7 @@ PAGE = '''<!DOCTYPE html>
 <script type="application/json" id="viewer-config">__CONFIG__</script>
 <script>__JS__</script>
 </body></html>
-'''
+''')
 
 # %% ../nbs/viewer.ipynb #adf4e915
 def _script_json(obj) -> str:
