@@ -683,11 +683,17 @@ def evaluate(tc:Transcoder, x:torch.Tensor, y:torch.Tensor, batch_size:int=4096)
         fired |= (z > 0).any(0)
     return dict(fvu=err / var, l0=l0 / len(x), dead=1 - fired.float().mean().item())
 
-def _sums(ref, logits, ids):
-    "Summed next-token CE of `logits` on `ids` and summed KL(softmax(ref) || softmax(logits)), over all predictions."
-    q = F.log_softmax(logits[:, :-1].float(), -1)
-    p = F.log_softmax(ref[:, :-1].float(), -1)
-    return -q.gather(-1, ids[:, 1:, None]).sum().item(), (p.exp() * (p - q)).sum().item()
+def _logp(logits) -> torch.Tensor:
+    "Next-token log-probabilities [B, T-1, V] in float32 (the last position predicts nothing here)."
+    return F.log_softmax(logits[:, :-1].float(), -1)
+
+def _ce(lp, ids) -> float:
+    "Summed next-token CE of the log-probabilities `lp` (`_logp`) on `ids`, over all predictions."
+    return -lp.gather(-1, ids[:, 1:, None]).sum().item()
+
+def _kl(p, pe, q) -> float:
+    "Summed KL(softmax(ref) || softmax(logits)) from their log-probabilities `p` and `q`, with `pe` = p.exp()."
+    return (pe * (p - q)).sum().item()
 
 # %% ../nbs/04_dictionaries.ipynb #3b275814
 def _clean(lm, spec, ids) -> tuple[torch.Tensor, list]:
@@ -746,6 +752,18 @@ def _ce_summary(acc:dict, # {name: float64 [3] summed CE, KL and zero-ablation C
                       ce_recovered=(cez - ce) / (cez - ce0) if cez != ce0 else float('nan'))
     return res
 
+# %% ../nbs/04_dictionaries.ipynb #be0fe272
+def _batch_sums(lm, spec, sets:dict, b:torch.Tensor, p0:int) -> tuple[float, dict]:
+    "One batch: the clean summed CE, and per set the summed CE, KL and zero-ablation CE (the clean terms made once)."
+    ref, outs = _clean(lm, spec, b)
+    p = _logp(ref)
+    pe, res = p.exp(), {}
+    for n, tcs in sets.items():
+        q = _logp(_splice(lm, spec, tcs, b, p0, outs=outs))
+        cez = _ce(_logp(_splice(lm, spec, tcs, b, p0, zero=True, outs=outs)), b)
+        res[n] = [_ce(q, b), _kl(p, pe, q), cez]
+    return _ce(p, b), res
+
 # %% ../nbs/04_dictionaries.ipynb #57e1fd8f
 @torch.no_grad()
 def spliced(lm, spec, sets:dict, # {name: {layer: Transcoder}}: each set spliced in together, one set at a time
@@ -765,12 +783,9 @@ def spliced(lm, spec, sets:dict, # {name: {layer: Transcoder}}: each set spliced
     bar = tqdm(total=len(ids), initial=start, unit='ctx', desc=f'spliced CE/KL, {len(sets)} sets', disable=not progress)
     for i in range(start, stop, batch_size):
         b = ids[i:min(i + batch_size, stop)]
-        ref, outs = _clean(lm, spec, b)
-        ce0 += _sums(ref, ref, b)[0]
-        for n, tcs in sets.items():
-            ce, kl = _sums(ref, _splice(lm, spec, tcs, b, p0, outs=outs), b)
-            cez = _sums(ref, _splice(lm, spec, tcs, b, p0, zero=True, outs=outs), b)[0]
-            acc[n] += torch.tensor([ce, kl, cez], dtype=torch.float64)
+        c0, sums = _batch_sums(lm, spec, sets, b, p0)
+        ce0 += c0
+        for n in sets: acc[n] += torch.tensor(sums[n], dtype=torch.float64)
         bar.update(len(b))
         if state:
             sums = {str(n): a.tolist() for n, a in acc.items()}
