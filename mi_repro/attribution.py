@@ -814,7 +814,7 @@ def _json_node(g:Graph, i:int, # a node of the graph
     if nd.kind == 'feature': return _feature_json(g, i, base, labels)
     if nd.kind == 'error':
         return {**base, 'node_id': f'{l}_-1_{p}', 'feature': -1, 'layer': str(l), 'ctx_idx': p,
-                'feature_type': 'mlp reconstruction error', 'jsNodeId': f'{l}_{p}-0'}
+                'feature_type': 'mlp reconstruction error', 'jsNodeId': f'{l}_-1-{p}'}
     if nd.kind == 'token':
         return {**base, 'node_id': f'E_{t}_{p}', 'feature': p, 'layer': 'E', 'ctx_idx': p, 'feature_type': 'embedding',
                 'jsNodeId': f'E_{t}-{p}'}
