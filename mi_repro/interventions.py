@@ -370,9 +370,11 @@ def measure(logits:torch.Tensor, # [B, V] or [V] last-position logits of the int
         if t is not None and not 0 <= int(t) < V:
             raise UserError(f"{name} answer id {t} is out of range for a vocabulary of {V}")
     lp, lp0 = F.log_softmax(lg, -1), F.log_softmax(c0, -1)
-    out = dict(logit_c=lg[:, correct], p_c=lp[:, correct].exp(), logit_c_dm=lg[:, correct] - lg.mean(1))
+    out = dict(logit_correct=lg[:, correct], p_correct=lp[:, correct].exp(),
+               logit_correct_demeaned=lg[:, correct] - lg.mean(1))
     if incorrect is not None:
-        out.update(logit_i=lg[:, incorrect], p_i=lp[:, incorrect].exp(), margin=lg[:, correct] - lg[:, incorrect])
+        out.update(logit_incorrect=lg[:, incorrect], p_incorrect=lp[:, incorrect].exp(),
+                   margin=lg[:, correct] - lg[:, incorrect])
     out['kl'] = (lp0.exp() * (lp0 - lp)).sum(1).clamp(min=0)
     df = pd.DataFrame({k: v.numpy() for k, v in out.items()})
     top = lg.topk(k, 1).indices.tolist()

@@ -21,7 +21,7 @@ def test_quickstart_runs(tmp_path):
     r = subprocess.run([sys.executable, 'quickstart.py'], cwd=tmp_path, capture_output=True, text=True, env=env,
                        timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert 'logit_c' in r.stdout  # the measured table was printed
+    assert 'logit_correct' in r.stdout  # the measured table was printed
     js = json.loads((tmp_path/'graph.json').read_text(encoding='utf-8'))
     assert {'metadata', 'nodes', 'links'} <= set(js) and js['metadata']['info']['model'] == 'tiny-qwen3'
     assert (tmp_path/'graph.html').read_text(encoding='utf-8').lstrip().lower().startswith('<!doctype html')
