@@ -13,9 +13,9 @@ from .core import UserError, atomic_write, read_json, pick_device, pick_dtype
 
 # %% auto #0
 __all__ = ['SEED_CHAPTERS', 'nbs_dir', 'list_chapters', 'find_chapter', 'pick_chapters', 'chapter_params', 'to_type',
-           'parse_params', 'versions', 'machine', 'git_info', 'merge_chapters', 'kernel_name', 'run_chapter',
-           'ChapterFailed', 'run', 'compare', 'same_machine', 'aggregate_seeds', 'run_seeds', 'fmt_table',
-           'describe_params', 'main']
+           'parse_params', 'versions', 'machine', 'git_info', 'merge_chapters', 'kernel_name', 'path_subs',
+           'tidy_outputs', 'tidy_file', 'run_chapter', 'ChapterFailed', 'run', 'compare', 'same_machine',
+           'aggregate_seeds', 'run_seeds', 'fmt_table', 'describe_params', 'main']
 
 # %% ../nbs/runner.ipynb #48d7fc40
 _CHAPTER = re.compile(r'(\d\d)_(\w[\w.-]*)')
@@ -263,6 +263,48 @@ def _execute(src:Path, dest:Path, params:dict, cwd:Path|None, kernel:str|None, l
                         # unless asked for
                         extra_arguments=[] if log_output else ['--IPKernelApp.log_level=CRITICAL'])
 
+# %% ../nbs/runner.ipynb #1b5aa638
+_NOISE = re.compile(r'IProgress not found|from \.autonotebook import tqdm as notebook_tqdm')
+
+def _tidy_text(s:str, subs:dict, stream:bool) -> str:
+    "Text as a terminal shows it (stream: each line's last carriage-return overwrite, tqdm noise dropped), paths named."
+    if stream:
+        lines = [l.rstrip('\r').rsplit('\r', 1)[-1] for l in s.split('\n')]
+        s = '\n'.join(l for l in lines if not _NOISE.search(l))
+    for a, b in subs.items(): s = s.replace(a, b)
+    return s
+
+def path_subs() -> dict:
+    "This machine's checkout, cache and home folders -> `<repo>`, `<cache>`, `~` (longest first)."
+    from mi_repro.core import cache_dir
+    subs = {str(nbs_dir().parent): '<repo>', str(cache_dir()): '<cache>', str(Path.home()): '~'}
+    return dict(sorted(subs.items(), key=lambda kv: -len(kv[0])))
+
+# %% ../nbs/runner.ipynb #c07489d8
+def tidy_outputs(nb:dict, # an executed notebook (nbformat 4, as papermill writes it)
+                 subs:dict|None=None, # path -> name; None: `path_subs()`
+                ) -> dict:
+    "Tidy the outputs of every code cell in place (`_tidy_text`); stream outputs left empty are dropped."
+    subs = path_subs() if subs is None else subs
+    for c in nb['cells']:
+        outs = []
+        for o in c.get('outputs', []):
+            if o.get('output_type') == 'stream': o['text'] = _tidy_text(''.join(o['text']), subs, True)
+            for k, v in o.get('data', {}).items():
+                if k.startswith('text/'): o['data'][k] = _tidy_text(''.join(v), subs, False)
+            if 'traceback' in o: o['traceback'] = [_tidy_text(t, subs, False) for t in o['traceback']]
+            if o.get('output_type') != 'stream' or o['text'].strip(): outs.append(o)
+        if 'outputs' in c: c['outputs'] = outs
+    return nb
+
+# %% ../nbs/runner.ipynb #f5367704
+def tidy_file(path:Path, subs:dict|None=None) -> Path:
+    "Tidy an executed notebook file's outputs in place (`tidy_outputs`)."
+    import nbformat
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.write(tidy_outputs(nb, subs), str(path))
+    return path
+
 # %% ../nbs/runner.ipynb #0fdebdd9
 def run_chapter(src:Path, # the chapter notebook
                 rdir:Path, # run folder; the executed notebook goes here
@@ -278,6 +320,7 @@ def run_chapter(src:Path, # the chapter notebook
     tmp = rdir/f'_tmp.{src.stem}.{os.getpid()}.{secrets.token_hex(4)}.ipynb'
     try:
         _execute(src, tmp, params, cwd, kernel, log_output)
+        tidy_file(tmp)
         os.replace(tmp, ok)
     except BaseException:
         ok.unlink(missing_ok=True)
