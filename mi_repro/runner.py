@@ -14,7 +14,7 @@ from .core import UserError, atomic_write, read_json, pick_device, pick_dtype
 # %% auto #0
 __all__ = ['SEED_CHAPTERS', 'nbs_dir', 'list_chapters', 'find_chapter', 'pick_chapters', 'chapter_params', 'to_type',
            'parse_params', 'versions', 'machine', 'git_info', 'merge_chapters', 'kernel_name', 'path_subs',
-           'tidy_outputs', 'tidy_file', 'run_chapter', 'ChapterFailed', 'run', 'compare', 'same_machine',
+           'tidy_outputs', 'tidy_file', 'run_chapter', 'ChapterFailed', 'expected_s', 'run', 'compare', 'same_machine',
            'aggregate_seeds', 'run_seeds', 'fmt_table', 'describe_params', 'main']
 
 # %% ../nbs/runner.ipynb #48d7fc40
@@ -447,15 +447,28 @@ def _run_one(man:dict, n:str, names:list, src:Path, rdir:Path, nbs:Path, kernel:
     ch.update(status='ok', wall_s=round(time.monotonic()-t0, 2), notebook=nb.name)
     _save(man, names, rdir)
 
+# %% ../nbs/runner.ipynb #3952fd92
+def expected_s(rdir:Path, # a run folder
+               names:list[str], # the chapters about to run
+               default:float=60.0, # seconds, when no chapter has a recorded time
+              ) -> dict:
+    "Each chapter's expected seconds: its wall time in the folder's last manifest, else the median of the known ones."
+    prev = (read_json(Path(rdir)/'manifest.json', {}) or {}).get('chapters', {})
+    rec = {n: (prev.get(n) or {}).get('wall_s') for n in names}
+    known = {n: float(v) for n, v in rec.items() if isinstance(v, (int, float)) and v > 0}
+    d = statistics.median(known.values()) if known else default
+    return {n: known.get(n, d) for n in names}
+
 # %% ../nbs/runner.ipynb #7cd97b82
 def _run_all(man:dict, names:list, avail:dict, per:dict, rdir:Path, fdir:Path, nbs:Path, log_output:bool) -> dict:
     "Run the chapters `names` in order, with the run and figure folders set for `record` and `save_fig`."
-    kernel = kernel_name()
-    bar = tqdm(names, unit='chapter', dynamic_ncols=True)
+    kernel, exp = kernel_name(), expected_s(rdir, names)  # the bar counts expected seconds: its ETA weighs chapters
+    bar = tqdm(total=round(sum(exp.values()), 1), unit='s', dynamic_ncols=True)
     with _env(MI_REPRO_RUN_DIR=rdir, MI_REPRO_FIG_DIR=fdir), _papermill_log(log_output):
-        for n in bar:
+        for n in names:
             bar.set_description(n)
             _run_one(man, n, names, avail[n], rdir, nbs, kernel, log_output, bar, per[n])
+            bar.update(exp[n])
     bar.close()
     man['finished'] = _now()
     _save(man, names, rdir)
