@@ -97,7 +97,7 @@ def plot_scores(scores:dict, # {name: [L, H]} (`head_scores`, or ablation effect
         for l, h, _ in top_heads(s.abs(), mark): ax.text(h, l, '*', ha='center', va='center', color=star, fontsize=9)
         ax.set(title=name, xlabel='head', ylabel='layer')
         for axis in (ax.xaxis, ax.yaxis): axis.set_major_locator(MaxNLocator(integer=True))
-        fig.colorbar(im, ax=ax, shrink=0.8)
+        fig.colorbar(im, ax=ax, shrink=0.8, label=name)
     if title: fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -509,7 +509,7 @@ def plot_patching(results:list, # dicts from `patch`
         if r['site'] == 'head': ax.set_xlabel('head')
         elif tokens is not None:
             ax.set_xticks(range(len(tokens)), [t.replace('\n', '⏎') for t in tokens], rotation=60, fontsize=7)
-    fig.colorbar(im, ax=axs[0].tolist(), shrink=0.8)
+    fig.colorbar(im, ax=axs[0].tolist(), shrink=0.8, label='restored fraction of the clean-corrupt difference')
     return fig
 
 # %% ../nbs/07_interventions.ipynb #2ec33f68
