@@ -31,4 +31,5 @@ def __getattr__(name:str):
     if name not in _WHERE: raise AttributeError(f"module 'mi_repro' has no attribute {name!r}")
     return getattr(importlib.import_module(f'mi_repro.{_WHERE[name]}'), name)
 
+# %% ../nbs/api.ipynb #b5418cee
 def __dir__(): return sorted({*globals(), *_WHERE})

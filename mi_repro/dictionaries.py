@@ -691,6 +691,7 @@ def _ce(lp, ids) -> float:
     "Summed next-token CE of the log-probabilities `lp` (`_logp`) on `ids`, over all predictions."
     return -lp.gather(-1, ids[:, 1:, None]).sum().item()
 
+# %% ../nbs/04_dictionaries.ipynb #72604793
 def _kl(p, pe, q) -> float:
     "Summed KL(softmax(ref) || softmax(logits)) from their log-probabilities `p` and `q`, with `pe` = p.exp()."
     return (pe * (p - q)).sum().item()
