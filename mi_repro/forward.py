@@ -109,11 +109,13 @@ def rebuild(hf:torch.nn.Module, # the transformers model (`load_model(...).hf`)
     for l in range(spec.n_layers):
         a, A = attention(norm(x, 'attn_norm', l), mod('attn', l), spec, l)
         if spec.sandwich: a = norm(a, 'attn_post_norm', l)
-        if keep: cache['resid'].append(x); cache['attn_out'].append(a); cache['pattern'].append(A)
+        if keep:
+            for k, v in (('resid', x), ('attn_out', a), ('pattern', A)): cache[k].append(v)
         x = x + a
         u = norm(x, 'mlp_norm', l)
         y, h = mlp(u, mod('mlp', l), spec)
-        if keep: cache['mlp_in'].append(u); cache['h'].append(h); cache['mlp_out'].append(y)
+        if keep:
+            for k, v in (('mlp_in', u), ('h', h), ('mlp_out', y)): cache[k].append(v)
         if spec.sandwich: y = norm(y, 'mlp_post_norm', l)
         x = x + y
     cache['final'] = x
