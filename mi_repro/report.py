@@ -81,11 +81,12 @@ def _headline_early(m:dict) -> list[tuple]:
         ('02', 'factual recall, held-out top-1 / sign accuracy (prompts)',
          f"{f(val(m, 'prompts.factual.en.top1'))} / "
          f"{f(val(m, 'prompts.factual.en.sign_acc'))} ({f(val(m, 'prompts.factual.en.n_test'))})"),
-        ('04', 'transcoders, held-out FVU mean (max) / L0', f"{f(val(m, d+'mean_fvu'), 3)} "
-         f"({f(val(m, d+'max_fvu'), 3)}) / "
+        ('04', 'transcoders, held-out FVU mean (max) / with the outlier tokens / L0', f"{f(val(m, d+'mean_fvu'), 3)} "
+         f"({f(val(m, d+'max_fvu'), 3)}) / {f(val(m, d+'mean_fvu_with_outliers'), 3)} / "
          f"{f(val(m, d+'mean_l0'), 1)}"),
-        ('04', 'CE loss recovered, one layer spliced, mean (min)', f"{f(val(m, d+'mean_ce_recovered'))} "
-         f"({f(val(m, d+'min_ce_recovered'))})"),
+        ('04', 'one layer spliced: CE recovered mean (min); ΔCE / KL, nats per token, mean (held-out predictions)',
+         f"{f(val(m, d+'mean_ce_recovered'))} ({f(val(m, d+'min_ce_recovered'))}); "
+         f"{f(val(m, d+'mean_delta_ce'), 3)} / {f(val(m, d+'mean_kl'), 3)} ({f(val(m, d+'ce_tokens'))})"),
         ('05', 'features indexed / held-out tokens', f"{f(val(m, 'features.features_indexed'))} / "
          f"{f(val(m, 'features.tokens_scanned'))}")]
 
