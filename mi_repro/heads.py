@@ -8,12 +8,12 @@ import torch
 from .core import UserError
 from .models import Spec
 from .forward import attention
-from .attribution import Replacement, Graph, KINDS
+from .attribution import Replacement, Graph, KINDS, prune
 from .models import prompt_ids, hf_model
 
 # %% auto #0
 __all__ = ['SCORES', 'patterns', 'repeated_tokens', 'head_scores', 'top_heads', 'plot_scores', 'plot_patterns', 'head_means',
-           'ablate_heads', 'cross_edges', 'edge_heads', 'head_loadings']
+           'ablate_heads', 'cross_edges', 'edge_heads', 'head_loadings', 'link_heads']
 
 # %% ../nbs/09_heads.ipynb #e6d63540
 @torch.no_grad()
@@ -362,3 +362,17 @@ def head_loadings(rep:Replacement, # the replacement model of the graph's prompt
         sl, sp = (torch.tensor([x[k] for x in nd], device=dev) for k in (0, 1))
         out[[i for i, _ in srcs]] = _hops(rep, sl, sp, tl, torch.stack([x[2] for x in nd]), _grads(rep, tl, tp, tv)).cpu()
     return out
+
+# %% ../nbs/09_heads.ipynb #b49e8632
+def link_heads(rep:Replacement, g:Graph,
+               k:int=3, # heads kept per edge, the largest by |part|
+               node_threshold:float=0.8, edge_threshold:float=0.98, # the pruning of the graph JSON (`graph_json`)
+              ) -> dict:
+    "The head loadings of the pruned graph's cross-position edges, for `graph_json(..., heads=)`: {(t, s): [[l, h, part]]}."
+    kind, pos = g.node_table()
+    keep = prune(g, node_threshold, edge_threshold)[1] & (pos[:, None] > pos[None, :])
+    keep &= ((kind == 0) | (kind == 3))[:, None] & (kind < 3)[None, :]  # into features or logits, from non-logits
+    edges = [(int(t), int(s)) for t, s in keep.nonzero().tolist()]
+    hl = head_loadings(rep, g, edges) if edges else torch.zeros(0, rep.L, rep.spec.n_heads)
+    return {e: [[l, h, round(float(v), 6)] for l, h, v in top_heads(x.abs(), k) for v in [x[l, h]]]
+            for e, x in zip(edges, hl)}
