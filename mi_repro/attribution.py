@@ -831,14 +831,18 @@ def graph_json(g:Graph,
                slug:str='graph', # the graph's name
                scan:str='mi-repro', # the transcoder set's name
                model:str='', # model name (metadata)
+               heads:dict|None=None, # {(target, source): [[layer, head, part], ...]} per edge (chapter 09's `link_heads`)
               ) -> dict:
     "The pruned graph in circuit-tracer's frontend schema: {metadata, qParams, nodes, links}."
     node, edge, cum = prune(g, node_threshold, edge_threshold)
     nodes = {i: _json_node(g, i, float(cum[i]), labels) for i in node.nonzero()[:, 0].tolist()}
     dst, src = edge.nonzero(as_tuple=True)
     wts = g.adj[dst, src].tolist()
-    links = [dict(source=nodes[s]['node_id'], target=nodes[t]['node_id'], weight=w)
-             for s, t, w in zip(src.tolist(), dst.tolist(), wts) if s in nodes and t in nodes]
+    links, heads = [], heads or {}
+    for s, t, w in zip(src.tolist(), dst.tolist(), wts):
+        if s not in nodes or t not in nodes: continue
+        links.append(dict(source=nodes[s]['node_id'], target=nodes[t]['node_id'], weight=w))
+        if (t, s) in heads: links[-1]['heads'] = heads[t, s]
     used = {x for e in links for x in (e['source'], e['target'])}
     keep = [v for v in nodes.values() if v['node_id'] in used or v['feature_type'] in ('embedding', 'logit')]
     meta = dict(slug=slug, scan=scan, transcoder_list=[], prompt_tokens=[_show(t) for t in g.tokens], prompt=g.prompt,

@@ -190,6 +190,7 @@ _CSS_PANEL = r'''main { flex: 1; display: flex; min-height: 0; }
 #panel li { padding: 1px 4px; cursor: pointer; display: flex; gap: 8px; border-radius: 3px; }
 #panel li:hover { background: #eef; }
 #panel li .w { width: 70px; flex: none; text-align: right; font-family: ui-monospace, monospace; }
+#panel li .heads { flex: none; font-size: 11px; }
 #panel textarea { width: 100%; height: 120px; font-family: ui-monospace, monospace; font-size: 11px; }
 .pos { color: #2c62b0; } .neg { color: #c8364b; } .muted { color: #888; }
 '''
@@ -305,14 +306,16 @@ _JS_REGROUP = r'''function regroup() {
     g.x = g.members.reduce((s, m) => s + byId.get(m).x, 0) / g.members.length;
     g.y = g.members.reduce((s, m) => s + byId.get(m).y, 0) / g.members.length;
   }
-  const sums = new Map();  // links between groups and nodes: weights summed, links inside a group dropped
+  // links between groups and nodes: weights summed, links inside a group dropped; a link left alone keeps its heads
+  const sums = new Map();
   for (const l of G.links) {
     const s = rep(l.source), t = rep(l.target);
     if (s === t) continue;
-    const key = s + "\u0000" + t;
-    sums.set(key, (sums.get(key) || 0) + l.weight);
+    const key = s + "\u0000" + t, e = sums.get(key);
+    if (e) { e.weight += l.weight; e.heads = null; }
+    else sums.set(key, {source: s, target: t, weight: l.weight, heads: l.heads || null});
   }
-  agg = [...sums].map(([key, w]) => { const [s, t] = key.split("\u0000"); return {source: s, target: t, weight: w}; });
+  agg = [...sums.values()];
   absSorted = agg.map(e => Math.abs(e.weight)).sort((a, b) => a - b);
   setThreshold();
 }
@@ -435,6 +438,8 @@ function edgeList(title, list, other) {
     const li = el("li", {"data-id": e[other]});
     li.append(el("span", {class: "w " + (e.weight > 0 ? "pos" : "neg")}, fmt(e.weight)), '''
     r'''el("span", {class: "lab"}, label(item(e[other]))));
+    if (e.heads && e.heads.length)  // chapter 09's head loadings: the heads of the edge's first attention hop
+      li.append(el("span", {class: "heads muted"}, "via " + e.heads.map(h => "L" + h[0] + "H" + h[1] + " " + fmt(h[2])).join(", ")));
     li.addEventListener("click", () => { clicked = e[other]; render(); });
     ol.append(li);
   });

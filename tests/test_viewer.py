@@ -153,3 +153,16 @@ def test_larger_graph(browser, tmp_path):
     set_slider(browser, 0)
     assert edge_count(browser) == len(g['links'])
     assert sorted(e.get_attribute('data-id') for e in css(browser, '#graph g.node')) == sorted(n['node_id'] for n in g['nodes'])
+
+def test_edge_heads_in_panel(browser, tmp_path):
+    "A link that carries its head loadings (chapter 09's `link_heads`) shows them in the clicked node's edge lists."
+    g = toy_graph()
+    target = '2_1203_5'
+    into = by_abs(l for l in g['links'] if l['target'] == target)
+    into[0]['heads'] = [[1, 3, 2.25], [0, 0, -0.5]]
+    load(browser, tmp_path/'heads.html', g)
+    node(browser, target).click()
+    lis = css(browser, '#panel .inputs li')
+    assert lis[0].find_element('css selector', '.heads').text == 'via L1H3 2.250, L0H0 -0.500'
+    assert not lis[1].find_elements('css selector', '.heads')  # a link without heads shows none
+    check_console(browser)
