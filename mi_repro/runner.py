@@ -295,6 +295,9 @@ def tidy_outputs(nb:dict, # an executed notebook (nbformat 4, as papermill write
             if 'traceback' in o: o['traceback'] = [_tidy_text(t, subs, False) for t in o['traceback']]
             if o.get('output_type') != 'stream' or o['text'].strip(): outs.append(o)
         if 'outputs' in c: c['outputs'] = outs
+    pm = nb.get('metadata', {}).get('papermill', {})  # where papermill read and wrote it
+    for k in ('input_path', 'output_path'):
+        if isinstance(pm.get(k), str): pm[k] = _tidy_text(pm[k], subs, False)
     return nb
 
 # %% ../nbs/runner.ipynb #f5367704
