@@ -831,7 +831,7 @@ def graph_json(g:Graph,
                slug:str='graph', # the graph's name
                scan:str='mi-repro', # the transcoder set's name
                model:str='', # model name (metadata)
-               heads:dict|None=None, # {(target, source): [[layer, head, part], ...]} per edge (chapter 09's `link_heads`)
+               heads:dict|None=None, # {(target, source): [[layer, head, part]]} (chapter 09's `link_heads`)
               ) -> dict:
     "The pruned graph in circuit-tracer's frontend schema: {metadata, qParams, nodes, links}."
     node, edge, cum = prune(g, node_threshold, edge_threshold)

@@ -326,6 +326,7 @@ def _hop_layer(rep:Replacement, l:int, X:torch.Tensor, sp:torch.Tensor, Gl:torch
     stay = (r.pattern[:, sp, sp].T[:, :, None] * o).sum(1)
     return part, (_at(r.attn_post, stay, sp) if rep.spec.sandwich else stay)
 
+# %% ../nbs/09_heads.ipynb #ad3518ab
 def _hops(rep:Replacement, sl:torch.Tensor, sp:torch.Tensor, # [n] the sources' layers (-1: token) and positions
           tl:int, X:torch.Tensor, Gm:list, # the target's layer, the sources' writes [n, d], its gradients (`_grads`)
          ) -> torch.Tensor:
@@ -360,7 +361,8 @@ def head_loadings(rep:Replacement, # the replacement model of the graph's prompt
         if bad: raise UserError(f"edge {t} <- {bad[0]} does not go from an earlier to a later position")
         dev = rep.x0.device
         sl, sp = (torch.tensor([x[k] for x in nd], device=dev) for k in (0, 1))
-        out[[i for i, _ in srcs]] = _hops(rep, sl, sp, tl, torch.stack([x[2] for x in nd]), _grads(rep, tl, tp, tv)).cpu()
+        X = torch.stack([x[2] for x in nd])
+        out[[i for i, _ in srcs]] = _hops(rep, sl, sp, tl, X, _grads(rep, tl, tp, tv)).cpu()
     return out
 
 # %% ../nbs/09_heads.ipynb #b49e8632
@@ -368,7 +370,7 @@ def link_heads(rep:Replacement, g:Graph,
                k:int=3, # heads kept per edge, the largest by |part|
                node_threshold:float=0.8, edge_threshold:float=0.98, # the pruning of the graph JSON (`graph_json`)
               ) -> dict:
-    "The head loadings of the pruned graph's cross-position edges, for `graph_json(..., heads=)`: {(t, s): [[l, h, part]]}."
+    "Top-k head loadings of the pruned graph's cross-position edges for `graph_json`: {(t, s): [[l, h, part]]}."
     kind, pos = g.node_table()
     keep = prune(g, node_threshold, edge_threshold)[1] & (pos[:, None] > pos[None, :])
     keep &= ((kind == 0) | (kind == 3))[:, None] & (kind < 3)[None, :]  # into features or logits, from non-logits

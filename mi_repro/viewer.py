@@ -439,7 +439,8 @@ function edgeList(title, list, other) {
     li.append(el("span", {class: "w " + (e.weight > 0 ? "pos" : "neg")}, fmt(e.weight)), '''
     r'''el("span", {class: "lab"}, label(item(e[other]))));
     if (e.heads && e.heads.length)  // chapter 09's head loadings: the heads of the edge's first attention hop
-      li.append(el("span", {class: "heads muted"}, "via " + e.heads.map(h => "L" + h[0] + "H" + h[1] + " " + fmt(h[2])).join(", ")));
+      li.append(el("span", {class: "heads muted"},
+        "via " + e.heads.map(h => "L" + h[0] + "H" + h[1] + " " + fmt(h[2])).join(", ")));
     li.addEventListener("click", () => { clicked = e[other]; render(); });
     ol.append(li);
   });
