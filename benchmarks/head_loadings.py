@@ -24,17 +24,15 @@ def main():
     torch.set_num_threads(a.threads)
     from mi_repro.models import load_model, prompt_ids
     from mi_repro.dictionaries import chapter_dicts
-    from mi_repro.attribution import Replacement, attribute, prune
-    from mi_repro.heads import head_loadings
+    from mi_repro.attribution import Replacement, attribute
+    from mi_repro.heads import head_loadings, kept_cross_edges
     r = load_model(a.model, 'cpu')
     _, tcs = chapter_dicts(r, a.model)
     t0 = time.perf_counter()
     rep = Replacement(r.hf, r.spec, tcs, prompt_ids(r.tok, a.prompt))
     g = attribute(rep, r.tok, a.prompt, max_feature_nodes=a.max_feature_nodes, progress=False)
     graph_s = time.perf_counter() - t0
-    kind, pos = g.node_table()
-    keep = prune(g)[1] & (pos[:, None] > pos[None, :]) & ((kind == 0) | (kind == 3))[:, None] & (kind < 3)[None, :]
-    edges = [(int(t), int(s)) for t, s in keep.nonzero().tolist()]
+    edges = kept_cross_edges(g)
     t0 = time.perf_counter()
     hl = head_loadings(rep, g, edges)
     loadings_s = time.perf_counter() - t0

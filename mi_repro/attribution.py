@@ -73,7 +73,9 @@ class FrozenNorm:
     gain: torch.Tensor  # [d] the gain (with the architecture's offset)
     def scale(self, P:int|None=None) -> torch.Tensor: return self.inv_rms[:P, None] * self.gain  # [P, d]
     def __call__(self, x:torch.Tensor) -> torch.Tensor: return x * self.scale(x.shape[-2])  # x: [..., P, d]
-    def at(self, x:torch.Tensor, p:int) -> torch.Tensor: return x * self.inv_rms[p] * self.gain  # x: [d] at position p
+    def at(self, x:torch.Tensor, p) -> torch.Tensor:  # x [d] at position p, or rows x [n, d] at positions p [n]
+        s = self.inv_rms[p]
+        return x * (s[..., None] if s.ndim else s) * self.gain
 
 @dataclass
 class FrozenLayer:

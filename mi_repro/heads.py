@@ -13,7 +13,7 @@ from .models import prompt_ids, hf_model
 
 # %% auto #0
 __all__ = ['SCORES', 'patterns', 'repeated_tokens', 'head_scores', 'top_heads', 'plot_scores', 'plot_patterns', 'head_means',
-           'ablate_heads', 'cross_edges', 'edge_heads', 'head_loadings', 'link_heads']
+           'ablate_heads', 'cross_edges', 'edge_heads', 'kept_cross_edges', 'head_loadings', 'link_heads']
 
 # %% ../nbs/09_heads.ipynb #e6d63540
 @torch.no_grad()
@@ -311,20 +311,16 @@ def edge_heads(rep:Replacement, # the replacement model of the graph's prompt
                 source=(sl, sp), target=(tl, tp))
 
 # %% ../nbs/09_heads.ipynb #41ed1ee3
-def _at(n, x:torch.Tensor, sp:torch.Tensor) -> torch.Tensor:
-    "A frozen norm `n` applied to rows `x` [n, d], each at its own position `sp` [n]."
-    return x * n.inv_rms[sp][:, None] * n.gain
-
 def _hop_layer(rep:Replacement, l:int, X:torch.Tensor, sp:torch.Tensor, Gl:torch.Tensor) -> tuple:
     "Layer `l` for source rows X [n, d] at positions sp: each head's part of the edge [n, H], what stays at sp [n, d]."
     r, (H, Hkv, dh, d), n = rep.lay[l], (rep.spec.n_heads, rep.spec.n_kv_heads, rep.spec.head_dim, rep.d), len(X)
-    v = (_at(r.attn_norm, X, sp) @ r.Wv.T).view(n, Hkv, dh).repeat_interleave(H // Hkv, 1)  # [n, H, dh]
+    v = (r.attn_norm.at(X, sp) @ r.Wv.T).view(n, Hkv, dh).repeat_interleave(H // Hkv, 1)  # [n, H, dh]
     o = torch.einsum('dhk,nhk->nhd', r.Wo.view(d, H, dh), v)  # [n, H, d]: each head's OV image of each row
     gq = r.attn_post(Gl) if rep.spec.sandwich else Gl  # [T, d] the target's gradient after the attention
     later = torch.arange(rep.T, device=X.device)[None] > sp[:, None]  # [n, T]: destinations after the source
     part = (r.pattern[:, :, sp].permute(2, 0, 1) * (o @ gq.T) * later[:, None]).sum(-1)  # A_h[q, p_s] (o_h . g_q)
     stay = (r.pattern[:, sp, sp].T[:, :, None] * o).sum(1)
-    return part, (_at(r.attn_post, stay, sp) if rep.spec.sandwich else stay)
+    return part, (r.attn_post.at(stay, sp) if rep.spec.sandwich else stay)
 
 # %% ../nbs/09_heads.ipynb #ad3518ab
 def _hops(rep:Replacement, sl:torch.Tensor, sp:torch.Tensor, # [n] the sources' layers (-1: token) and positions
@@ -334,17 +330,25 @@ def _hops(rep:Replacement, sl:torch.Tensor, sp:torch.Tensor, # [n] the sources' 
     out, post = torch.zeros(len(X), rep.L, rep.spec.n_heads, device=X.device), rep.spec.sandwich
     X = X.clone()
     for l in sl.unique().tolist():  # Gemma: an MLP output is normed as it enters the residual stream
-        if post and l >= 0: X[sl == l] = _at(rep.lay[l].mlp_post, X[sl == l], sp[sl == l])
+        if post and l >= 0: X[sl == l] = rep.lay[l].mlp_post.at(X[sl == l], sp[sl == l])
     for l in range(int(sl.min()) + 1, min(tl, rep.L - 1) + 1):
         on = (sl < l).float()[:, None]  # the rows written before layer l
         part, stay = _hop_layer(rep, l, X, sp, Gm[l])
         out[:, l], X = part * on, X + stay * on
         if l < tl and rep.tcs[l].W_skip is not None:
-            y = rep.tcs[l].skip(_at(rep.lay[l].mlp_norm, X, sp))
-            X = X + (_at(rep.lay[l].mlp_post, y, sp) if post else y) * on
+            y = rep.tcs[l].skip(rep.lay[l].mlp_norm.at(X, sp))
+            X = X + (rep.lay[l].mlp_post.at(y, sp) if post else y) * on
     return out
 
 # %% ../nbs/09_heads.ipynb #5c7abb8c
+def kept_cross_edges(g:Graph, node_threshold:float=0.8, edge_threshold:float=0.98, # the pruning (`graph_json`'s)
+                    ) -> list[tuple[int, int]]:
+    "The pruned graph's edges from an earlier to a later position into feature or logit nodes: [(target, source)]."
+    kind, pos = g.node_table()
+    keep = prune(g, node_threshold, edge_threshold)[1] & (pos[:, None] > pos[None, :])
+    keep &= ((kind == 0) | (kind == 3))[:, None] & (kind < 3)[None, :]  # into features or logits, from non-logits
+    return [(int(t), int(s)) for t, s in keep.nonzero().tolist()]
+
 @torch.no_grad()
 def head_loadings(rep:Replacement, # the replacement model of the graph's prompt
                   g:Graph, # its graph
@@ -371,10 +375,7 @@ def link_heads(rep:Replacement, g:Graph,
                node_threshold:float=0.8, edge_threshold:float=0.98, # the pruning of the graph JSON (`graph_json`)
               ) -> dict:
     "Top-k head loadings of the pruned graph's cross-position edges for `graph_json`: {(t, s): [[l, h, part]]}."
-    kind, pos = g.node_table()
-    keep = prune(g, node_threshold, edge_threshold)[1] & (pos[:, None] > pos[None, :])
-    keep &= ((kind == 0) | (kind == 3))[:, None] & (kind < 3)[None, :]  # into features or logits, from non-logits
-    edges = [(int(t), int(s)) for t, s in keep.nonzero().tolist()]
+    edges = kept_cross_edges(g, node_threshold, edge_threshold)
     hl = head_loadings(rep, g, edges) if edges else torch.zeros(0, rep.L, rep.spec.n_heads)
     return {e: [[l, h, round(float(v), 6)] for l, h, v in top_heads(x.abs(), k) for v in [x[l, h]]]
             for e, x in zip(edges, hl)}
