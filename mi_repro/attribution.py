@@ -17,10 +17,10 @@ from .forward import embed, rms_norm, attention, mlp
 from .dictionaries import Transcoders
 
 # %% auto #0
-__all__ = ['KINDS', 'Replacement', 'FrozenNorm', 'FrozenLayer', 'logits_check', 'logit_targets', 'Graph', 'Node', 'graph_gib',
-           'attribute', 'ablation_check', 'completeness_check', 'logit_weights', 'feature_influence', 'normalize',
-           'influence', 'prune', 'graph_scores', 'top_features', 'feature_key', 'graph_json', 'write_graph',
-           'plot_graph']
+__all__ = ['NORM_FIELDS', 'KINDS', 'Replacement', 'FrozenNorm', 'FrozenLayer', 'frozen_norm', 'freeze_layer', 'logits_check',
+           'logit_targets', 'Graph', 'Node', 'graph_gib', 'attribute', 'ablation_check', 'completeness_check',
+           'logit_weights', 'feature_influence', 'normalize', 'influence', 'prune', 'graph_scores', 'top_features',
+           'feature_key', 'graph_json', 'write_graph', 'plot_graph']
 
 # %% ../nbs/06_attribution.ipynb #7ab6ed21
 def _avail_gib() -> float:
@@ -56,11 +56,6 @@ def _inv_rms(x:torch.Tensor, # [1, T, d] a norm's input
     return torch.rsqrt(x.float().pow(2).mean(-1) + eps)[0]
 
 @patch
-def _gain(self:Replacement, hf, role:str, l:int|None=None) -> torch.Tensor:
-    "The gain [d] of the norm `role` (of layer `l`), as the frozen map multiplies by it."
-    return self.spec.gain_offset + self.spec.module(hf, role, l).weight.detach().float()
-
-@patch
 def _norm(self:Replacement, hf, role:str, l:int, x:torch.Tensor) -> torch.Tensor:
     "The model's own norm `role` of layer `l` applied to `x`."
     return rms_norm(x, self.spec.module(hf, role, l).weight, self.spec.eps, self.spec.gain_offset)
@@ -82,13 +77,40 @@ class FrozenLayer:
     "What the frozen linear map keeps of one recorded layer: norm scales, attention pattern, OV weights."
     attn_norm: FrozenNorm
     pattern: torch.Tensor  # [H, T, T] attention pattern
-    Wv: torch.Tensor  # [Hkv * dh, d] value projection
-    bv: torch.Tensor|None
-    Wo: torch.Tensor  # [d, H * dh] output projection
-    bo: torch.Tensor|None
+    Wv: torch.Tensor|None = None  # [Hkv * dh, d] value projection
+    bv: torch.Tensor|None = None
+    Wo: torch.Tensor|None = None  # [d, H * dh] output projection
+    bo: torch.Tensor|None = None
     attn_post: FrozenNorm|None = None  # Gemma's norm on the attention output
     mlp_norm: FrozenNorm|None = None
     mlp_post: FrozenNorm|None = None  # Gemma's norm on the MLP output
+    def mix(self, v:torch.Tensor, # [B, T, Hkv * dh] value vectors
+            dh:int) -> torch.Tensor: # [B, T, H * dh] the heads' outputs, each a kv head's values mixed by its pattern
+        (B, T, D), H = v.shape, self.pattern.shape[0]
+        v = v.view(B, T, D // dh, dh).transpose(1, 2).repeat_interleave(H * dh // D, 1)
+        return (self.pattern.to(v) @ v).transpose(1, 2).reshape(B, T, H * dh)
+
+# %% ../nbs/06_attribution.ipynb #77643078
+NORM_FIELDS = dict(attn_norm='attn_norm', attn_post_norm='attn_post', mlp_norm='mlp_norm', mlp_post_norm='mlp_post')
+
+def frozen_norm(spec:Spec, hf, role:str, l:int|None, # the norm's role (`Spec.norms`, or 'final_norm') and layer
+                x:torch.Tensor, # [1, T, d] its recorded input
+               ) -> FrozenNorm:
+    "The norm `role` of layer `l` frozen at its recorded input `x`."
+    return FrozenNorm(_inv_rms(x, spec.eps), spec.gain(hf, role, l))
+
+def freeze_layer(spec:Spec, hf, l:int,
+                 ins:dict, # {role: [1, T, d]}: the recorded inputs of the layer's norms (`NORM_FIELDS`), some or all
+                 pattern:torch.Tensor, # [H, T, T] the recorded attention pattern
+                 weights:bool=True, # keep the OV weights (the linear map needs them; frozen interventions do not)
+                ) -> FrozenLayer:
+    "Layer `l` of a recorded run frozen: its norms' scales, its attention pattern and (weights) its OV weights."
+    norms = {NORM_FIELDS[r]: frozen_norm(spec, hf, r, l, x) for r, x in ins.items()}
+    if not weights: return FrozenLayer(pattern=pattern.float(), **norms)
+    v, o = spec.module(hf, 'v_proj', l), spec.module(hf, 'o_proj', l)
+    w = lambda t: None if t is None else t.detach().float()
+    return FrozenLayer(pattern=pattern.float(), Wv=w(v.weight), bv=w(v.bias), Wo=w(o.weight), bo=w(o.bias), **norms)
+
 
 # %% ../nbs/06_attribution.ipynb #cbc10603
 @patch
@@ -97,13 +119,10 @@ def _freeze_attn(self:Replacement, hf, l:int,
                 ) -> tuple[torch.Tensor, FrozenLayer]:
     "Run layer `l`'s attention: the stream after it, and the layer's `FrozenLayer` (its MLP norms come next)."
     spec = self.spec
-    n1 = FrozenNorm(_inv_rms(x, spec.eps), self._gain(hf, 'attn_norm', l))
     o, A = attention(self._norm(hf, 'attn_norm', l, x), spec.module(hf, 'attn', l), spec, l)
-    post = FrozenNorm(_inv_rms(o, spec.eps), self._gain(hf, 'attn_post_norm', l)) if spec.sandwich else None
+    r = freeze_layer(spec, hf, l, dict(attn_norm=x, **(dict(attn_post_norm=o) if spec.sandwich else {})), A[0])
     if spec.sandwich: o = self._norm(hf, 'attn_post_norm', l, o)
-    v, w_o = spec.module(hf, 'v_proj', l), spec.module(hf, 'o_proj', l)
-    w = lambda t: None if t is None else t.detach().float()
-    return x + o, FrozenLayer(n1, A[0].float(), w(v.weight), w(v.bias), w(w_o.weight), w(w_o.bias), post)
+    return x + o, r
 
 # %% ../nbs/06_attribution.ipynb #9654d0c2
 @patch
@@ -113,12 +132,12 @@ def _freeze_mlp(self:Replacement, hf, l:int,
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Run layer `l`'s MLP: the stream after it, and the MLP's input and output [T, d] (before a post-norm)."
     spec = self.spec
-    r.mlp_norm = FrozenNorm(_inv_rms(x, spec.eps), self._gain(hf, 'mlp_norm', l))
+    r.mlp_norm = frozen_norm(spec, hf, 'mlp_norm', l, x)
     u = self._norm(hf, 'mlp_norm', l, x)
     y, _ = mlp(u, spec.module(hf, 'mlp', l), spec)
     m_in, m_out = u[0].float(), y[0].float()
     if spec.sandwich:
-        r.mlp_post = FrozenNorm(_inv_rms(y, spec.eps), self._gain(hf, 'mlp_post_norm', l))
+        r.mlp_post = frozen_norm(spec, hf, 'mlp_post_norm', l, y)
         y = self._norm(hf, 'mlp_post_norm', l, y)
     return x + y, m_in, m_out
 
@@ -139,7 +158,8 @@ def _record(self:Replacement, hf) -> tuple[list, list]:
         self.lay.append(r)
         m_in.append(u)
         m_out.append(y)
-    self.rf, self.gf = _inv_rms(x, self.spec.eps), self._gain(hf, 'final_norm')
+    fin = frozen_norm(self.spec, hf, 'final_norm', None, x)
+    self.rf, self.gf = fin.inv_rms, fin.gain
     pinned = self.drop_first and self.drop_first_token
     self.first = torch.stack(first) if pinned else None  # [2L+1, d]: pinned in `forward`
     self.W_U = self.spec.module(hf, 'unembed').weight.detach().float()
@@ -231,12 +251,10 @@ def _attn_fwd(self:Replacement, l:int,
               x:torch.Tensor, # [B, T, d] the residual stream before layer `l`
              ) -> torch.Tensor:
     "Layer `l`'s frozen attention output [B, T, d] (pattern, norm scales and post-norm as recorded)."
-    r, (B, T) = self.lay[l], x.shape[:2]
-    H, Hkv, dh = self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim
+    r = self.lay[l]
     v = r.attn_norm(x) @ r.Wv.T
     if r.bv is not None: v = v + r.bv
-    v = v.view(B, T, Hkv, dh).transpose(1, 2).repeat_interleave(H // Hkv, 1)
-    o = (r.pattern @ v).transpose(1, 2).reshape(B, T, H * dh) @ r.Wo.T
+    o = r.mix(v, self.spec.head_dim) @ r.Wo.T
     if r.bo is not None: o = o + r.bo
     if self.spec.sandwich: o = r.attn_post(o)
     return o

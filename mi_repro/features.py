@@ -240,10 +240,6 @@ def build_index(lm, spec:Spec,
     ck.unlink(missing_ok=True)
     return FeatureIndex(out)
 
-# %% ../nbs/05_features.ipynb #d886919f
-def _norm_gain(hf, spec, role, layer=None):
-    return spec.gain_offset + spec.module(hf, role, layer).weight.detach().float()
-
 # %% ../nbs/05_features.ipynb #7675ef67
 @torch.no_grad()
 def top_dot(A:torch.Tensor, # [F, d] one direction per feature
@@ -278,9 +274,9 @@ def unembed_dirs(hf, spec:Spec, tc:Transcoder,
     """Each feature's decoder row as the unembedding reads it [n, d]: gamma * W_dec,f / y_scale (gamma the final
     norm's gain, times the post-MLP norm's on Gemma); its dot with W_U[t] is the direct logit effect per unit
     activation."""
-    g = _norm_gain(hf, spec, 'final_norm')
+    g = spec.gain(hf, 'final_norm')
     D = tc.dec_dirs(None if feats is None else list(feats))
-    if spec.sandwich: D = D * _norm_gain(hf, spec, 'mlp_post_norm', layer)  # Gemma: the MLP output is normed again
+    if spec.sandwich: D = D * spec.gain(hf, 'mlp_post_norm', layer)  # Gemma: the MLP output is normed again
     return D.to(g.device) * g
 
 @torch.no_grad()
@@ -304,7 +300,7 @@ def input_tokens(hf, spec:Spec, tc:Transcoder, layer:int,
                 ) -> dict:
     "The `n` tokens whose normalized embedding most excites each feature's encoder: `in_ids`, `in_vals` [F, n]."
     from mi_repro.forward import rms_norm
-    g = _norm_gain(hf, spec, 'mlp_norm', layer)
+    g = spec.gain(hf, 'mlp_norm', layer)
     E = spec.module(hf, 'embed').weight.detach()
     U = rms_norm(E.float() * spec.embed_scale, g, spec.eps).to(tc.W_enc.device)
     # pre(u) = (u * x_scale - x_mean) W_enc^T + b_enc = u (x_scale W_enc)^T + (b_enc - W_enc x_mean)

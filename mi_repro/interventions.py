@@ -11,16 +11,16 @@ from .core import UserError
 from .models import Spec
 from .forward import attention
 from .dictionaries import Transcoder
-from .attribution import Graph, feature_influence
+from .attribution import Graph, feature_influence, FrozenNorm, NORM_FIELDS, frozen_norm, freeze_layer
 from .prompts import answer_id
 from .stats import bootstrap_ci, spearman, sign_agree
 from .models import prompt_ids, hf_model
 
 # %% auto #0
-__all__ = ['MODES', 'SITES', 'Edit', 'tag', 'check_edit', 'ablate', 'steer', 'by_layer', 'supernode', 'Clean', 'clean_run',
-           'feature_acts', 'intervene', 'measure', 'graph_predictions', 'graph_vs_reality', 'plot_patching', 'patch',
-           'generate', 'swap_in', 'random_active', 'write_size', 'matched_pools', 'matched_active', 'feature_means',
-           'choose_set', 'margin_set', 'set_vs_random', 'control_summary']
+__all__ = ['MODES', 'SITES', 'Edit', 'tag', 'check_edit', 'ablate', 'steer', 'by_layer', 'supernode', 'Frozen', 'Clean',
+           'clean_run', 'feature_acts', 'intervene', 'measure', 'graph_predictions', 'graph_vs_reality',
+           'plot_patching', 'patch', 'generate', 'swap_in', 'random_active', 'write_size', 'matched_pools',
+           'matched_active', 'feature_means', 'choose_set', 'margin_set', 'set_vs_random', 'control_summary']
 
 # %% ../nbs/07_interventions.ipynb #197c1e37
 @dataclass
@@ -147,13 +147,20 @@ def supernode(feats:list, # [(layer, feature)]: a group of features, across laye
 
 # %% ../nbs/07_interventions.ipynb #bce4fce7
 @dataclass
+class Frozen:
+    "What a frozen run holds at its clean values: each layer's norm scales and pattern, the final norm, position 0."
+    layers: list  # [L] `FrozenLayer`s (without weights)
+    final: FrozenNorm
+    first: dict  # position 0's recorded norm inputs: {role: [L, d]} and 'final_norm': [d]
+
+@dataclass
 class Clean:
     "The clean run of one prompt: what interventions compare with and hold fixed."
     ids: torch.Tensor  # [T] token ids
     logits: torch.Tensor  # [T, V]
     m_in: torch.Tensor  # [L, T, d] MLP inputs
     m_out: torch.Tensor  # [L, T, d] MLP outputs
-    frozen: dict|None = None  # {role: [L, T] 1/rms}, 'final': [T], 'A': [L, H, T, T] patterns
+    frozen: Frozen|None = None  # what frozen modes hold (`clean_run(freeze=True)`)
 
 # %% ../nbs/07_interventions.ipynb #468735e6
 def _record_clean(lm, spec:Spec, ids:torch.Tensor, freeze:bool) -> tuple:
@@ -180,17 +187,15 @@ def _record_clean(lm, spec:Spec, ids:torch.Tensor, freeze:bool) -> tuple:
     return m_in, m_out, nin, u, res
 
 # %% ../nbs/07_interventions.ipynb #2bb998a4
-def _frozen(spec:Spec, hf, nin:dict, u:list, fin:torch.Tensor) -> dict:
+def _frozen(spec:Spec, hf, nin:dict, u:list, fin:torch.Tensor) -> Frozen:
     ("What a frozen run holds fixed, from `_record_clean`'s norm inputs `nin`, attention-norm outputs `u` and final "
-     "norm input `fin`: 1/rms per norm [L, T] and 'final', position 0's inputs, 'A'.")
-    rs = lambda x: torch.rsqrt(x[0].float().pow(2).mean(-1) + spec.eps)
-    fr = {r: torch.stack([rs(x) for x in v]) for r, v in nin.items()}
-    fr['final'] = rs(fin)
-    for r, v in nin.items(): fr[f'first_{r}'] = torch.stack([x[0, 0].float() for x in v])  # position 0's norm inputs
-    fr['first_final'] = fin[0, 0].float()
-    fr['A'] = torch.stack([attention(u[l], spec.module(hf, 'attn', l), spec, l)[1][0].float()
-                           for l in range(spec.n_layers)])
-    return fr
+     "norm input `fin`: each layer frozen (`freeze_layer`, chapter 06), the final norm, position 0's inputs.")
+    pattern = lambda l: attention(u[l], spec.module(hf, 'attn', l), spec, l)[1][0]
+    layers = [freeze_layer(spec, hf, l, {r: v[l] for r, v in nin.items()}, pattern(l), weights=False)
+              for l in range(spec.n_layers)]
+    first = {r: torch.stack([x[0, 0].float() for x in v]) for r, v in nin.items()}
+    first['final_norm'] = fin[0, 0].float()
+    return Frozen(layers, frozen_norm(spec, hf, 'final_norm', None, fin), first)
 
 # %% ../nbs/07_interventions.ipynb #7f0f1cdc
 @torch.no_grad()
@@ -235,17 +240,9 @@ def _delta(tc:Transcoder, z:torch.Tensor, # [B, T, F] current activations
             if len(es) > 1: zb[p[:, None], f[None]] = new.to(zb.dtype)
     return out
 
-# %% ../nbs/07_interventions.ipynb #7ee2d4eb
-def _frozen_attn(A:torch.Tensor, v:torch.Tensor, spec:Spec) -> torch.Tensor:
-    "Heads' outputs [B, T, H*dh] with the frozen pattern A [H, T, T] applied to value vectors v [B, T, Hkv*dh]."
-    B, T, _ = v.shape
-    H, Hkv, dh = spec.n_heads, spec.n_kv_heads, spec.head_dim
-    v = v.view(B, T, Hkv, dh).transpose(1, 2).repeat_interleave(H // Hkv, 1)
-    return (A.to(v.dtype) @ v).transpose(1, 2).reshape(B, T, H * dh)
-
+# %% ../nbs/07_interventions.ipynb #b403022d
 MODES = ('free', 'constrained')
 
-# %% ../nbs/07_interventions.ipynb #b403022d
 def _prepare(lm, spec:Spec, tcs:dict, ids, rows:list, mode:str, freeze:bool, clean:Clean|None) -> tuple:
     "`intervene`'s inputs checked: token ids [T], the checked edits per row, and the clean run (recorded if needed)."
     if mode not in MODES: raise UserError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -262,34 +259,27 @@ def _prepare(lm, spec:Spec, tcs:dict, ids, rows:list, mode:str, freeze:bool, cle
     return ids, chk, clean
 
 # %% ../nbs/07_interventions.ipynb #be436780
-def _gains(lm, spec:Spec) -> dict:
-    "The norms' gains in fp32, with the architecture's offset: {(role, layer): [d]} and 'final'."
-    hf = hf_model(lm)
-    L = spec.n_layers
-    gain = {(r, l): spec.gain_offset + spec.module(hf, r, l).weight.float() for r in spec.norms for l in range(L)}
-    gain['final'] = spec.gain_offset + spec.module(hf, 'final_norm').weight.float()
-    return gain
-
-def _freeze_norm(lm, spec:Spec, fz:tuple, # (`Clean.frozen`, `_gains`, pin: hold position 0 as recorded)
+def _freeze_norm(lm, spec:Spec, fz:tuple, # (`Clean.frozen`, pin: hold position 0 as recorded)
                  r:str, l:int|None=None, # the norm's role and layer; None: the final norm
                 ):
     "Inside a trace: the norm's output from its input and the clean run's scales (and position 0's clean input)."
-    fr, gain, pin = fz
-    if l is None: n, s, g, first = spec.module(lm, 'final_norm'), fr['final'], gain['final'], fr['first_final']
-    else: n, s, g, first = spec.module(lm, r, l), fr[r][l], gain[(r, l)], fr[f'first_{r}'][l]
+    fr, pin = fz
+    if l is None: n, fn, first = spec.module(lm, 'final_norm'), fr.final, fr.first['final_norm']
+    else: n, fn, first = spec.module(lm, r, l), getattr(fr.layers[l], NORM_FIELDS[r]), fr.first[r][l]
     pin = pin and (l is None or r in ('attn_norm', 'mlp_norm'))  # every read of position 0's stream (chapter 06)
     x = n.input
-    y = x.float() * s[:, None].to(x.device) * g
+    s, g = fn.inv_rms.to(x.device), fn.gain.to(x.device)
+    y = x.float() * s[:, None] * g
     if pin: y[:, 0] = first.to(x.device) * s[0] * g
     n.output = y.to(x.dtype)
 
 # %% ../nbs/07_interventions.ipynb #3cc9403e
-def _freeze_attn(lm, spec:Spec, fz:tuple, # (`Clean.frozen`, `_gains`, pin)
+def _freeze_attn(lm, spec:Spec, fz:tuple, # (`Clean.frozen`, pin)
                  l:int, dev):
     "Inside a trace: layer `l`'s norms up to the MLP's, and its attention pattern, held at their clean values."
     _freeze_norm(lm, spec, fz, 'attn_norm', l)
     v = spec.module(lm, 'v_proj', l).output
-    spec.module(lm, 'o_proj', l).input = _frozen_attn(fz[0]['A'][l].to(dev), v, spec)
+    spec.module(lm, 'o_proj', l).input = fz[0].layers[l].mix(v, spec.head_dim)
     if spec.sandwich: _freeze_norm(lm, spec, fz, 'attn_post_norm', l)
     _freeze_norm(lm, spec, fz, 'mlp_norm', l)
 
@@ -314,7 +304,7 @@ def _edit_mlp(m, l:int, tcs:dict, es:list, # per row: the checked edits of layer
 
 # %% ../nbs/07_interventions.ipynb #ee827a43
 def _edited_run(lm, spec:Spec, tcs:dict, ids:torch.Tensor, chk:list, mode:str, clean:Clean|None,
-                fz:tuple|None, # (`Clean.frozen`, `_gains`, pin), or None: nothing frozen
+                fz:tuple|None, # (`Clean.frozen`, pin), or None: nothing frozen
                 save_mlp:bool) -> tuple:
     "One batched trace of `ids` with the checked edits `chk` of each row: the logits [B, T, V] and MLP outputs."
     B, T, dev = len(chk), len(ids), lm.device
@@ -349,7 +339,7 @@ def intervene(lm, spec:Spec, tcs:dict, # {layer: Transcoder}
     fz = None
     if fr is not None:
         pin = not any((e[2] == 0).any() for row in chk for e in row)  # position 0 unedited: hold it
-        fz = (fr, _gains(lm, spec), pin)
+        fz = (fr, pin)
     lg, outs = _edited_run(lm, spec, tcs, ids, chk, mode, clean, fz, save_mlp)
     lg = lg.float() if all_pos else lg[:, -1].float()
     return (lg, torch.stack(outs)) if save_mlp else lg

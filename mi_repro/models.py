@@ -106,6 +106,10 @@ class Spec:
         return reduce(lambda o, k: o[int(k)] if k.isdigit() else getattr(o, k),
                       self.path(role, layer).split('.'), model)
 
+    def gain(self, model, role:str, layer:int|None=None) -> torch.Tensor:
+        "The gain [d] in fp32 of the norm `role` (of `layer`) in `model`, with the architecture's offset."
+        return self.gain_offset + self.module(model, role, layer).weight.detach().float()
+
 # %% ../nbs/00_models.ipynb #13318ffe
 _QK = dict(q_norm='q_norm', k_norm='k_norm')
 _ARCHS = {'llama': {}, 'mistral': {}, 'qwen2': {}, 'qwen3': _QK,
