@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .core import UserError, atomic_write, atomic_path
 from .models import Spec
-from .forward import embed, rms_norm, attention, mlp
+from .forward import rebuild
 from .dictionaries import Transcoders
 
 # %% auto #0
@@ -55,10 +55,6 @@ def _inv_rms(x:torch.Tensor, # [1, T, d] a norm's input
     "[T] the frozen 1/rms of a [1, T, d] input."
     return torch.rsqrt(x.float().pow(2).mean(-1) + eps)[0]
 
-@patch
-def _norm(self:Replacement, hf, role:str, l:int, x:torch.Tensor) -> torch.Tensor:
-    "The model's own norm `role` of layer `l` applied to `x`."
-    return rms_norm(x, self.spec.module(hf, role, l).weight, self.spec.eps, self.spec.gain_offset)
 
 # %% ../nbs/06_attribution.ipynb #d5709fc7
 @dataclass
@@ -112,58 +108,24 @@ def freeze_layer(spec:Spec, hf, l:int,
     return FrozenLayer(pattern=pattern.float(), Wv=w(v.weight), bv=w(v.bias), Wo=w(o.weight), bo=w(o.bias), **norms)
 
 
-# %% ../nbs/06_attribution.ipynb #cbc10603
-@patch
-def _freeze_attn(self:Replacement, hf, l:int,
-                 x:torch.Tensor, # [1, T, d] the residual stream before layer `l`
-                ) -> tuple[torch.Tensor, FrozenLayer]:
-    "Run layer `l`'s attention: the stream after it, and the layer's `FrozenLayer` (its MLP norms come next)."
-    spec = self.spec
-    o, A = attention(self._norm(hf, 'attn_norm', l, x), spec.module(hf, 'attn', l), spec, l)
-    r = freeze_layer(spec, hf, l, dict(attn_norm=x, **(dict(attn_post_norm=o) if spec.sandwich else {})), A[0])
-    if spec.sandwich: o = self._norm(hf, 'attn_post_norm', l, o)
-    return x + o, r
-
-# %% ../nbs/06_attribution.ipynb #9654d0c2
-@patch
-def _freeze_mlp(self:Replacement, hf, l:int,
-                x:torch.Tensor, # [1, T, d] the residual stream after layer `l`'s attention
-                r:FrozenLayer, # what `_freeze_attn` kept of layer `l`: the MLP's norms are added
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    "Run layer `l`'s MLP: the stream after it, and the MLP's input and output [T, d] (before a post-norm)."
-    spec = self.spec
-    r.mlp_norm = frozen_norm(spec, hf, 'mlp_norm', l, x)
-    u = self._norm(hf, 'mlp_norm', l, x)
-    y, _ = mlp(u, spec.module(hf, 'mlp', l), spec)
-    m_in, m_out = u[0].float(), y[0].float()
-    if spec.sandwich:
-        r.mlp_post = frozen_norm(spec, hf, 'mlp_post_norm', l, y)
-        y = self._norm(hf, 'mlp_post_norm', l, y)
-    return x + y, m_in, m_out
-
 # %% ../nbs/06_attribution.ipynb #f6515b78
 @patch
 def _record(self:Replacement, hf) -> tuple[list, list]:
-    "Run the model once on the prompt, freezing every layer (`lay`) and the final norm: the MLP inputs and outputs."
-    x = embed(self.spec.module(hf, 'embed').weight, self.ids[None], self.spec.embed_scale)
-    self.x0 = x[0].float()
-    first = [x[0, 0].float()]  # position 0's residual stream after the embedding, each attention and each MLP
-    self.lay = []  # per layer: frozen scales, gains, pattern and the weights the linear map needs
-    m_in, m_out = [], []
-    for l in range(self.L):
-        x, r = self._freeze_attn(hf, l, x)
-        first.append(x[0, 0].float())
-        x, u, y = self._freeze_mlp(hf, l, x, r)
-        first.append(x[0, 0].float())
-        self.lay.append(r)
-        m_in.append(u)
-        m_out.append(y)
-    fin = frozen_norm(self.spec, hf, 'final_norm', None, x)
-    self.rf, self.gf = fin.inv_rms, fin.gain
+    "Run the model once on the prompt (`rebuild`), freezing every layer (`lay`) and the final norm: MLP inputs, outputs."
+    spec = self.spec
+    _, c = rebuild(hf, spec, self.ids[None], keep=True)
+    post = lambda l: dict(attn_post_norm=c['attn_out'][l], mlp_post_norm=c['mlp_out'][l]) if spec.sandwich else {}
+    ins = lambda l: dict(attn_norm=c['resid'][l], mlp_norm=c['mid'][l], **post(l))  # each norm's input
+    self.lay = [freeze_layer(spec, hf, l, ins(l), c['pattern'][l][0]) for l in range(self.L)]
+    self.x0 = c['resid'][0][0].float()
+    # position 0's residual stream after the embedding, each attention and each MLP: pinned in `forward`
+    first = [c['resid'][0]] + [x for l in range(self.L) for x in (c['mid'][l], (c['resid'] + [c['final']])[l + 1])]
     pinned = self.drop_first and self.drop_first_token
-    self.first = torch.stack(first) if pinned else None  # [2L+1, d]: pinned in `forward`
-    self.W_U = self.spec.module(hf, 'unembed').weight.detach().float()
-    return m_in, m_out
+    self.first = torch.stack([x[0, 0].float() for x in first]) if pinned else None  # [2L+1, d]
+    fin = frozen_norm(spec, hf, 'final_norm', None, c['final'])
+    self.rf, self.gf = fin.inv_rms, fin.gain
+    self.W_U = spec.module(hf, 'unembed').weight.detach().float()
+    return [u[0].float() for u in c['mlp_in']], [y[0].float() for y in c['mlp_out']]
 
 # %% ../nbs/06_attribution.ipynb #c3aadc11
 @patch

@@ -99,23 +99,25 @@ def rebuild(hf:torch.nn.Module, # the transformers model (`load_model(...).hf`)
             ids:torch.Tensor, # [B, T] token ids
             keep:bool=False, # also return the intermediates
            ):
-    "The forward pass in plain torch from the model's weights: logits [B, T, V] (and a dict of intermediates)."
+    ("The forward pass in plain torch from the model's weights: logits [B, T, V] (and a dict of intermediates, "
+     "per layer: the stream before it, `resid`; the attention block's output and pattern; the stream after it, `mid`; "
+     "the MLP's input, hidden activation and output (blocks' outputs before Gemma's post-norms); and `final`).")
     if ids.ndim != 2 or ids.shape[1] == 0:
         raise UserError(f"ids must be [batch, tokens] with at least one token, got shape {tuple(ids.shape)}")
     mod = lambda role, l=None: spec.module(hf, role, l)
     norm = lambda x, role, l=None: rms_norm(x, mod(role, l).weight, spec.eps, spec.gain_offset)
     x = embed(mod('embed').weight, ids, spec.embed_scale)
-    cache = {k: [] for k in ('resid', 'mlp_in', 'h', 'mlp_out', 'attn_out', 'pattern')}
+    cache = {k: [] for k in ('resid', 'attn_out', 'pattern', 'mid', 'mlp_in', 'h', 'mlp_out')}
     for l in range(spec.n_layers):
         a, A = attention(norm(x, 'attn_norm', l), mod('attn', l), spec, l)
-        if spec.sandwich: a = norm(a, 'attn_post_norm', l)
         if keep:
             for k, v in (('resid', x), ('attn_out', a), ('pattern', A)): cache[k].append(v)
+        if spec.sandwich: a = norm(a, 'attn_post_norm', l)
         x = x + a
         u = norm(x, 'mlp_norm', l)
         y, h = mlp(u, mod('mlp', l), spec)
         if keep:
-            for k, v in (('mlp_in', u), ('h', h), ('mlp_out', y)): cache[k].append(v)
+            for k, v in (('mid', x), ('mlp_in', u), ('h', h), ('mlp_out', y)): cache[k].append(v)
         if spec.sandwich: y = norm(y, 'mlp_post_norm', l)
         x = x + y
     cache['final'] = x
