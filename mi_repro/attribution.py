@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import UserError, atomic_write, atomic_path
+from .core import UserError, atomic_write, atomic_path, visible
+from .viewer import feature_node, embedding_node, error_node, logit_node, graph_doc
 from .models import Spec
 from .forward import rebuild
 from .dictionaries import Transcoders
@@ -773,38 +774,19 @@ def feature_key(node:dict, # a node of `graph_json`'s 'nodes'
     return layer, pos, feature
 
 # %% ../nbs/06_attribution.ipynb #17ecdc54
-def _cantor(x:int, y:int) -> int: return (x + y) * (x + y + 1) // 2 + y
-
-def _show(s:str) -> str: return s.replace('\n', '⏎').replace('\t', '→').replace('\r', '↵')
-
-def _feature_json(g:Graph, i:int, base:dict, labels:dict|None) -> dict:
-    "Feature node `i` of `g` in circuit-tracer's frontend schema (`base`: the fields every node has)."
-    l, p, f = g.active[g.selected[i]].tolist()
-    return {**base, 'node_id': f'{l}_{f}_{p}', 'feature': _cantor(l, f), 'layer': str(l), 'ctx_idx': p,
-            'feature_type': 'cross layer transcoder', 'jsNodeId': f'{l}_{f}-0',
-            'activation': float(g.acts[g.selected[i]]), 'clerp': labels[l][f] if labels and l in labels else ''}
-
-# %% ../nbs/06_attribution.ipynb #89473815
 def _json_node(g:Graph, i:int, # a node of the graph
                influence:float, # its cumulative influence share (`prune`)
                labels:dict|None) -> dict:
-    "Node `i` of `g` in circuit-tracer's frontend schema."
+    "Node `i` of `g` in circuit-tracer's frontend schema (the viewer's node builders)."
     nd = g.node(i)
-    base = dict(feature_type='', token_prob=0.0, is_target_logit=False, run_idx=0, reverse_ctx_idx=0, clerp='',
-                influence=influence, activation=None)
     l, p, t = nd.layer, nd.pos, nd.index
-    if nd.kind == 'feature': return _feature_json(g, i, base, labels)
-    if nd.kind == 'error':
-        return {**base, 'node_id': f'{l}_-1_{p}', 'feature': -1, 'layer': str(l), 'ctx_idx': p,
-                'feature_type': 'mlp reconstruction error', 'jsNodeId': f'{l}_-1-{p}'}
-    if nd.kind == 'token':
-        return {**base, 'node_id': f'E_{t}_{p}', 'feature': p, 'layer': 'E', 'ctx_idx': p, 'feature_type': 'embedding',
-                'jsNodeId': f'E_{t}-{p}'}
+    if nd.kind == 'feature':
+        act = float(g.acts[g.selected[i]])
+        return feature_node(l, t, p, act, influence, labels[l][t] if labels and l in labels else '')
+    if nd.kind == 'error': return error_node(l, p, influence)
+    if nd.kind == 'token': return embedding_node(t, p, influence)
     k = i - g.logit_index(0)
-    pr = float(g.logit_probs[k])
-    return {**base, 'node_id': f'{l + 1}_{t}_{p}', 'feature': t, 'layer': str(l + 1), 'ctx_idx': p,
-            'feature_type': 'logit', 'token_prob': pr, 'is_target_logit': k == 0, 'jsNodeId': f'L_{t}-{p}',
-            'clerp': f'Output "{_show(g.logit_tokens[k])}" (p={pr:.3f})'}
+    return logit_node(t, g.logit_tokens[k], p, l, float(g.logit_probs[k]), k == 0, influence)
 
 # %% ../nbs/06_attribution.ipynb #5aa9635a
 def graph_json(g:Graph,
@@ -827,11 +809,8 @@ def graph_json(g:Graph,
         if (t, s) in heads: links[-1]['heads'] = heads[t, s]
     used = {x for e in links for x in (e['source'], e['target'])}
     keep = [v for v in nodes.values() if v['node_id'] in used or v['feature_type'] in ('embedding', 'logit')]
-    meta = dict(slug=slug, scan=scan, transcoder_list=[], prompt_tokens=[_show(t) for t in g.tokens], prompt=g.prompt,
-                node_threshold=node_threshold, schema_version=1,
-                info=dict(model=model, edge_threshold=edge_threshold, **graph_scores(g), **g.info))
-    q_params = dict(pinnedIds=[], supernodes=[], linkType='both', clickedId='', sg_pos='')
-    return dict(metadata=meta, qParams=q_params, nodes=keep, links=links)
+    info = dict(model=model, edge_threshold=edge_threshold, **graph_scores(g), **g.info)
+    return graph_doc(slug, [visible(t) for t in g.tokens], keep, links, scan, g.prompt, node_threshold, info)
 
 # %% ../nbs/06_attribution.ipynb #068c6a94
 def write_graph(js:dict, # from `graph_json`

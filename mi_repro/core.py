@@ -11,7 +11,7 @@ import torch
 
 # %% auto #0
 __all__ = ['METRICS', 'UserError', 'atomic_path', 'atomic_write', 'load_tensors', 'cache_dir', 'pick_device', 'pick_dtype', 'tol',
-           'run_dir', 'read_json', 'record', 'fig_dir', 'save_fig']
+           'run_dir', 'read_json', 'record', 'fig_dir', 'save_fig', 'visible']
 
 # %% ../nbs/core.ipynb #b09d1ea9
 class UserError(Exception):
@@ -168,3 +168,8 @@ def save_fig(fig, # a matplotlib figure
     p = d/name
     with atomic_path(p) as tmp: fig.savefig(tmp, dpi=120, bbox_inches='tight', format=p.suffix[1:] or 'png')
     return p
+
+# %% ../nbs/core.ipynb #d46df0c7
+def visible(s:str) -> str:
+    "A token's text with its line breaks and tabs made visible (⏎, ↵, ⇥); spaces are kept."
+    return s.replace('\n', '⏎').replace('\r', '↵').replace('\t', '⇥')

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file, safe_open
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import UserError, atomic_path, atomic_write, read_json, load_tensors
+from .core import UserError, atomic_path, atomic_write, read_json, load_tensors, visible
 from .models import Spec, prompt_ids, hf_model
 from .dictionaries import Transcoder, dict_hash
 from .activations import read_acts
@@ -435,8 +435,8 @@ def find_index(folder:str|Path, # a chapter-04 dictionaries folder
 
 # %% ../nbs/05_features.ipynb #9994348d
 def _show(s:str) -> str:
-    "A token's text for display: newlines and tabs visible, surrounding spaces dropped (or shown as ␣)."
-    s = s.replace('\n', '⏎').replace('\t', '⇥')
+    "A token's text for a label: `visible`, surrounding spaces dropped (or shown as ␣)."
+    s = visible(s)
     return s.strip() or ('␣' if s else '∅')
 
 class _Vocab(list):

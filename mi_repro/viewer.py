@@ -6,10 +6,11 @@
 from __future__ import annotations
 import gzip, html, json, math, random, re
 from pathlib import Path
-from .core import UserError, atomic_path
+from .core import UserError, atomic_path, visible
 
 # %% auto #0
-__all__ = ['KINDS', 'CSS', 'JS', 'PAGE', 'validate', 'toy_graph', 'random_graph', 'page', 'render', 'show']
+__all__ = ['KINDS', 'CSS', 'JS', 'PAGE', 'validate', 'cantor', 'node', 'feature_node', 'embedding_node', 'error_node',
+           'logit_node', 'graph_doc', 'toy_graph', 'random_graph', 'page', 'render', 'show']
 
 # %% ../nbs/viewer.ipynb #7859c76e
 KINDS = {'cross layer transcoder': 'feature', 'mlp reconstruction error': 'error', 'embedding': 'embedding',
@@ -87,37 +88,66 @@ def validate(graph:dict, # a graph in circuit-tracer's frontend schema
     return graph
 
 # %% ../nbs/viewer.ipynb #fc809407
-def _node(node_id, feature, layer, pos, kind, p=0.0, target=False, infl=None, act=None, clerp=''):
-    "A node with the frontend schema's keys, in its order."
-    return dict(node_id=node_id, feature=feature, layer=layer, ctx_idx=pos, feature_type=kind, token_prob=p,
-                is_target_logit=target, influence=infl, activation=act, clerp=clerp)
+def cantor(layer:int, f:int) -> int:
+    "One number per (layer, feature): the Cantor pairing circuit-tracer gives a feature node as its `feature`."
+    return (layer + f) * (layer + f + 1) // 2 + f
 
-def _feat(layer, f, pos, act, infl, clerp):
-    return _node(f'{layer}_{f}_{pos}', f, str(layer), pos, 'cross layer transcoder', infl=infl, act=act, clerp=clerp)
-def _emb(tok_id, pos): return _node(f'E_{tok_id}_{pos}', pos, 'E', pos, 'embedding')
-def _err(layer, pos, infl):
-    return _node(f'{layer}_-1_{pos}', -1, str(layer), pos, 'mlp reconstruction error', infl=infl)
-def _logit(tok_id, tok, pos, n_layers, p, target):
-    return _node(f'{n_layers + 1}_{tok_id}_{pos}', tok_id, str(n_layers + 1), pos, 'logit', p, target,
-                 clerp=f'Output "{tok}" (p={p:.3f})')
-def _graph(slug, toks, nodes, links):
-    "A graph in the frontend schema; `links` as (source, target, weight) triples."
-    meta = dict(slug=slug, scan='toy', transcoder_list=[], prompt_tokens=toks, prompt=''.join(toks),
-                node_threshold=0.8, schema_version=1)
+def node(node_id:str, feature:int, # the node's id and number
+         layer:str, pos:int, kind:str, # its layer ('E' for embeddings), position and `feature_type`
+         js_id:str, # the id circuit-tracer's frontend keys it by (`jsNodeId`)
+         p:float=0.0, target:bool=False, # a logit's probability, and whether it is the target
+         infl:float|None=None, act:float|None=None, clerp:str='') -> dict: # influence share, activation, label
+    "A node with the frontend schema's keys, in its order."
+    return dict(node_id=node_id, feature=feature, layer=layer, ctx_idx=pos, feature_type=kind, jsNodeId=js_id,
+                token_prob=p, is_target_logit=target, run_idx=0, reverse_ctx_idx=0, influence=infl, activation=act,
+                clerp=clerp)
+
+# %% ../nbs/viewer.ipynb #0b82acae
+def feature_node(layer:int, f:int, pos:int, act:float, infl:float|None=None, clerp:str='') -> dict:
+    "Feature `f` of the transcoder of `layer`, active at `pos` with activation `act`."
+    return node(f'{layer}_{f}_{pos}', cantor(layer, f), str(layer), pos, 'cross layer transcoder', f'{layer}_{f}-0',
+                infl=infl, act=act, clerp=clerp)
+
+def embedding_node(tok_id:int, pos:int, infl:float|None=None) -> dict:
+    "The embedding of token `tok_id` at `pos`."
+    return node(f'E_{tok_id}_{pos}', pos, 'E', pos, 'embedding', f'E_{tok_id}-{pos}', infl=infl)
+
+def error_node(layer:int, pos:int, infl:float|None=None) -> dict:
+    "The MLP reconstruction error of `layer` at `pos` (feature slot -1: never a feature's id)."
+    return node(f'{layer}_-1_{pos}', -1, str(layer), pos, 'mlp reconstruction error', f'{layer}_-1-{pos}', infl=infl)
+
+def logit_node(tok_id:int, tok:str, pos:int, n_layers:int, # the token's id and text, its position, the model's layers
+               p:float, target:bool, infl:float|None=None) -> dict:
+    "The logit of token `tok_id` at `pos`, with its probability `p`."
+    return node(f'{n_layers + 1}_{tok_id}_{pos}', tok_id, str(n_layers + 1), pos, 'logit', f'L_{tok_id}-{pos}', p,
+                target, infl, clerp=f'Output "{visible(tok)}" (p={p:.3f})')
+
+# %% ../nbs/viewer.ipynb #54ba1a8a
+def graph_doc(slug:str, toks:list, nodes:list,
+              links:list, # dicts, or (source, target, weight) triples
+              scan:str='toy', # the dictionaries' name
+              prompt:str|None=None, # the prompt (None: the tokens joined)
+              node_threshold:float=0.8, # the pruning threshold the graph was made with
+              info:dict|None=None, # more metadata (mi-repro's graphs: model, scores, timings)
+             ) -> dict:
+    "A graph in the frontend schema: {metadata, qParams, nodes, links}."
+    meta = dict(slug=slug, scan=scan, transcoder_list=[], prompt_tokens=toks,
+                prompt=''.join(toks) if prompt is None else prompt, node_threshold=node_threshold, schema_version=1)
+    if info is not None: meta['info'] = info
     q_params = dict(pinnedIds=[], supernodes=[], linkType='both', clickedId='', sg_pos='')
-    return dict(metadata=meta, qParams=q_params, nodes=nodes,
-                links=[dict(source=s, target=t, weight=w) for s, t, w in links])
+    links = [e if isinstance(e, dict) else dict(source=e[0], target=e[1], weight=e[2]) for e in links]
+    return dict(metadata=meta, qParams=q_params, nodes=nodes, links=links)
 
 # %% ../nbs/viewer.ipynb #3816cbe9
 def toy_graph() -> dict:
     "A small hand-made attribution graph in circuit-tracer's frontend schema (4 layers, 6 tokens)."
     toks = ['<bos>', 'The', ' capital', ' of', ' Texas', ' is']
-    nodes = [_emb(i + 1, p) for p, i in enumerate([0, 464, 3139, 286, 8257, 318])] + [
-        _feat(0, 812, 4, 9.1, 0.31, 'Texas'), _feat(0, 77, 2, 5.4, 0.22, 'capital (noun)'),
-        _feat(1, 4096, 5, 3.2, 0.35, 'capital cities / say a capital'), _feat(1, 15, 4, 2.7, 0.12, 'US states'),
-        _feat(2, 1203, 5, 6.8, 0.52, 'say Austin'), _feat(2, 9, 5, 1.1, 0.08, 'Texas cities'),
-        _feat(3, 3071, 5, 4.4, 0.61, 'say a city name'), _err(2, 5, 0.05)]
-    nodes += [_logit(14666, ' Austin', 5, 4, 0.452, True), _logit(11109, ' Dallas', 5, 4, 0.118, False)]
+    nodes = [embedding_node(i + 1, p) for p, i in enumerate([0, 464, 3139, 286, 8257, 318])] + [
+        feature_node(0, 812, 4, 9.1, 0.31, 'Texas'), feature_node(0, 77, 2, 5.4, 0.22, 'capital (noun)'),
+        feature_node(1, 4096, 5, 3.2, 0.35, 'capital cities / say a capital'), feature_node(1, 15, 4, 2.7, 0.12, 'US states'),
+        feature_node(2, 1203, 5, 6.8, 0.52, 'say Austin'), feature_node(2, 9, 5, 1.1, 0.08, 'Texas cities'),
+        feature_node(3, 3071, 5, 4.4, 0.61, 'say a city name'), error_node(2, 5, 0.05)]
+    nodes += [logit_node(14666, ' Austin', 5, 4, 0.452, True), logit_node(11109, ' Dallas', 5, 4, 0.118, False)]
     E = {p: n['node_id'] for p, n in enumerate(nodes[:6])}
     links = [(E[4], '0_812_4', 12.0), (E[2], '0_77_2', 8.5), (E[3], '0_77_2', -0.4),
              ('0_812_4', '1_15_4', 3.1), (E[4], '1_15_4', 1.2), ('0_77_2', '1_4096_5', 2.4), (E[5], '1_4096_5', 0.9),
@@ -127,7 +157,7 @@ def toy_graph() -> dict:
              (E[5], '2_-1_5', 0.6), ('2_1203_5', '5_14666_5', 4.5), ('3_3071_5', '5_14666_5', 2.0),
              ('2_9_5', '5_11109_5', 1.3), ('2_1203_5', '5_11109_5', -1.9), ('3_3071_5', '5_11109_5', 1.2),
              ('2_-1_5', '5_14666_5', 0.25), (E[5], '5_11109_5', 0.2)]
-    return _graph('toy-texas-capital', toks, nodes, links)
+    return graph_doc('toy-texas-capital', toks, nodes, links)
 
 # %% ../nbs/viewer.ipynb #b9a5ae7b
 def _random_links(rng:random.Random, nodes:list[dict], n_links:int) -> dict:
@@ -150,18 +180,18 @@ def random_graph(n_tokens:int=12, # prompt length
     "A random graph in the frontend schema, for looking at the layout of a graph of realistic size."
     rng = random.Random(seed)
     toks = [f' tok{i}' for i in range(n_tokens)]
-    emb = [_emb(100 + p, p) for p in range(n_tokens)]
+    emb = [embedding_node(100 + p, p) for p in range(n_tokens)]
     feats = {(rng.randrange(n_layers), rng.randrange(4096), min(n_tokens - 1, int(n_tokens * rng.random() ** 0.5)))
              for _ in range(n_features)}
-    feats = [_feat(l, f, p, rng.uniform(0.5, 10), rng.random(), f'feature {f} of layer {l}')
+    feats = [feature_node(l, f, p, rng.uniform(0.5, 10), rng.random(), f'feature {f} of layer {l}')
              for l, f, p in sorted(feats)]
-    errs = [_err(l, n_tokens - 1, rng.random() / 10) for l in range(0, n_layers, 3)]
-    logits = [_logit(500 + i, f' word{i}', n_tokens - 1, n_layers, p, i == 0) for i, p in enumerate([0.4, 0.2, 0.1])]
+    errs = [error_node(l, n_tokens - 1, rng.random() / 10) for l in range(0, n_layers, 3)]
+    logits = [logit_node(500 + i, f' word{i}', n_tokens - 1, n_layers, p, i == 0) for i, p in enumerate([0.4, 0.2, 0.1])]
     nodes = emb + feats + errs + logits
     links = _random_links(rng, nodes, n_links)
     used = {x for k in links for x in k}
     nodes = [n for n in nodes if n['node_id'] in used or n['feature_type'] in ('embedding', 'logit')]
-    return _graph(f'random-{seed}', toks, nodes, [(s, t, w) for (s, t), w in links.items()])
+    return graph_doc(f'random-{seed}', toks, nodes, [(s, t, w) for (s, t), w in links.items()])
 
 # %% ../nbs/viewer.ipynb #018f7e6c
 _CSS_TOP = (r'''
