@@ -81,6 +81,10 @@ class FrozenLayer:
     attn_post: FrozenNorm|None = None  # Gemma's norm on the attention output
     mlp_norm: FrozenNorm|None = None
     mlp_post: FrozenNorm|None = None  # Gemma's norm on the MLP output
+    def post_attn(self, x:torch.Tensor, p=None) -> torch.Tensor:  # Gemma's post-attention norm, frozen (else x)
+        return x if self.attn_post is None else self.attn_post(x) if p is None else self.attn_post.at(x, p)
+    def post_mlp(self, x:torch.Tensor, p=None) -> torch.Tensor:  # Gemma's post-MLP norm, frozen (else x)
+        return x if self.mlp_post is None else self.mlp_post(x) if p is None else self.mlp_post.at(x, p)
     def mix(self, v:torch.Tensor, # [B, T, Hkv * dh] value vectors
             dh:int) -> torch.Tensor: # [B, T, H * dh] the heads' outputs, each a kv head's values mixed by its pattern
         (B, T, D), H = v.shape, self.pattern.shape[0]
@@ -219,7 +223,7 @@ def _attn_fwd(self:Replacement, l:int,
     if r.bv is not None: v = v + r.bv
     o = r.mix(v, self.spec.head_dim) @ r.Wo.T
     if r.bo is not None: o = o + r.bo
-    if self.spec.sandwich: o = r.attn_post(o)
+    o = r.post_attn(o)
     return o
 
 # %% ../nbs/06_attribution.ipynb #630d9491
@@ -235,7 +239,7 @@ def _mlp_fwd(self:Replacement, l:int,
     pre = (u[:, p] * self.tcs.enc(l, f)).sum(-1) + self.tcs[l].enc_bias(f)
     y = self.K[l] + ce[:, l, :, None] * self.err[l] + self.tcs[l].skip(u)
     y = y.index_add(1, p, cf[:, s:e, None] * self.dec[s:e])
-    if self.spec.sandwich: y = r.mlp_post(y)
+    y = r.post_mlp(y)
     return pre, y
 
 # %% ../nbs/06_attribution.ipynb #6abae6f4
@@ -296,7 +300,7 @@ def _attn_T(self:Replacement, l:int,
     r = self.lay[l]
     B, P = G.shape[:2]
     H, Hkv, dh = self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim
-    go = r.attn_post(G) if self.spec.sandwich else G
+    go = r.post_attn(G)
     gz = (go @ r.Wo).view(B, P, H, dh).transpose(1, 2)  # [B, H, P, dh]
     gv = (r.pattern[:, :P, :P].transpose(-1, -2) @ gz).view(B, Hkv, H // Hkv, P, dh).sum(2)
     return r.attn_norm(gv.transpose(1, 2).reshape(B, P, Hkv * dh) @ r.Wv)
@@ -323,7 +327,7 @@ def _back_mlp(self:Replacement, l:int,
              ) -> torch.Tensor:
     "Layer `l`'s MLP in the backward pass: its nodes' direct effects into `out`; the gradient at its input side."
     r, P = self.lay[l], G.shape[1]
-    g_out = r.mlp_post(G) if self.spec.sandwich else G  # gradient at the MLP output
+    g_out = r.post_mlp(G)  # gradient at the MLP output
     s, e = self.starts[l], self.starts[l + 1]
     if e > s and l < top:
         feat_pos = self.active[s:e, 1]

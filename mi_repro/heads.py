@@ -241,7 +241,7 @@ def _grads(rep:Replacement, layer:int, pos:int, vec:torch.Tensor) -> list:
     for l in range(min(layer, L - 1), -1, -1):
         r = rep.lay[l]
         if l < layer and rep.tcs[l].W_skip is not None:
-            gm = r.mlp_post(G) if rep.spec.sandwich else G
+            gm = r.post_mlp(G)
             G = G + r.mlp_norm(rep.tcs[l].skip_T(gm))
         if l == layer: G[pos] += r.mlp_norm.at(vec, pos)
         out[l] = G.clone()
@@ -269,21 +269,21 @@ def _head_hops(rep:Replacement, sl:int, sp:int, # the source's layer (-1: a toke
                Gm:list, # the target's gradients after each layer's attention (`_grads`)
               ) -> torch.Tensor:
     "Each head's share of the edge by destination position [L, H, T]: the paths that leave `sp` through it."
-    L, T, sandwich = rep.L, rep.T, rep.spec.sandwich
+    L, T = rep.L, rep.T
     H, Hkv, dh, d = rep.spec.n_heads, rep.spec.n_kv_heads, rep.spec.head_dim, rep.d
-    if sl >= 0 and sandwich: x = rep.lay[sl].mlp_post.at(x, sp)  # as it enters the residual stream
+    if sl >= 0: x = rep.lay[sl].post_mlp(x, sp)  # as it enters the residual stream
     by_pos = torch.zeros(L, H, T, device=x.device)
     for l in range(sl + 1, min(tl, L - 1) + 1):
         r = rep.lay[l]
         v = (r.attn_norm.at(x, sp) @ r.Wv.T).view(Hkv, dh).repeat_interleave(H // Hkv, 0)  # [H, dh]
         o = torch.einsum('dhk,hk->hd', r.Wo.view(d, H, dh), v)  # [H, d]: each head's OV image of the source vector
-        gq = r.attn_post(Gm[l]) if sandwich else Gm[l]
+        gq = r.post_attn(Gm[l])
         by_pos[l] = r.pattern[:, :, sp] * (o @ gq.T)  # [H, T]: A_h[q, p_s] (o_h . grad_q)
         stay = (r.pattern[:, sp, sp, None] * o).sum(0)
-        x = x + (r.attn_post.at(stay, sp) if sandwich else stay)
+        x = x + r.post_attn(stay, sp)
         if l < tl and rep.tcs[l].W_skip is not None:
             y = rep.tcs[l].skip(r.mlp_norm.at(x, sp))
-            x = x + (r.mlp_post.at(y, sp) if sandwich else y)
+            x = x + r.post_mlp(y, sp)
     by_pos[:, :, :sp + 1] = 0  # the diagonal stays at p_s (carried on in x); earlier positions get none
     return by_pos
 
@@ -316,28 +316,28 @@ def _hop_layer(rep:Replacement, l:int, X:torch.Tensor, sp:torch.Tensor, Gl:torch
     r, (H, Hkv, dh, d), n = rep.lay[l], (rep.spec.n_heads, rep.spec.n_kv_heads, rep.spec.head_dim, rep.d), len(X)
     v = (r.attn_norm.at(X, sp) @ r.Wv.T).view(n, Hkv, dh).repeat_interleave(H // Hkv, 1)  # [n, H, dh]
     o = torch.einsum('dhk,nhk->nhd', r.Wo.view(d, H, dh), v)  # [n, H, d]: each head's OV image of each row
-    gq = r.attn_post(Gl) if rep.spec.sandwich else Gl  # [T, d] the target's gradient after the attention
+    gq = r.post_attn(Gl)  # [T, d] the target's gradient after the attention
     later = torch.arange(rep.T, device=X.device)[None] > sp[:, None]  # [n, T]: destinations after the source
     part = (r.pattern[:, :, sp].permute(2, 0, 1) * (o @ gq.T) * later[:, None]).sum(-1)  # A_h[q, p_s] (o_h . g_q)
     stay = (r.pattern[:, sp, sp].T[:, :, None] * o).sum(1)
-    return part, (r.attn_post.at(stay, sp) if rep.spec.sandwich else stay)
+    return part, r.post_attn(stay, sp)
 
 # %% ../nbs/09_heads.ipynb #ad3518ab
 def _hops(rep:Replacement, sl:torch.Tensor, sp:torch.Tensor, # [n] the sources' layers (-1: token) and positions
           tl:int, X:torch.Tensor, Gm:list, # the target's layer, the sources' writes [n, d], its gradients (`_grads`)
          ) -> torch.Tensor:
     "`_head_hops` for n sources of one target at once, summed over destinations: [n, L, H]."
-    out, post = torch.zeros(len(X), rep.L, rep.spec.n_heads, device=X.device), rep.spec.sandwich
+    out = torch.zeros(len(X), rep.L, rep.spec.n_heads, device=X.device)
     X = X.clone()
     for l in sl.unique().tolist():  # Gemma: an MLP output is normed as it enters the residual stream
-        if post and l >= 0: X[sl == l] = rep.lay[l].mlp_post.at(X[sl == l], sp[sl == l])
+        if l >= 0: X[sl == l] = rep.lay[l].post_mlp(X[sl == l], sp[sl == l])
     for l in range(int(sl.min()) + 1, min(tl, rep.L - 1) + 1):
         on = (sl < l).float()[:, None]  # the rows written before layer l
         part, stay = _hop_layer(rep, l, X, sp, Gm[l])
         out[:, l], X = part * on, X + stay * on
         if l < tl and rep.tcs[l].W_skip is not None:
             y = rep.tcs[l].skip(rep.lay[l].mlp_norm.at(X, sp))
-            X = X + (rep.lay[l].mlp_post.at(y, sp) if post else y) * on
+            X = X + rep.lay[l].post_mlp(y, sp) * on
     return out
 
 # %% ../nbs/09_heads.ipynb #5c7abb8c
