@@ -11,7 +11,7 @@ import torch
 
 # %% auto #0
 __all__ = ['METRICS', 'UserError', 'atomic_path', 'atomic_write', 'load_tensors', 'cache_dir', 'pick_device', 'pick_dtype', 'tol',
-           'run_dir', 'read_json', 'record', 'fig_dir', 'save_fig', 'visible']
+           'run_dir', 'read_json', 'record', 'fig_dir', 'save_fig', 'visible', 'cli']
 
 # %% ../nbs/core.ipynb #b09d1ea9
 class UserError(Exception):
@@ -173,3 +173,17 @@ def save_fig(fig, # a matplotlib figure
 def visible(s:str) -> str:
     "A token's text with its line breaks and tabs made visible (⏎, ↵, ⇥); spaces are kept."
     return s.replace('\n', '⏎').replace('\r', '↵').replace('\t', '⇥')
+
+# %% ../nbs/core.ipynb #7e8e84de
+def cli(fn, *args) -> int:
+    ("A command-line entry point's exit status for `fn(*args)`: 0, or 2 after one line `mi-repro: error: ...` on "
+     "stderr for a `UserError`; an open torch.distributed process group is closed either way.")
+    import sys
+    import torch.distributed as dist
+    try: fn(*args)
+    except UserError as e:
+        print(f"mi-repro: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+    return 0

@@ -11,7 +11,7 @@ import torch.distributed as dist
 from safetensors.torch import save_file, load_file, safe_open
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import UserError, atomic_path, atomic_write, read_json, load_tensors, cache_dir
+from .core import UserError, atomic_path, atomic_write, read_json, load_tensors, cache_dir, cli
 from .models import Spec, Loaded, load_model, run_name
 from .activations import capture, default_store
 
@@ -652,19 +652,11 @@ def _parser():
 # %% ../nbs/04_dictionaries.ipynb #2a7dc9d3
 def main(argv=None):
     "Command line: `python -m mi_repro.dictionaries STORE OUT --layers 0 1 ...`; the same under `torchrun -m ...`."
-    import sys
     a = _parser().parse_args(argv)
     from mi_repro.activations import Store
-    try:
-        fit(Store(a.store).check(), a.layers, a.out, src=a.src, dst=a.dst, n_features=a.n_features, act=a.act, k=a.k,
-            skip=a.skip, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, bf16=not a.fp32,
-            ckpt_every=a.ckpt_every, buffer=a.buffer)
-    except UserError as e:
-        print(f"mi-repro: error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        if dist.is_initialized(): dist.destroy_process_group()
-    return 0
+    kw = dict(src=a.src, dst=a.dst, n_features=a.n_features, act=a.act, k=a.k, skip=a.skip, epochs=a.epochs,
+              batch_size=a.batch_size, lr=a.lr, seed=a.seed, bf16=not a.fp32, ckpt_every=a.ckpt_every, buffer=a.buffer)
+    return cli(lambda: fit(Store(a.store).check(), a.layers, a.out, **kw))
 
 # %% ../nbs/04_dictionaries.ipynb #1d954e95
 @torch.no_grad()

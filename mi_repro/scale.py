@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from safetensors.torch import save_file
-from .core import UserError, atomic_path, atomic_write, pick_dtype, read_json
+from .core import UserError, atomic_path, atomic_write, pick_dtype, read_json, cli
 from .dictionaries import write_ct_config
 
 # %% auto #0
@@ -263,14 +263,7 @@ def _command(a):
 
 def main(argv=None):
     "Command line: `python -m mi_repro.scale {graphs,capture,interventions} ...`, also under `torchrun ... -m`."
-    a = _parser().parse_args(argv)
-    try: _command(a)
-    except UserError as e:
-        print(f"mi-repro: error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        if dist.is_initialized(): dist.destroy_process_group()
-    return 0
+    return cli(_command, _parser().parse_args(argv))
 
 # %% ../nbs/scale.ipynb #s14
 if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())
