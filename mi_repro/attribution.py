@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import UserError, atomic_write, atomic_path, visible
+from .core import UserError, atomic_write, atomic_path, visible, check_positive
 from .viewer import feature_node, embedding_node, error_node, logit_node, graph_doc
 from .models import Spec
 from .forward import rebuild
@@ -116,7 +116,7 @@ def freeze_layer(spec:Spec, hf, l:int,
 # %% ../nbs/06_attribution.ipynb #f6515b78
 @patch
 def _record(self:Replacement, hf) -> tuple[list, list]:
-    "Run the model once on the prompt (`rebuild`), freezing every layer (`lay`) and the final norm: MLP inputs, outputs."
+    "Run the model once on the prompt (`rebuild`), freezing every layer (`lay`) and the final norm; MLP ins and outs."
     spec = self.spec
     _, c = rebuild(hf, spec, self.ids[None], keep=True)
     post = lambda l: dict(attn_post_norm=c['attn_out'][l], mlp_post_norm=c['mlp_out'][l]) if spec.sandwich else {}
@@ -569,8 +569,7 @@ def attribute(rep:Replacement, tok,
              ) -> Graph:
     "The attribution graph of `rep`'s prompt: the edge rows of its logits and features, by batched backward passes."
     t0 = time.perf_counter()
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UserError(f"batch_size must be a positive int, not {batch_size!r}")
+    check_positive(batch_size=batch_size)
     toks, probs = logit_targets(rep, tok, max_n_logits, desired_logit_prob, target_tokens)
     n_sel = _n_selected(rep, max_feature_nodes, len(toks), batch_size, max_gib)
     E, row_node = _logit_rows(rep, toks, n_sel)

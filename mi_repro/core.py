@@ -11,7 +11,7 @@ import torch
 
 # %% auto #0
 __all__ = ['METRICS', 'UserError', 'atomic_path', 'atomic_write', 'load_tensors', 'cache_dir', 'pick_device', 'pick_dtype', 'tol',
-           'run_dir', 'read_json', 'record', 'fig_dir', 'save_fig', 'visible', 'cli']
+           'run_dir', 'read_json', 'record', 'fig_dir', 'save_fig', 'visible', 'check_positive', 'cli']
 
 # %% ../nbs/core.ipynb #b09d1ea9
 class UserError(Exception):
@@ -173,6 +173,13 @@ def save_fig(fig, # a matplotlib figure
 def visible(s:str) -> str:
     "A token's text with its line breaks and tabs made visible (⏎, ↵, ⇥); spaces are kept."
     return s.replace('\n', '⏎').replace('\r', '↵').replace('\t', '⇥')
+
+# %% ../nbs/core.ipynb #3f44c219
+def check_positive(**kw):
+    "One clear `UserError` unless every keyword's value is a positive int (a bool is not one): `check_positive(k=k)`."
+    for name, v in kw.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"{name} must be a positive int, not {v!r}")
 
 # %% ../nbs/core.ipynb #7e8e84de
 def cli(fn, *args) -> int:

@@ -11,7 +11,7 @@ import torch.distributed as dist
 from safetensors.torch import save_file, load_file, safe_open
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import UserError, atomic_path, atomic_write, read_json, load_tensors, cache_dir, cli
+from .core import UserError, atomic_path, atomic_write, read_json, load_tensors, cache_dir, cli, check_positive
 from .models import Spec, Loaded, load_model, run_name
 from .activations import capture, default_store
 
@@ -125,9 +125,7 @@ DICT_VERSION = 4  # bump when the saved format or training changes; keys the cac
 
 def _check_cfg(d_in, n_features, act, k):
     "A clear error for a dictionary's settings that cannot work."
-    for name, v in dict(d_in=d_in, n_features=n_features, k=k).items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise UserError(f"{name} must be a positive int, not {v!r}")
+    check_positive(d_in=d_in, n_features=n_features, k=k)
     if act not in ACTS: raise UserError(f"unknown activation {act!r}: use one of {', '.join(ACTS)}")
     if act in ('topk', 'batchtopk') and k > n_features: raise UserError(f"k={k} is larger than n_features={n_features}")
 

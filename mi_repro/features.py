@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file, safe_open
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import UserError, atomic_path, atomic_write, read_json, load_tensors, visible
+from .core import UserError, atomic_path, atomic_write, read_json, load_tensors, visible, check_positive
 from .models import Spec, prompt_ids, hf_model
 from .dictionaries import Transcoder, dict_hash
 from .activations import read_acts
@@ -137,9 +137,7 @@ def _index_meta(spec:Spec, tcs:dict, C:torch.Tensor, batch_size, n_top, n_sample
     for l in layers: spec.check_layer(l)
     if not isinstance(C, torch.Tensor) or C.ndim != 2 or C.shape[1] < 2 or not len(C):
         raise UserError("C must be a [n, ctx] tensor of token ids with ctx >= 2")
-    for name, v in dict(batch_size=batch_size, n_top=n_top, n_samples=n_samples, ckpt_every=ckpt_every).items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise UserError(f"{name} must be a positive int, not {v!r}")
+    check_positive(batch_size=batch_size, n_top=n_top, n_samples=n_samples, ckpt_every=ckpt_every)
     return dict(version=INDEX_VERSION, model=spec.name, arch=spec.arch, layers=layers,
                 hashes={str(l): dict_hash(tcs[l]) for l in layers},
                 n_features={str(l): tcs[l].n_features for l in layers},

@@ -5,7 +5,7 @@
 # %% ../nbs/09_heads.ipynb #453a7c1b
 from __future__ import annotations
 import torch
-from .core import UserError
+from .core import UserError, check_positive
 from .models import Spec
 from .forward import attention
 from .attribution import Replacement, Graph, KINDS, prune
@@ -38,9 +38,7 @@ def repeated_tokens(tok, n:int, # random tokens per half
                     batch:int=8, # sequences
                     seed:int=0) -> torch.Tensor:
     "Token ids [batch, 2n+1]: a special token, then n distinct random non-special tokens, then the same n tokens again."
-    for name, v in dict(n=n, batch=batch).items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise UserError(f"{name} must be a positive int, not {v!r}")
+    check_positive(n=n, batch=batch)
     g = torch.Generator().manual_seed(seed)
     special = torch.tensor(sorted(set(tok.all_special_ids)))
     pool = torch.arange(len(tok))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 import torch, torch.nn.functional as F
-from .core import UserError
+from .core import UserError, check_positive
 from .models import Spec
 from .forward import attention
 from .dictionaries import Transcoder
@@ -416,7 +416,7 @@ def graph_vs_reality(lm, spec:Spec, tcs:dict, g:Graph,
                      batch_size:int=32):
     ("Zero-ablate each of the `n` most influential feature nodes of `g` on the real model in each mode; a table of "
      "predicted and measured changes of the target logit, and the agreement per mode.")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise UserError(f"n must be a positive int, not {n!r}")
+    check_positive(n=n)
     nodes, df = _gvr_nodes(g, n, target)
     t = int(g.logit_ids[target])
     cl = clean_run(lm, spec, g.ids, freeze=any(fz for _, fz in modes))
@@ -535,8 +535,7 @@ def generate(lm, spec:Spec, tcs:dict, tok,
             ) -> str:
     "Greedy continuation of `prompt` with `edits` applied at every step: the generated text."
     ids = prompt_ids(tok, prompt)
-    if isinstance(n_new, bool) or not isinstance(n_new, int) or n_new < 1:
-        raise UserError(f"n_new must be a positive int, not {n_new!r}")
+    check_positive(n_new=n_new)
     n0 = len(ids)
     eos = tok.eos_token_id
     for _ in range(n_new):
@@ -749,8 +748,7 @@ def set_vs_random(lm, spec:Spec, tcs:dict, tok,
      "over `n_draws` draws each.")
     import pandas as pd
     if not feats: raise UserError("set_vs_random: the feature set is empty")
-    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
-        raise UserError(f"n_draws must be a positive int, not {n_draws!r}")
+    check_positive(n_draws=n_draws)
     by = {}
     for l, f in feats: by.setdefault(spec.check_layer(l), set()).add(f)
     g = torch.Generator().manual_seed(seed)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 import numpy as np
 from scipy import stats as _st
-from .core import UserError
+from .core import UserError, check_positive
 
 # %% auto #0
 __all__ = ['bootstrap_ci', 'spearman', 'sign_agree', 'iou', 'ari', 'perm_test', 'boot_frac']
@@ -67,8 +67,7 @@ def perm_test(A:list, # sets, one per concept
     if len(A) != len(B):
         raise UserError(f"perm_test: A and B must be aligned by concept, got {len(A)} and {len(B)} sets")
     if len(A) < 2: raise UserError("perm_test: needs at least two concepts to shuffle")
-    if isinstance(n_perm, bool) or not isinstance(n_perm, int) or n_perm < 1:
-        raise UserError(f"n_perm must be a positive int, not {n_perm!r}")
+    check_positive(n_perm=n_perm)
     M = np.array([[iou(a, b) for b in B] for a in A], dtype=float)
     n = len(A)
     if np.isnan(M).all(): return dict(obs=float('nan'), null=float('nan'), p=float('nan'))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import torch, torch.nn.functional as F
 import pandas as pd
-from .core import UserError
+from .core import UserError, check_positive
 from .models import Spec
 from .attribution import Graph, influence
 from .models import prompt_ids, hf_model
@@ -189,9 +189,7 @@ def word_acts(lm, spec:Spec, tcs:dict, tok,
 def _bridge_ids(tok, g:Graph, entity:str, bridge:str, answer:str, top_n:int, n_show:int) -> tuple[int, int, list[int]]:
     "`bridge_scores`' inputs checked: the bridge's and the answer's token ids, the entity's positions in `g`'s prompt."
     if not g.prompt: raise UserError("the graph has no prompt text: build it with attribute(..., prompt=text)")
-    for name, v in (('top_n', top_n), ('n_show', n_show)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise UserError(f"{name} must be a positive int, not {v!r}")
+    check_positive(top_n=top_n, n_show=n_show)
     b = one_token(tok, ' ' + bridge.strip(), 'bridge')
     ans = one_token(tok, answer, 'answer')
     epos = entity_pos(tok, g.prompt, entity)
@@ -269,7 +267,7 @@ def bridge_set(df:pd.DataFrame, # from `bridge_scores`
               ) -> list[tuple[int, int]]:
     ("The (layer, feature) pairs of the `k` bridge candidates (or feature nodes) most influential on the answer "
      "(at `pos`).")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1: raise UserError(f"k must be a positive int, not {k!r}")
+    check_positive(k=k)
     d = df[(df.candidate if candidates else True) & (df.pos.isin(pos) if pos is not None else True)]
     return list(dict.fromkeys((int(l), int(f)) for l, f in zip(d.layer, d.feature)))[:k]
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import gzip, html, json, math, random, re
 from pathlib import Path
-from .core import UserError, atomic_path, visible
+from .core import UserError, atomic_path, visible, check_positive
 
 # %% auto #0
 __all__ = ['KINDS', 'CSS', 'JS', 'PAGE', 'validate', 'cantor', 'node', 'feature_node', 'embedding_node', 'error_node',
@@ -633,8 +633,7 @@ def page(graph:dict|str|Path, # graph in circuit-tracer's frontend schema, or th
         ) -> str:
     "The viewer's self-contained HTML page for `graph`."
     g = _load(graph)
-    if isinstance(max_links, bool) or not isinstance(max_links, int) or max_links < 1:
-        raise UserError(f"max_links must be a positive int, not {max_links!r}")
+    check_positive(max_links=max_links)
     n_all, note = len(g['links']), ''
     if n_all > max_links:
         g = {**g, 'links': sorted(g['links'], key=lambda e: -abs(e['weight']))[:max_links]}
