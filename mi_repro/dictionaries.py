@@ -16,17 +16,17 @@ from .models import Spec, Loaded, load_model, run_name
 from .activations import capture, default_store
 
 # %% auto #0
-__all__ = ['ACTS', 'DICT_VERSION', 'COMPLETE', 'SPLICE_VERSION', 'Transcoder', 'Trainer', 'save_dict', 'load_dict', 'dict_tag',
-           'dicts_complete', 'fit', 'main', 'evaluate', 'dict_hash', 'spliced', 'Transcoders', 'write_ct_config',
-           'export_circuit_tracer', 'import_circuit_tracer', 'Rows', 'LazyTranscoder', 'find_dicts', 'load_dicts',
-           'train_dicts', 'default_dicts', 'chapter_dicts', 'chapter_setup']
+__all__ = ['ACTS', 'DICT_VERSION', 'COMPLETE', 'SPLICE_VERSION', 'Transcoder', 'Trainer', 'opt_tensors', 'load_opt', 'read_ckpt',
+           'save_dict', 'load_dict', 'dict_tag', 'dicts_complete', 'fit', 'main', 'evaluate', 'dict_hash', 'spliced',
+           'Transcoders', 'write_ct_config', 'export_circuit_tracer', 'import_circuit_tracer', 'Rows', 'LazyTranscoder',
+           'find_dicts', 'load_dicts', 'train_dicts', 'default_dicts', 'chapter_dicts', 'chapter_setup']
 
 # %% ../nbs/04_dictionaries.ipynb #581e0f53
-def _bag(vals, rows, cols, W, B):
-    "Sum of vals * W[cols] per row (rows sorted), as a [B, d] tensor."
+def _bag(vals, rows, cols, W, B, sparse:bool=False):
+    "Sum of vals * W[cols] per row (rows sorted), as a [B, d] tensor (`sparse`: W's gradient holds the used rows only)."
     offsets = torch.zeros(B, dtype=torch.long, device=rows.device)
     offsets[1:] = torch.bincount(rows, minlength=B).cumsum(0)[:-1]
-    return F.embedding_bag(cols, W, offsets, per_sample_weights=vals, mode='sum')
+    return F.embedding_bag(cols, W, offsets, per_sample_weights=vals, mode='sum', sparse=sparse)
 
 def _grads(x, rows, cols, g, nf):
     "Gradients of W [nf, d] and b [nf] in pre = x W^T + b, from dL/dpre non-zero only at (rows, cols) with values g."
@@ -379,14 +379,39 @@ def step(self:Trainer, x:torch.Tensor, # [B, d_in] raw input
     self.step_i += 1
     return dict(loss=loss.item() / self.world, fvu=fvu.item(), l0=info['l0'], dead=dead.float().mean().item())
 
+# %% ../nbs/04_dictionaries.ipynb #5490c4b6
+def opt_tensors(opt:torch.optim.Optimizer, prefix:str) -> dict:
+    "An optimizer's state as flat tensors `{prefix}.{param}.{key}` (a Python number's key ends in #), to save."
+    t = {}
+    for pi, s in opt.state_dict()['state'].items():
+        for k, v in s.items():
+            if torch.is_tensor(v): t[f'{prefix}.{pi}.{k}'] = v.clone().contiguous()
+            else: t[f'{prefix}.{pi}.{k}#'] = torch.tensor(v)  # SparseAdam counts steps in an int
+    return t
+
+def load_opt(opt:torch.optim.Optimizer, t:dict, prefix:str):
+    "Restore `opt`'s state from `opt_tensors`' tensors in `t`."
+    st = opt.state_dict()
+    for pi in st['param_groups'][0]['params']:
+        s = {k.split('.', 2)[2]: v for k, v in t.items() if k.startswith(f'{prefix}.{pi}.')}
+        if s: st['state'][pi] = {k.rstrip('#'): v.item() if k.endswith('#') else v for k, v in s.items()}
+    opt.load_state_dict(st)
+
+def read_ckpt(path:str|Path) -> tuple[dict, dict]:
+    "A training checkpoint's tensors and metadata; one clear error if it cannot be read."
+    try:
+        with safe_open(str(path), 'pt') as f: meta = json.loads(f.metadata()['mi_repro'])
+        return load_file(str(path)), meta
+    except Exception as e:
+        raise UserError(f"{path} is not a readable training checkpoint ({type(e).__name__}): "
+                        "delete it to start over") from None
+
 # %% ../nbs/04_dictionaries.ipynb #10a44351
 @patch
 def state(self:Trainer) -> tuple[dict, dict]:
     "Tensors and JSON-able metadata of the full training state."
     t = {f'model.{k}': v.detach().clone().contiguous() for k, v in self.tc.state_dict().items()}
-    st = self.opt.state_dict()
-    for pi, s in st['state'].items():
-        for k, v in s.items(): t[f'opt.{pi}.{k}'] = v.clone().contiguous() if torch.is_tensor(v) else torch.tensor(v)
+    t.update(opt_tensors(self.opt, 'opt'))
     t['since'] = self.since.clone()
     t['rng'] = torch.get_rng_state()
     meta = dict(cfg=self.tc.cfg, step=self.step_i, steps=self.steps, lr=self.lr, seed=self.seed,
@@ -405,22 +430,12 @@ def save(self:Trainer, path:str|Path, extra:dict|None=None) -> Path:
 @patch(cls_method=True)
 def load(cls:Trainer, path:str|Path) -> tuple[Trainer, dict]:
     "A `Trainer` restored from a checkpoint, and the checkpoint's metadata."
-    path = Path(path)
-    try:
-        with safe_open(str(path), 'pt') as f: meta = json.loads(f.metadata()['mi_repro'])
-        t = load_file(str(path))
-    except Exception as e:
-        raise UserError(f"{path} is not a readable training checkpoint ({type(e).__name__}): "
-                        "delete it to start over") from None
+    t, meta = read_ckpt(path)
     tc = Transcoder(**meta['cfg'])
     tc.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith('model.')}, strict=True)
     tr = cls(tc, lr=meta['lr'], steps=meta['steps'], seed=meta['seed'], dead_steps=meta['dead_steps'],
              aux_coef=meta['aux_coef'], bf16=meta['bf16'])
-    st = tr.opt.state_dict()
-    for pi in range(len(list(tc.parameters()))):
-        if f'opt.{pi}.step' in t:
-            st['state'][pi] = {k.split('.', 2)[2]: v for k, v in t.items() if k.startswith(f'opt.{pi}.')}
-    tr.opt.load_state_dict(st)
+    load_opt(tr.opt, t, 'opt')
     tr.step_i, tr.since = meta['step'], t['since']
     torch.set_rng_state(t['rng'])
     return tr, meta
