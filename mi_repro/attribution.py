@@ -30,8 +30,10 @@ def _avail_gib() -> float:
     except (OSError, TypeError): return 1e9
 
 def _checked(spec:Spec, tcs:dict, ids) -> tuple[Transcoders, torch.Tensor]:
-    "The transcoders as a set checked against the model (one at every layer), and the prompt's token ids [T]."
-    tcs = Transcoders(tcs, spec, folder=getattr(tcs, 'folder', None))
+    ("The dictionaries as a set checked against the model (a per-layer transcoder at every layer, or a cross-layer "
+     "transcoder), and the prompt's token ids [T].")
+    if isinstance(tcs, dict): tcs = Transcoders(tcs, spec, folder=getattr(tcs, 'folder', None))
+    else: tcs.check(spec)  # a cross-layer set (`mi_repro.clt.CLT`) checks itself
     ids = torch.as_tensor(ids).reshape(-1)
     if not len(ids): raise UserError("the prompt has no tokens")
     return tcs, ids
@@ -134,54 +136,41 @@ def _record(self:Replacement, hf) -> tuple[list, list]:
 
 # %% ../nbs/06_attribution.ipynb #c3aadc11
 @patch
-def _encode_layer(self:Replacement, l:int,
-                  xin:torch.Tensor, # [T, d] the recorded MLP input of layer `l`
-                  out:torch.Tensor, # [T, d] its recorded output
-                 ) -> tuple:
-    "Layer `l`'s active features (positions, indices, activations), its error [T, d] and constant output [T, d]."
-    tc, lo = self.tcs[l], 1 if self.drop_first else 0
-    xt = xin.to(tc.W_enc.dtype)
-    zt = tc.encode(xt)
-    rec = tc.decode(zt, xt).float()
-    z = zt.float()
-    z[:lo] = 0
+def _layer_nodes(self:Replacement, l:int,
+                 z:torch.Tensor, # [T, F] layer `l`'s activations (`tcs.encode`)
+                ) -> tuple:
+    "Layer `l`'s active features: positions, indices and activations (position 0's dropped with `drop_first`)."
+    z = z.float()
+    z[:1 if self.drop_first else 0] = 0
     p, f = z.nonzero(as_tuple=True)
-    acts = z[p, f]
-    err = out - rec
-    err[:lo] = 0
-    D = torch.zeros_like(err).index_add_(0, p, acts[:, None] * self.tcs.dec(l, f))
-    return p, f, acts, err, out - tc.skip(xin) - D - err  # the constant part: b_dec (all of it at dropped positions)
+    return p, f, z[p, f]
 
 # %% ../nbs/06_attribution.ipynb #00ab018e
 @patch
 def _encode(self:Replacement, m_in:list, m_out:list):
-    "Encode every layer: the active features (`active`, `acts`, `starts`), the errors `err` and the constants `K`."
-    layers, pos, feats, vals, self.err, self.K = [], [], [], [], [], []
-    for l in range(self.L):
-        p, f, v, e, k = self._encode_layer(l, m_in[l], m_out[l])
-        layers.append(torch.full_like(p, l))
-        pos.append(p)
-        feats.append(f)
-        vals.append(v)
-        self.err.append(e)
-        self.K.append(k)
-    self.active = torch.stack([torch.cat(layers), torch.cat(pos), torch.cat(feats)], 1)  # [N, 3] (layer, pos, feature)
-    self.acts = torch.cat(vals)
+    ("Encode every layer: the active features (`active`, `acts`, `starts`); the errors `err`, the constants `K` and "
+     "the features' outputs at each layer they write to (`dec`: {(source, target): [n_source, d]}), in raw units.")
+    zs = [self.tcs.encode(l, m_in[l]) for l in range(self.L)]
+    nodes = [self._layer_nodes(l, z) for l, z in enumerate(zs)]
+    self.active = torch.cat([torch.stack([torch.full_like(p, l), p, f], 1) for l, (p, f, _) in enumerate(nodes)])
+    self.acts = torch.cat([v for *_, v in nodes])  # [N]; `active` [N, 3] (layer, pos, feature), sorted by layer
     self.n_feat = len(self.acts)
-    bounds = torch.arange(self.L + 1, device=self.ids.device)
-    self.starts = torch.searchsorted(self.active[:, 0].contiguous(), bounds).tolist()  # layer l: starts[l]:starts[l+1]
-
-@patch
-def _dec_rows(self:Replacement) -> torch.Tensor:
-    "[N, d] each active feature's output a_s W_dec,s in raw units."
-    return torch.cat([self.acts[s:e, None] * self.tcs.dec(l, self.active[s:e, 2])
-                      for l, (s, e) in enumerate(zip(self.starts, self.starts[1:]))])
+    self.starts = [0] + torch.tensor([len(v) for *_, v in nodes]).cumsum(0).tolist()  # layer l: starts[l]:starts[l+1]
+    self.err = torch.stack(m_out) - self.tcs.reconstruct(zs, m_in)
+    self.err[:, :1 if self.drop_first else 0] = 0
+    self.dec = {(s, t): v[:, None] * self.tcs.dec(s, f, t) for s, (_, f, v) in enumerate(nodes)
+                for t in self.tcs.writes(s)}
+    self.K = []
+    for t in range(self.L):
+        D = torch.zeros_like(self.err[t])
+        for s in self.tcs.sources(t): D.index_add_(0, nodes[s][0], self.dec[(s, t)])
+        self.K.append(m_out[t] - self.tcs.skip(t, m_in[t]) - D - self.err[t])  # the constant: b_dec, all of it at 0
 
 # %% ../nbs/06_attribution.ipynb #cd6bdfaa
 @patch
 @torch.no_grad()
 def __init__(self:Replacement, hf:torch.nn.Module, # the transformers model (`load_model(...).hf`)
-             spec:Spec, tcs:dict, # a `Transcoders` set (or {layer: Transcoder}) with every layer
+             spec:Spec, tcs, # a `Transcoders` set (or {layer: Transcoder}) with every layer, or a `CLT`
              ids:torch.Tensor, # [T] token ids (`prompt_ids`)
              drop_first:bool=True, # leave position 0's features and error out of the graph (its MLP output: a constant)
              drop_first_token:bool=True, # and its token embedding (circuit-tracer keeps it as a node: False to compare)
@@ -195,11 +184,12 @@ def __init__(self:Replacement, hf:torch.nn.Module, # the transformers model (`lo
     m_in, m_out = self._record(hf)
     self.logits = hf(self.ids[None]).logits[0].float()  # the model's own logits [T, V]
     self.tcs = tcs
+    n_out = sum(len(tcs.writes(l)) for l in range(self.L)) / self.L  # layers a feature writes to, on average
+    what = f"the replacement model of this prompt (about {n_out:.1f} outputs per feature, {self.T} tokens)"
+    _check_mem(8 * 32 * self.L * self.T * n_out * self.d / 2**30, max_gib, what)  # before: 32 features a token
     self._encode(m_in, m_out)
-    what = f"the replacement model of this prompt ({self.n_feat:,} active features, {self.T} tokens)"
-    _check_mem(8 * self.n_feat * self.d / 2**30, max_gib, what)
-    self.dec = self._dec_rows()  # [N, d] a_s W_dec,s
-    self.err, self.K, self.m_in = torch.stack(self.err), torch.stack(self.K), torch.stack(m_in)  # [L, T, d]
+    _check_mem(8 * self.n_feat * n_out * self.d / 2**30, max_gib, what.replace('about', f"{self.n_feat:,} features,"))
+    self.K, self.m_in = torch.stack(self.K), torch.stack(m_in)  # [L, T, d]
     self.n_nodes = self.n_feat + self.L * self.T + self.T  # columns before the logit nodes: features, errors, tokens
 
 # %% ../nbs/06_attribution.ipynb #fa99e574
@@ -209,7 +199,7 @@ def pre(self:Replacement) -> torch.Tensor:
     out = []
     for l, (s, e) in enumerate(zip(self.starts, self.starts[1:])):
         p, f = self.active[s:e, 1], self.active[s:e, 2]
-        out.append((self.m_in[l, p] * self.tcs.enc(l, f)).sum(-1) + self.tcs[l].enc_bias(f))
+        out.append((self.m_in[l, p] * self.tcs.enc(l, f)).sum(-1) + self.tcs.enc_bias(l, f))
     return torch.cat(out)
 
 # %% ../nbs/06_attribution.ipynb #fd57c23e
@@ -236,9 +226,11 @@ def _mlp_fwd(self:Replacement, l:int,
     r, s, e = self.lay[l], self.starts[l], self.starts[l + 1]
     u = r.mlp_norm(x)
     p, f = self.active[s:e, 1], self.active[s:e, 2]
-    pre = (u[:, p] * self.tcs.enc(l, f)).sum(-1) + self.tcs[l].enc_bias(f)
-    y = self.K[l] + ce[:, l, :, None] * self.err[l] + self.tcs[l].skip(u)
-    y = y.index_add(1, p, cf[:, s:e, None] * self.dec[s:e])
+    pre = (u[:, p] * self.tcs.enc(l, f)).sum(-1) + self.tcs.enc_bias(l, f)
+    y = self.K[l] + ce[:, l, :, None] * self.err[l] + self.tcs.skip(l, u)
+    for src in self.tcs.sources(l):  # the features writing here (a per-layer set: layer l's own)
+        a, b = self.starts[src], self.starts[src + 1]
+        y = y.index_add(1, self.active[a:b, 1], cf[:, a:b, None] * self.dec[(src, l)])
     y = r.post_mlp(y)
     return pre, y
 
@@ -328,14 +320,14 @@ def _back_mlp(self:Replacement, l:int,
     "Layer `l`'s MLP in the backward pass: its nodes' direct effects into `out`; the gradient at its input side."
     r, P = self.lay[l], G.shape[1]
     g_out = r.post_mlp(G)  # gradient at the MLP output
-    s, e = self.starts[l], self.starts[l + 1]
-    if e > s and l < top:
+    for src in self.tcs.sources(l) if l < top else ():  # the features writing here (per-layer: layer l's own)
+        s, e = self.starts[src], self.starts[src + 1]
         feat_pos = self.active[s:e, 1]
         hi = int(torch.searchsorted(feat_pos.contiguous(), P))  # features at positions < P (sorted within a layer)
-        if hi: out[:, s:s + hi] = self._contract(g_out, feat_pos[:hi], self.dec[s:s + hi])
+        if hi: out[:, s:s + hi] += self._contract(g_out, feat_pos[:hi], self.dec[(src, l)][:hi])
     eo = self.n_feat + l * self.T
     out[:, eo:eo + P] = (g_out * self.err[l, :P]).sum(-1)
-    if self.tcs[l].W_skip is not None: G = G + r.mlp_norm(self.tcs[l].skip_T(g_out))
+    if self.tcs.has_skip(l): G = G + r.mlp_norm(self.tcs.skip_T(l, g_out))
     return G
 
 # %% ../nbs/06_attribution.ipynb #e33bef12

@@ -15,7 +15,7 @@ from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .core import UserError, atomic_path, check_positive
 from .dictionaries import _bag, _BatchTopK, _TopK, _Jump, _check_cfg, _lr_at, _steps_for
-from .dictionaries import opt_tensors, load_opt, read_ckpt
+from .dictionaries import opt_tensors, load_opt, read_ckpt, dict_hash
 
 # %% auto #0
 __all__ = ['CLT', 'CLTTrainer', 'save_clt', 'load_clt', 'calibrate_clt', 'evaluate_clt', 'fit_clt']
@@ -335,3 +335,46 @@ def fit_clt(store, # a chapter-03 `Store` with every layer's `src` and `dst` sit
     save_clt(tr.clt, out/'clt.safetensors', extra)
     (out/'ckpt.safetensors').unlink(missing_ok=True)
     return tr.clt.eval()
+
+# %% ../nbs/clt.ipynb #c035
+@patch
+def writes(self:CLT, l:int) -> list[int]: return list(self.targets(l))  # the layers a feature of layer l writes to
+
+@patch
+def dec(self:CLT, l:int, feats=None, target:int|None=None) -> torch.Tensor:
+    "Raw output directions [n, d] of layer `l`'s features at `target`'s MLP output (None: their own layer's)."
+    return self.dec_dirs(l, l if target is None else target, feats)
+
+@patch
+def enc(self:CLT, l:int, feats=None) -> torch.Tensor:
+    "Encoder rows that read raw MLP inputs [n, d_in] (fp32): x_scale W_enc, so pre(x) = x . enc + enc_bias."
+    W = self.W_enc[l] if feats is None else self.W_enc[l][feats]
+    return W.detach().float() * self.x_scale[l].float()
+
+@patch
+def enc_bias(self:CLT, l:int, feats=None) -> torch.Tensor:
+    "Encoder biases for raw inputs [n] (fp32), the input mean folded in."
+    W, b = (self.W_enc[l], self.b_enc[l]) if feats is None else (self.W_enc[l][feats], self.b_enc[l][feats])
+    return b.detach().float() - W.detach().float() @ self.x_mean[l].float()
+
+# %% ../nbs/clt.ipynb #c036
+@patch
+def reconstruct(self:CLT, zs:list, xs:list) -> torch.Tensor: return self.decode(zs).float()  # [L, T, d] fp32
+
+@patch
+def skip(self:CLT, l:int, x:torch.Tensor) -> torch.Tensor: return torch.zeros_like(x)  # no skip path (yet)
+@patch
+def skip_T(self:CLT, l:int, g:torch.Tensor) -> torch.Tensor: return torch.zeros_like(g)
+@patch
+def has_skip(self:CLT, l:int) -> bool: return False
+@patch
+def hashes(self:CLT) -> dict: return {'clt': dict_hash(self)}
+
+@patch
+def check(self:CLT, spec, every:bool=True) -> CLT:
+    "Fail clearly unless the CLT maps `spec`'s model's MLP inputs to its MLP outputs at every layer."
+    if (self.n_layers, self.cfg['d_in'], self.cfg['d_out']) != (spec.n_layers, spec.d_model, spec.d_model):
+        raise UserError(f"this CLT spans {self.n_layers} layers of width {self.cfg['d_in']} -> {self.cfg['d_out']}, "
+                        f"but {spec.name} has {spec.n_layers} layers of d_model {spec.d_model}: load the CLT trained "
+                        f"on {spec.name}")
+    return self

@@ -840,8 +840,23 @@ class Transcoders(dict):
     def writes(self, layer:int) -> list[int]:
         "The layers whose MLP output a feature of `layer` writes to: its own (a cross-layer set: every later one too)."
         return [layer]
-    def dec(self, layer:int, feats=None) -> torch.Tensor: return self[layer].dec_dirs(feats)
+    def sources(self, layer:int) -> list[int]:
+        "The layers whose features write to `layer`'s MLP output: itself (a cross-layer set: every earlier one too)."
+        return [layer]
+    def dec(self, layer:int, feats=None, target:int|None=None) -> torch.Tensor:
+        "Raw output directions [n, d] of `layer`'s features at `target`'s MLP output (None, as here: their own)."
+        if target not in (None, layer): raise UserError(f"a per-layer transcoder of layer {layer} writes to it alone")
+        return self[layer].dec_dirs(feats)
     def enc(self, layer:int, feats=None) -> torch.Tensor: return self[layer].enc_dirs(feats)
+    def enc_bias(self, layer:int, feats=None) -> torch.Tensor: return self[layer].enc_bias(feats)
+    def encode(self, layer:int, x:torch.Tensor) -> torch.Tensor:  # [T, F] from raw MLP inputs, in the weights' dtype
+        return self[layer].encode(x.to(self[layer].W_enc.dtype))
+    def reconstruct(self, zs:list, xs:list) -> torch.Tensor:  # [L, T, d] fp32 MLP outputs from activations and inputs
+        dt = lambda l: self[l].W_enc.dtype
+        return torch.stack([self[l].decode(z, x.to(dt(l))).float() for l, (z, x) in enumerate(zip(zs, xs))])
+    def skip(self, layer:int, x:torch.Tensor) -> torch.Tensor: return self[layer].skip(x)
+    def skip_T(self, layer:int, g:torch.Tensor) -> torch.Tensor: return self[layer].skip_T(g)
+    def has_skip(self, layer:int) -> bool: return self[layer].W_skip is not None
     def hashes(self) -> dict: return {l: dict_hash(tc) for l, tc in sorted(self.items())}
     def __repr__(self):
         F_ = sorted({tc.n_features for tc in self.values()})

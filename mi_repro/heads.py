@@ -219,7 +219,10 @@ def _node(rep:Replacement, g:Graph, i:int, role:str) -> tuple:
     (kind, l, p, f), dev = g.node(i), rep.x0.device
     if kind == 'feature':
         k = int(g.selected[i])
-        if role == 'source': return l, p, rep.dec[k], k
+        if role == 'source' and rep.tcs.writes(l) != [l]:
+            raise UserError("head loadings follow a feature's write at its own layer: a cross-layer transcoder's "
+                            "features write to later layers too (not supported yet); use a per-layer set")
+        if role == 'source': return l, p, rep.dec[(l, l)][k - rep.starts[l]], k
         return l, p, rep.tcs.enc(l, torch.tensor([f], device=dev))[0], None
     if role == 'target':
         if kind != 'logit': raise UserError(f"node {i} is not a feature or logit node: an edge's target must be one")
@@ -238,9 +241,9 @@ def _grads(rep:Replacement, layer:int, pos:int, vec:torch.Tensor) -> list:
     out = [None] * L
     for l in range(min(layer, L - 1), -1, -1):
         r = rep.lay[l]
-        if l < layer and rep.tcs[l].W_skip is not None:
+        if l < layer and rep.tcs.has_skip(l):
             gm = r.post_mlp(G)
-            G = G + r.mlp_norm(rep.tcs[l].skip_T(gm))
+            G = G + r.mlp_norm(rep.tcs.skip_T(l, gm))
         if l == layer: G[pos] += r.mlp_norm.at(vec, pos)
         out[l] = G.clone()
         G = G + rep._attn_T(l, G[None])[0]
@@ -279,8 +282,8 @@ def _head_hops(rep:Replacement, sl:int, sp:int, # the source's layer (-1: a toke
         by_pos[l] = r.pattern[:, :, sp] * (o @ gq.T)  # [H, T]: A_h[q, p_s] (o_h . grad_q)
         stay = (r.pattern[:, sp, sp, None] * o).sum(0)
         x = x + r.post_attn(stay, sp)
-        if l < tl and rep.tcs[l].W_skip is not None:
-            y = rep.tcs[l].skip(r.mlp_norm.at(x, sp))
+        if l < tl and rep.tcs.has_skip(l):
+            y = rep.tcs.skip(l, r.mlp_norm.at(x, sp))
             x = x + r.post_mlp(y, sp)
     by_pos[:, :, :sp + 1] = 0  # the diagonal stays at p_s (carried on in x); earlier positions get none
     return by_pos
@@ -333,8 +336,8 @@ def _hops(rep:Replacement, sl:torch.Tensor, sp:torch.Tensor, # [n] the sources' 
         on = (sl < l).float()[:, None]  # the rows written before layer l
         part, stay = _hop_layer(rep, l, X, sp, Gm[l])
         out[:, l], X = part * on, X + stay * on
-        if l < tl and rep.tcs[l].W_skip is not None:
-            y = rep.tcs[l].skip(rep.lay[l].mlp_norm.at(X, sp))
+        if l < tl and rep.tcs.has_skip(l):
+            y = rep.tcs.skip(l, rep.lay[l].mlp_norm.at(X, sp))
             X = X + rep.lay[l].post_mlp(y, sp) * on
     return out
 
