@@ -169,6 +169,7 @@ class CLTTrainer:
         self.opts = [torch.optim.Adam(rest, lr=self.lr), dec_opt(list(clt.W_dec), lr=self.lr)]
         self.step_i = 0
         self.since = torch.zeros(clt.n_layers, clt.n_features, dtype=torch.long)  # steps since each feature fired
+        self.times = dict(forward=0.0, backward=0.0, optimizer=0.0)  # seconds spent in each part of `step`
 
 # %% ../nbs/clt.ipynb #c018
 @patch
@@ -197,6 +198,7 @@ def step(self:CLTTrainer, xs:torch.Tensor, # [L, B, d_in] raw MLP inputs of ever
     "One optimizer step: loss, mean FVU over target layers, FVU per layer, mean L0 per layer, dead fraction."
     c = self.clt
     if self.step_i == 0: self._init_from(xs, ys)
+    t0 = time.perf_counter()
     xn, yn = xs * c.x_scale[:, None, None], ys * c.y_scale[:, None, None]
     yh, info = c.train_forward(xn, self.sparse)
     err = (yn - yh).pow(2).sum((1, 2))
@@ -205,8 +207,11 @@ def step(self:CLTTrainer, xs:torch.Tensor, # [L, B, d_in] raw MLP inputs of ever
     for o in self.opts:
         for g in o.param_groups: g['lr'] = _lr_at(self.step_i, self.steps, self.lr)
         o.zero_grad(set_to_none=True)
+    t1 = time.perf_counter()
     loss.backward()
+    t2 = time.perf_counter()
     for o in self.opts: o.step()
+    for k, dt in zip(self.times, (t1 - t0, t2 - t1, time.perf_counter() - t2)): self.times[k] += dt
     dead = self._track(info['idx'])
     self.step_i += 1
     return dict(loss=loss.item(), fvu=fvu.mean().item(), fvu_layers=fvu.tolist(), l0=sum(info['l0']) / len(xs),
