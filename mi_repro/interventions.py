@@ -10,7 +10,7 @@ import torch, torch.nn.functional as F
 from .core import UserError, check_positive
 from .models import Spec
 from .forward import attention
-from .dictionaries import Transcoder
+from .dictionaries import Transcoder, Transcoders
 from .attribution import Graph, feature_influence, FrozenNorm, NORM_FIELDS, frozen_norm, freeze_layer
 from .prompts import answer_id
 from .stats import bootstrap_ci, spearman, sign_agree
@@ -49,10 +49,10 @@ def _ints(v, what:str) -> list[int]:
 
 # %% ../nbs/07_interventions.ipynb #f7bf9862
 _HASHES = {}
-def _hash(tc:Transcoder) -> str:
-    "`dict_hash` of a transcoder, cached per object and version of its weights."
+def _hash(tc) -> str:
+    "`dict_hash` of a transcoder (or a cross-layer transcoder), cached per object and version of its weights."
     from mi_repro.features import dict_hash
-    key = (id(tc), tc.W_dec._version, tc.W_enc._version)
+    key = (id(tc), *(p._version for p in tc.parameters()))
     if key not in _HASHES: _HASHES[key] = dict_hash(tc)
     return _HASHES[key]
 
@@ -60,18 +60,21 @@ def tag(edits:list, tcs:dict) -> list:
     ("The edits marked with the identity of the dictionaries they refer to, so that using them with other "
      "transcoders fails clearly.")
     from dataclasses import replace
+    if not isinstance(tcs, dict): return [replace(e, dict_id=_hash(tcs)) for e in edits]  # a CLT: one dictionary
     miss = [e.layer for e in edits if e.layer not in tcs]
     if miss: raise UserError(f"no transcoder for layer {miss[0]}: these dictionaries cover layers {sorted(tcs)}")
     return [replace(e, dict_id=_hash(tcs[e.layer])) for e in edits]
 
 # %% ../nbs/07_interventions.ipynb #2d5e77b2
-def _edit_dict(e:Edit, spec:Spec, tcs:dict) -> tuple[int, Transcoder]:
-    "The layer of `e`, checked, and its transcoder: a transcoder of this model, and the one `e` was tagged with."
+def _edit_dict(e:Edit, spec:Spec, tcs) -> tuple[int, Transcoder]:
+    ("The layer of `e`, checked, and its dictionary (a `CLT` for a cross-layer set): of this model, and the one `e` "
+     "was tagged with.")
     if not isinstance(e, Edit): raise UserError(f"expected an Edit, got {type(e).__name__}")
     l = spec.check_layer(e.layer)
-    if l not in tcs: raise UserError(f"no transcoder for layer {l}: these dictionaries cover layers {sorted(tcs)}")
-    tc = tcs[l]
-    if not isinstance(tc, Transcoder) or (tc.cfg['d_in'], tc.cfg['d_out']) != (spec.d_model, spec.d_model):
+    tc = tcs.check(spec) if not isinstance(tcs, dict) else tcs.get(l)  # a CLT: one dictionary for every layer
+    if tc is None: raise UserError(f"no transcoder for layer {l}: these dictionaries cover layers {sorted(tcs)}")
+    if isinstance(tcs, dict) and (not isinstance(tc, Transcoder)
+                                  or (tc.cfg['d_in'], tc.cfg['d_out']) != (spec.d_model, spec.d_model)):
         raise UserError(f"the dictionary of layer {l} is not a {spec.d_model} -> {spec.d_model} transcoder "
                         f"of {spec.name}: it belongs to another model or site")
     if e.dict_id is not None and e.dict_id != _hash(tc):
@@ -91,12 +94,12 @@ def _shaped(v, name:str, P:int, n:int, dev) -> torch.Tensor|None:
                     f"or one per position and feature ({P}, {n})")
 
 # %% ../nbs/07_interventions.ipynb #485b3b40
-def check_edit(e:Edit, spec:Spec, tcs:dict, # {layer: Transcoder}
+def check_edit(e:Edit, spec:Spec, tcs, # {layer: Transcoder}, a `Transcoders` set or a `CLT`
                T:int, # prompt length in tokens
               ) -> tuple:
     ("Validate `e` against the model, the transcoders and a prompt of `T` tokens: "
      "(layer, features [n], positions [P], value or None, scale, add).")
-    l, tc = _edit_dict(e, spec, tcs)
+    l, tc = _edit_dict(e, spec, tcs)  # tc.n_features: per layer, for a CLT too
     f = _ints(e.features, 'features')
     bad = [x for x in f if not 0 <= x < tc.n_features]
     if bad:
@@ -106,7 +109,7 @@ def check_edit(e:Edit, spec:Spec, tcs:dict, # {layer: Transcoder}
     bad = [x for x in p if not -T <= x < T]
     if bad: raise UserError(f"position {bad[0]} is out of range for a prompt of {T} tokens")
     p = [x % T for x in p]
-    dev = tc.W_dec.device
+    dev = tc.W_enc.device
     P, n = len(p), len(f)
     f_t, p_t = torch.tensor(f, device=dev), torch.tensor(p, device=dev)
     return l, f_t, p_t, _shaped(e.value, 'value', P, n, dev), float(e.scale), _shaped(e.add, 'add', P, n, dev)
@@ -223,21 +226,37 @@ def feature_acts(tc:Transcoder, # the transcoder of one layer
 
 
 # %% ../nbs/07_interventions.ipynb #8d7c7b53
-def _delta(tc:Transcoder, z:torch.Tensor, # [B, T, F] current activations
-           rows:list, # per batch row: the checked edits of this layer
-          ) -> torch.Tensor:
-    ("The change of the MLP output [B, T, d] that sets the edited activations to their new values; a row's edits "
-     "apply in order, each to the activations the ones before it left.")
-    B, T = z.shape[:2]
-    out = torch.zeros(B, T, tc.W_dec.shape[1], device=z.device)
+def _set(tcs):
+    "The set-level interface (`writes`, `sources`, `encode`, `dec`, `skip`): a {layer: Transcoder} dict as a set."
+    return tcs if not isinstance(tcs, dict) or isinstance(tcs, Transcoders) else Transcoders(tcs)
+
+def _acts(tcs, l:int, x:torch.Tensor) -> torch.Tensor:
+    "Activations [..., F] (fp32) of layer `l`'s features from raw MLP inputs `x` [..., d] of any leading shape."
+    return tcs.encode(l, x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1).float()
+
+def _changes(z:torch.Tensor, # [B, T, F] current activations
+             rows:list, # per batch row: the checked edits of this layer
+            ) -> list:
+    ("Per batch row, each edit's (positions, features, a' - a [P, n]); a row's edits apply in order, each to the "
+     "activations the ones before it left.")
+    out = []
     for b, es in enumerate(rows):
-        # [T, F]: updated after each edit, so two edits of one feature do not both count
-        zb = z[b].clone() if len(es) > 1 else z[b]
+        zb = z[b].clone() if len(es) > 1 else z[b]  # [T, F]: so two edits of one feature do not both count
+        out.append([])
         for _, f, p, value, scale, add in es:
             a = zb[p][:, f]  # [P, n]
             new = (value if value is not None else scale * a) + (add if add is not None else 0)
-            out[b].index_add_(0, p, (new - a) @ tc.dec_dirs(f))
+            out[-1].append((p, f, new - a))
             if len(es) > 1: zb[p[:, None], f[None]] = new.to(zb.dtype)
+    return out
+
+# %% ../nbs/07_interventions.ipynb #c3568bd6
+def _write(changes:list, dec, # `_changes`; dec(features) -> [n, d]: their raw directions at the layer written
+           B:int, T:int, d:int, dev) -> torch.Tensor:
+    "The change [B, T, d] of an MLP output that the activation changes write there."
+    out = torch.zeros(B, T, d, device=dev)
+    for b, row in enumerate(changes):
+        for p, f, dz in row: out[b].index_add_(0, p, dz @ dec(f))
     return out
 
 # %% ../nbs/07_interventions.ipynb #b403022d
@@ -284,36 +303,43 @@ def _freeze_attn(lm, spec:Spec, fz:tuple, # (`Clean.frozen`, pin)
     _freeze_norm(lm, spec, fz, 'mlp_norm', l)
 
 # %% ../nbs/07_interventions.ipynb #17dc0ccb
-def _edit_mlp(m, l:int, tcs:dict, es:list, # per row: the checked edits of layer `l`
-              mode:str, clean:Clean|None, dev, B:int):
-    "Inside a trace: the output of MLP module `m` of layer `l` with the edits `es` in `mode`, for a batch of `B`."
-    if mode == 'constrained' and l in tcs:
-        tc = tcs[l]
+def _edit_mlp(m, l:int, tcs, # the MLP module of layer `l` (inside a trace), the dictionary set (`_set`)
+              es:list, # per row: the checked edits of layer `l`
+              mode:str, clean:Clean|None, dev, B:int,
+              changes:dict, # {source layer: `_changes`} of the layers passed so far: this layer's are added
+             ):
+    "Inside a trace: layer `l`'s MLP output with the edits written to it (`changes` of every source layer) in `mode`."
+    has = not isinstance(tcs, dict) or l in tcs  # a per-layer set may leave layers out: their MLP stays clean
+    if any(es):
+        z = _acts(tcs, l, clean.m_in[l].to(dev) if mode == 'constrained' else m.input)
+        changes[l] = _changes(z[None].expand(B, -1, -1) if mode == 'constrained' else z, es)
+    T, d = clean.m_in.shape[1:] if clean is not None else m.input.shape[1:]
+    srcs = [s for s in (tcs.sources(l) if has else ()) if s in changes]
+    delta = [_write(changes[s], lambda f, s=s: tcs.dec(s, f, l), B, T, d, dev) for s in srcs]
+    if mode == 'constrained' and has:
         x = m.input
-        base = (clean.m_out[l] - tc.skip(clean.m_in[l])).to(x) + tc.skip(x).to(x)
-        if any(es):
-            z = feature_acts(tc, clean.m_in[l].to(dev))[None].expand(B, -1, -1)
-            base = base + _delta(tc, z, es).to(x)
+        base = (clean.m_out[l] - tcs.skip(l, clean.m_in[l])).to(x) + tcs.skip(l, x).to(x)
+        for dl in delta: base = base + dl.to(x)
         m.output = base
     elif mode == 'constrained':
         m.output = clean.m_out[l].to(dev, m.output.dtype).expand(B, -1, -1).clone()
-    elif any(es):
-        tc = tcs[l]
-        x = m.input
-        m.output = m.output + _delta(tc, feature_acts(tc, x), es).to(x)
+    elif delta:
+        out = m.output
+        for dl in delta: out = out + dl.to(out)
+        m.output = out
 
 # %% ../nbs/07_interventions.ipynb #ee827a43
 def _edited_run(lm, spec:Spec, tcs:dict, ids:torch.Tensor, chk:list, mode:str, clean:Clean|None,
                 fz:tuple|None, # (`Clean.frozen`, pin), or None: nothing frozen
                 save_mlp:bool) -> tuple:
     "One batched trace of `ids` with the checked edits `chk` of each row: the logits [B, T, V] and MLP outputs."
-    B, T, dev = len(chk), len(ids), lm.device
-    outs, res = [], {}
+    B, T, dev, tcs = len(chk), len(ids), lm.device, _set(tcs)
+    outs, res, changes = [], {}, {}
     with lm.trace(ids[None].expand(B, T).to(dev)):
         for l in range(spec.n_layers):
             if fz is not None: _freeze_attn(lm, spec, fz, l, dev)
             m = spec.module(lm, 'mlp', l)
-            _edit_mlp(m, l, tcs, [[e for e in row if e[0] == l] for row in chk], mode, clean, dev, B)
+            _edit_mlp(m, l, tcs, [[e for e in row if e[0] == l] for row in chk], mode, clean, dev, B, changes)
             if save_mlp: outs.append(m.output.save())
             if fz is not None and spec.sandwich: _freeze_norm(lm, spec, fz, 'mlp_post_norm', l)
         if fz is not None: _freeze_norm(lm, spec, fz, 'final')
