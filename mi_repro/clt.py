@@ -13,12 +13,12 @@ from fastcore.basics import patch
 from safetensors import safe_open
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
-from .core import UserError, atomic_path, check_positive
+from .core import UserError, atomic_path, atomic_write, check_positive
 from .dictionaries import _bag, _BatchTopK, _TopK, _Jump, _check_cfg, _lr_at, _steps_for
 from .dictionaries import opt_tensors, load_opt, read_ckpt, dict_hash
 
 # %% auto #0
-__all__ = ['CLT', 'CLTTrainer', 'save_clt', 'load_clt', 'calibrate_clt', 'evaluate_clt', 'fit_clt']
+__all__ = ['CLT', 'CLTTrainer', 'save_clt', 'load_clt', 'calibrate_clt', 'evaluate_clt', 'fit_clt', 'export_clt', 'import_clt']
 
 # %% ../nbs/clt.ipynb #c006
 class CLT(nn.Module):
@@ -105,7 +105,8 @@ def forward(self:CLT, xs:torch.Tensor) -> torch.Tensor:
 def dec_dirs(self:CLT, l:int, t:int, # the features' layer and a target layer (`targets(l)`)
              feats=None) -> torch.Tensor: # feature indices (None: all)
     "What one unit of activation of layer `l`'s features adds to layer `t`'s MLP output [n, d_out], in raw units."
-    if t not in self.targets(l): raise UserError(f"layer {l}'s features write to layers {list(self.targets(l))}, not {t}")
+    if t not in self.targets(l):
+        raise UserError(f"layer {l}'s features write to layers {list(self.targets(l))}, not {t}")
     W = self.W_dec[l] if feats is None else self.W_dec[l][feats]
     d = self.cfg['d_out']
     return W[:, (t - l) * d:(t - l + 1) * d].detach().float() / self.y_scale[t]
@@ -256,7 +257,8 @@ def load_clt(path:str|Path, device:str|torch.device='cpu') -> CLT:
         t = load_file(str(path), device=str(device))
     except Exception as e:
         raise UserError(f"{path} is not a saved CLT ({type(e).__name__}): train it again with fit_clt") from None
-    if meta.get('kind') != 'clt': raise UserError(f"{path} holds a {meta.get('kind', 'per-layer')} dictionary, not a CLT")
+    if meta.get('kind') != 'clt':
+        raise UserError(f"{path} holds a {meta.get('kind', 'per-layer')} dictionary, not a CLT")
     clt = CLT(**meta['cfg']).to(device)
     clt.load_state_dict(t, strict=True)
     return clt.eval()
@@ -276,7 +278,8 @@ def evaluate_clt(clt:CLT, xs:torch.Tensor, ys:torch.Tensor, # [L, N, d] raw held
                  batch_size:int=4096) -> dict:
     "Held-out FVU of each target layer, mean L0 and dead fraction of each layer's features (lists over layers)."
     L, N = xs.shape[:2]
-    err, l0, fired = torch.zeros(L, dtype=torch.float64), torch.zeros(L), torch.zeros(L, clt.n_features, dtype=torch.bool)
+    err, l0 = torch.zeros(L, dtype=torch.float64), torch.zeros(L)
+    fired = torch.zeros(L, clt.n_features, dtype=torch.bool)
     for i in range(0, N, batch_size):
         zs = [clt.encode(l, xs[l, i:i + batch_size]) for l in range(L)]
         err += (clt.decode(zs) - ys[:, i:i + batch_size]).double().pow(2).sum((1, 2))
@@ -383,3 +386,48 @@ def check(self:CLT, spec, every:bool=True) -> CLT:
                         f"but {spec.name} has {spec.n_layers} layers of d_model {spec.d_model}: load the CLT trained "
                         f"on {spec.name}")
     return self
+
+# %% ../nbs/clt.ipynb #c041
+def export_clt(clt:CLT, out:str|Path, # folder to write
+               model:str='', scan:str='mi-repro') -> Path:
+    "Write `clt` in circuit-tracer's CLT layout (raw units; config.yaml with `model_kind: cross_layer_transcoder`)."
+    if clt.act == 'topk':
+        raise UserError("circuit-tracer cannot run TopK; train the CLT with act='batchtopk' or 'jumprelu'")
+    out, L, d = Path(out).absolute(), clt.n_layers, clt.cfg['d_out']
+    out.mkdir(parents=True, exist_ok=True)
+    th = clt.log_threshold.exp() if clt.act == 'jumprelu' else clt.threshold[:, None].expand(L, clt.n_features)
+    for l in range(L):
+        enc = {f'W_enc_{l}': clt.enc(l), f'b_enc_{l}': clt.enc_bias(l), f'b_dec_{l}': clt.b_dec[l] / clt.y_scale[l]}
+        if clt.act != 'relu': enc[f'threshold_{l}'] = th[l]
+        W = torch.zeros(clt.n_features, L - l, d)
+        for t in clt.targets(l): W[:, t - l] = clt.dec_dirs(l, t)
+        for name, t in ((f'W_enc_{l}', enc), (f'W_dec_{l}', {f'W_dec_{l}': W})):
+            with atomic_path(out/f'{name}.safetensors') as tmp:
+                save_file({k: v.detach().float().contiguous() for k, v in t.items()}, str(tmp))
+    conf = ['model_kind: cross_layer_transcoder', f'model_name: "{model}"', 'feature_input_hook: mlp.hook_in',
+            'feature_output_hook: mlp.hook_out', f'scan: {scan}']
+    atomic_write(out/'config.yaml', '\n'.join(conf) + '\n')
+    return out
+
+# %% ../nbs/clt.ipynb #c042
+def import_clt(path:str|Path, device:str|torch.device='cpu') -> CLT:
+    "A CLT from circuit-tracer's layout (JumpReLU with thresholds, else ReLU), in raw units, in eval mode."
+    path = Path(path)
+    L = len(list(path.glob('W_enc_*.safetensors')))
+    if not L: raise UserError(f"no W_enc_*.safetensors in {path}: not a circuit-tracer CLT")
+    try:
+        enc = [load_file(str(path/f'W_enc_{l}.safetensors')) for l in range(L)]
+        dec = [load_file(str(path/f'W_dec_{l}.safetensors'))[f'W_dec_{l}'] for l in range(L)]
+    except Exception as e:
+        raise UserError(f"{path} is an incomplete circuit-tracer CLT ({type(e).__name__}: {e})") from None
+    nf, d = enc[0]['W_enc_0'].shape
+    jump = 'threshold_0' in enc[0]
+    used = [int(W.abs().sum((0, 2)).nonzero().max()) + 1 if W.abs().sum() > 0 else 1 for W in dec]
+    clt = CLT(L, d, nf, act='jumprelu' if jump else 'relu', span=max(used))
+    with torch.no_grad():
+        for l in range(L):
+            clt.W_enc[l], clt.b_enc[l], clt.b_dec[l] = enc[l][f'W_enc_{l}'], enc[l][f'b_enc_{l}'], enc[l][f'b_dec_{l}']
+            if jump: clt.log_threshold[l] = enc[l][f'threshold_{l}'].clamp_min(1e-30).log()
+            n = len(clt.targets(l))
+            clt.W_dec[l].copy_(dec[l][:, :n].reshape(nf, n * d))
+    return clt.to(device).eval()

@@ -144,7 +144,8 @@ def toy_graph() -> dict:
     toks = ['<bos>', 'The', ' capital', ' of', ' Texas', ' is']
     nodes = [embedding_node(i + 1, p) for p, i in enumerate([0, 464, 3139, 286, 8257, 318])] + [
         feature_node(0, 812, 4, 9.1, 0.31, 'Texas'), feature_node(0, 77, 2, 5.4, 0.22, 'capital (noun)'),
-        feature_node(1, 4096, 5, 3.2, 0.35, 'capital cities / say a capital'), feature_node(1, 15, 4, 2.7, 0.12, 'US states'),
+        feature_node(1, 4096, 5, 3.2, 0.35, 'capital cities / say a capital'),
+        feature_node(1, 15, 4, 2.7, 0.12, 'US states'),
         feature_node(2, 1203, 5, 6.8, 0.52, 'say Austin'), feature_node(2, 9, 5, 1.1, 0.08, 'Texas cities'),
         feature_node(3, 3071, 5, 4.4, 0.61, 'say a city name'), error_node(2, 5, 0.05)]
     nodes += [logit_node(14666, ' Austin', 5, 4, 0.452, True), logit_node(11109, ' Dallas', 5, 4, 0.118, False)]
@@ -186,7 +187,8 @@ def random_graph(n_tokens:int=12, # prompt length
     feats = [feature_node(l, f, p, rng.uniform(0.5, 10), rng.random(), f'feature {f} of layer {l}')
              for l, f, p in sorted(feats)]
     errs = [error_node(l, n_tokens - 1, rng.random() / 10) for l in range(0, n_layers, 3)]
-    logits = [logit_node(500 + i, f' word{i}', n_tokens - 1, n_layers, p, i == 0) for i, p in enumerate([0.4, 0.2, 0.1])]
+    logits = [logit_node(500 + i, f' word{i}', n_tokens - 1, n_layers, p, i == 0)
+              for i, p in enumerate([0.4, 0.2, 0.1])]
     nodes = emb + feats + errs + logits
     links = _random_links(rng, nodes, n_links)
     used = {x for k in links for x in k}
