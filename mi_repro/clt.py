@@ -8,17 +8,18 @@ rows of the features that fired."""
 from __future__ import annotations
 import json, math, time
 from pathlib import Path
-import torch, torch.nn as nn, torch.nn.functional as F
+import torch, torch.nn as nn
 from fastcore.basics import patch
 from safetensors import safe_open
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
-from .core import UserError, atomic_path, atomic_write, check_positive
+from .core import UserError, atomic_path, atomic_write, check_positive, cache_dir
 from .dictionaries import _bag, _BatchTopK, _TopK, _Jump, _check_cfg, _lr_at, _steps_for
 from .dictionaries import opt_tensors, load_opt, read_ckpt, dict_hash
 
 # %% auto #0
-__all__ = ['CLT', 'CLTTrainer', 'save_clt', 'load_clt', 'calibrate_clt', 'evaluate_clt', 'fit_clt', 'export_clt', 'import_clt']
+__all__ = ['CLT', 'CLTTrainer', 'save_clt', 'load_clt', 'calibrate_clt', 'evaluate_clt', 'fit_clt', 'train_clt', 'export_clt',
+           'import_clt']
 
 # %% ../nbs/clt.ipynb #c006
 class CLT(nn.Module):
@@ -111,7 +112,29 @@ def dec_dirs(self:CLT, l:int, t:int, # the features' layer and a target layer (`
     d = self.cfg['d_out']
     return W[:, (t - l) * d:(t - l + 1) * d].detach().float() / self.y_scale[t]
 
-# %% ../nbs/clt.ipynb #c014
+# %% ../nbs/clt.ipynb #c013
+class _Decode(torch.autograd.Function):
+    ("Sum of vals * W[cols] per row, [B, D], by dense matmuls with the activations scattered into [B, F] (on a CPU "
+     "15x faster than gathering W's rows at F = 1,024, k = 32); W's gradient is sparse (the rows of the features "
+     "that fired, for SparseAdam) when `sparse`, else dense.")
+    @staticmethod
+    def forward(ctx, vals, rows, cols, W, B:int, sparse:bool):
+        Z = W.new_zeros(B, W.shape[0]).index_put_((rows, cols), vals.to(W.dtype), accumulate=True)
+        ctx.save_for_backward(Z, rows, cols, W)
+        ctx.sparse = sparse
+        return Z @ W
+
+    @staticmethod
+    def backward(ctx, g):
+        Z, rows, cols, W = ctx.saved_tensors
+        gv = (g @ W.T)[rows, cols]
+        gW = Z.T @ g
+        if ctx.sparse:
+            u = cols.unique()
+            gW = torch.sparse_coo_tensor(u[None], gW[u], W.shape)
+        return gv, None, None, gW, None, None
+
+# %% ../nbs/clt.ipynb #c016
 @patch
 def _train_layer(self:CLT, l:int, xc:torch.Tensor, sparse:bool) -> tuple[torch.Tensor, dict]:
     "Layer `l`'s writes [B, n_l * d_out] (normalized) from its centred normalized input `xc`, and what the loss needs."
@@ -121,10 +144,11 @@ def _train_layer(self:CLT, l:int, xc:torch.Tensor, sparse:bool) -> tuple[torch.T
         with torch.no_grad():  # a running threshold for monitoring; `calibrate` sets the final one
             t = self.threshold[l]
             t.lerp_(v.min().detach() if len(v) else t, 0.01 if t > 0 else 1.0)
-        return _bag(v, r, f, W, B, sparse), dict(idx=f, l0=len(v) / B)
+        return _Decode.apply(v, r, f, W, B, sparse), dict(idx=f, l0=len(v) / B)
     if a == 'topk':
         v, i, _, _ = _TopK.apply(xc, self.W_enc[l], self.b_enc[l], k, None, 0)
-        out = F.embedding_bag(i, W, per_sample_weights=v, mode='sum', sparse=sparse)
+        rows = torch.arange(B, device=xc.device).repeat_interleave(k)
+        out = _Decode.apply(v.flatten(), rows, i.flatten(), W, B, sparse)
         return out, dict(idx=i[v > 0], l0=(v > 0).float().sum(-1).mean().item())
     p = torch.addmm(self.b_enc[l], xc, self.W_enc[l].T)
     if a == 'relu':
@@ -135,7 +159,7 @@ def _train_layer(self:CLT, l:int, xc:torch.Tensor, sparse:bool) -> tuple[torch.T
         z, s = _Jump.apply(p, t, self.cfg['eps'], False), _Jump.apply(p, t, self.cfg['eps'], True).sum(-1).mean()
     return z @ W, dict(idx=(z > 0).any(0).nonzero().squeeze(1), l0=(z > 0).float().sum(-1).mean().item(), sparsity=s)
 
-# %% ../nbs/clt.ipynb #c015
+# %% ../nbs/clt.ipynb #c017
 @patch
 def train_forward(self:CLT, xn:torch.Tensor, # [L, B, d_in] normalized inputs
                   sparse:bool=True, # sparse decoder gradients (topk, batchtopk)
@@ -152,7 +176,7 @@ def train_forward(self:CLT, xn:torch.Tensor, # [L, B, d_in] normalized inputs
         info['sparsity'] = info['sparsity'] + i.get('sparsity', 0.0)
     return torch.stack([sum(p) for p in parts]) + self.b_dec[:, None], info
 
-# %% ../nbs/clt.ipynb #c017
+# %% ../nbs/clt.ipynb #c019
 class CLTTrainer:
     "Training of a `CLT`: `step(xs, ys)` on raw activations [L, B, d]; sparse Adam on the decoders; checkpoints."
     def __init__(self, clt:CLT,
@@ -172,7 +196,7 @@ class CLTTrainer:
         self.since = torch.zeros(clt.n_layers, clt.n_features, dtype=torch.long)  # steps since each feature fired
         self.times = dict(forward=0.0, backward=0.0, optimizer=0.0)  # seconds spent in each part of `step`
 
-# %% ../nbs/clt.ipynb #c018
+# %% ../nbs/clt.ipynb #c020
 @patch
 @torch.no_grad()
 def _init_from(self:CLTTrainer, xs:torch.Tensor, ys:torch.Tensor):
@@ -191,7 +215,7 @@ def _track(self:CLTTrainer, idx:list) -> torch.Tensor:
     self.since = torch.where(fired, 0, self.since + 1)
     return self.since >= self.dead_steps
 
-# %% ../nbs/clt.ipynb #c019
+# %% ../nbs/clt.ipynb #c021
 @patch
 def step(self:CLTTrainer, xs:torch.Tensor, # [L, B, d_in] raw MLP inputs of every layer, the same tokens
          ys:torch.Tensor, # [L, B, d_out] raw MLP outputs
@@ -218,7 +242,7 @@ def step(self:CLTTrainer, xs:torch.Tensor, # [L, B, d_in] raw MLP inputs of ever
     return dict(loss=loss.item(), fvu=fvu.mean().item(), fvu_layers=fvu.tolist(), l0=sum(info['l0']) / len(xs),
                 dead=dead.float().mean().item())
 
-# %% ../nbs/clt.ipynb #c022
+# %% ../nbs/clt.ipynb #c024
 @patch
 def save(self:CLTTrainer, path:str|Path, extra:dict|None=None) -> Path:
     "Write a checkpoint (atomic)."
@@ -242,7 +266,7 @@ def load(cls:CLTTrainer, path:str|Path) -> tuple[CLTTrainer, dict]:
     torch.set_rng_state(t['rng'])
     return tr, meta
 
-# %% ../nbs/clt.ipynb #c025
+# %% ../nbs/clt.ipynb #c027
 def save_clt(clt:CLT, path:str|Path, extra:dict|None=None) -> Path:
     "Write a CLT as one safetensors file (config and `extra` in its metadata), atomically."
     t = {k: v.detach().contiguous().cpu() for k, v in clt.state_dict().items()}
@@ -263,7 +287,7 @@ def load_clt(path:str|Path, device:str|torch.device='cpu') -> CLT:
     clt.load_state_dict(t, strict=True)
     return clt.eval()
 
-# %% ../nbs/clt.ipynb #c027
+# %% ../nbs/clt.ipynb #c029
 @torch.no_grad()
 def calibrate_clt(clt:CLT, xs:torch.Tensor) -> CLT:
     "BatchTopK: each layer's inference threshold so that the mean L0 on raw inputs `xs` [L, B, d] is k (in place)."
@@ -289,7 +313,7 @@ def evaluate_clt(clt:CLT, xs:torch.Tensor, ys:torch.Tensor, # [L, N, d] raw held
     var = (ys - ys.mean(1, keepdim=True)).double().pow(2).sum((1, 2))
     return dict(fvu=(err / var).tolist(), l0=(l0 / N).tolist(), dead=(1 - fired.float().mean(1)).tolist())
 
-# %% ../nbs/clt.ipynb #c029
+# %% ../nbs/clt.ipynb #c031
 def _clt_batches(store, layers:list, src:str, dst:str, batch_size:int, seed:int, buffer:int):
     "Endless [L, B, d] input and output batches of the store, the same tokens at every layer, a new order each pass."
     epoch = 0
@@ -310,13 +334,13 @@ def _clt_trainer(store, ck:Path, cfg:dict, lr, steps:int, seed:int, sparse:bool)
                         "delete it or train into another folder")
     return tr
 
-# %% ../nbs/clt.ipynb #c030
+# %% ../nbs/clt.ipynb #c032
 def fit_clt(store, # a chapter-03 `Store` with every layer's `src` and `dst` sites
             out:str|Path, # folder: clt.safetensors (and ckpt.safetensors while training)
             n_features:int=1024, act:str='batchtopk', k:int=32, span:int|None=None, # as `CLT`
             epochs:float=1.0, batch_size:int=1024, lr:float|None=None, seed:int=0,
             src:str='mlp_in', dst:str='mlp_out', ckpt_every:int=50, buffer:int=8,
-            sparse:bool=True, # sparse decoder updates (topk, batchtopk)
+            sparse:bool=False, # SparseAdam on the fired decoder rows (topk, batchtopk): `benchmarks/clt.py`
             progress:bool=True) -> CLT:
     "Train a CLT on the store (resuming an interrupted run), calibrate it and save it; the trained CLT."
     out, layers = Path(out), list(store.layers)
@@ -344,7 +368,26 @@ def fit_clt(store, # a chapter-03 `Store` with every layer's `src` and `dst` sit
     (out/'ckpt.safetensors').unlink(missing_ok=True)
     return tr.clt.eval()
 
-# %% ../nbs/clt.ipynb #c035
+# %% ../nbs/clt.ipynb #c036
+def train_clt(lm, tok, spec, model:str, # the model (`load_model`) and its name
+              n_features:int=1024, k:int=32, span:int|None=4, act:str='batchtopk', # as `CLT`
+              epochs:float=1.0, batch_size:int=512, seed:int=0,
+              n_tokens:int=204_800, ctx:int=128, # chapter 04's training windows (8,192 tokens on tiny-qwen3)
+              progress:bool=True) -> Path:
+    "A CLT trained on chapter 04's training store of `model` (captured if missing), or read from the cache; its file."
+    from mi_repro.corpus import contexts
+    from mi_repro.activations import capture, default_store
+    from mi_repro.models import run_name
+    C = contexts(tok, 'train', ctx=ctx, n_tokens=n_tokens, progress=progress)
+    name = f"train-ctx{ctx}-{C.shape[0]}x-bf16-mlp_in+mlp_out"
+    store = capture(lm, spec, C, default_store(model, name, C), batch_size=8, progress=progress)
+    tag = (f"clt-v1-{act}-f{n_features}-k{k}-span{span or 'all'}-e{epochs}-b{batch_size}-s{seed}-"
+           f"{store.man['ids_hash'][:12]}")
+    out = cache_dir('dictionaries', run_name(model), tag)
+    fit_clt(store, out, n_features, act, k, span, epochs, batch_size, seed=seed, progress=progress)
+    return out/'clt.safetensors'
+
+# %% ../nbs/clt.ipynb #c039
 @patch
 def writes(self:CLT, l:int) -> list[int]: return list(self.targets(l))  # the layers a feature of layer l writes to
 
@@ -365,7 +408,7 @@ def enc_bias(self:CLT, l:int, feats=None) -> torch.Tensor:
     W, b = (self.W_enc[l], self.b_enc[l]) if feats is None else (self.W_enc[l][feats], self.b_enc[l][feats])
     return b.detach().float() - W.detach().float() @ self.x_mean[l].float()
 
-# %% ../nbs/clt.ipynb #c036
+# %% ../nbs/clt.ipynb #c040
 @patch
 def reconstruct(self:CLT, zs:list, xs:list) -> torch.Tensor: return self.decode(zs).float()  # [L, T, d] fp32
 
@@ -387,7 +430,7 @@ def check(self:CLT, spec, every:bool=True) -> CLT:
                         f"on {spec.name}")
     return self
 
-# %% ../nbs/clt.ipynb #c041
+# %% ../nbs/clt.ipynb #c045
 def export_clt(clt:CLT, out:str|Path, # folder to write
                model:str='', scan:str='mi-repro') -> Path:
     "Write `clt` in circuit-tracer's CLT layout (raw units; config.yaml with `model_kind: cross_layer_transcoder`)."
@@ -409,7 +452,7 @@ def export_clt(clt:CLT, out:str|Path, # folder to write
     atomic_write(out/'config.yaml', '\n'.join(conf) + '\n')
     return out
 
-# %% ../nbs/clt.ipynb #c042
+# %% ../nbs/clt.ipynb #c046
 def import_clt(path:str|Path, device:str|torch.device='cpu') -> CLT:
     "A CLT from circuit-tracer's layout (JumpReLU with thresholds, else ReLU), in raw units, in eval mode."
     path = Path(path)

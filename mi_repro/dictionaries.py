@@ -22,11 +22,11 @@ __all__ = ['ACTS', 'DICT_VERSION', 'COMPLETE', 'SPLICE_VERSION', 'Transcoder', '
            'find_dicts', 'load_dicts', 'train_dicts', 'default_dicts', 'chapter_dicts', 'chapter_setup']
 
 # %% ../nbs/04_dictionaries.ipynb #581e0f53
-def _bag(vals, rows, cols, W, B, sparse:bool=False):
-    "Sum of vals * W[cols] per row (rows sorted), as a [B, d] tensor (`sparse`: W's gradient holds the used rows only)."
+def _bag(vals, rows, cols, W, B):
+    "Sum of vals * W[cols] per row (rows sorted), as a [B, d] tensor."
     offsets = torch.zeros(B, dtype=torch.long, device=rows.device)
     offsets[1:] = torch.bincount(rows, minlength=B).cumsum(0)[:-1]
-    return F.embedding_bag(cols, W, offsets, per_sample_weights=vals, mode='sum', sparse=sparse)
+    return F.embedding_bag(cols, W, offsets, per_sample_weights=vals, mode='sum')
 
 def _grads(x, rows, cols, g, nf):
     "Gradients of W [nf, d] and b [nf] in pre = x W^T + b, from dL/dpre non-zero only at (rows, cols) with values g."
