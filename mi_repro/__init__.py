@@ -15,6 +15,7 @@ _API = {  # module: the names it gives the top level
     'models': 'load_model prompt_ids Loaded Spec hf_model model_table',
     'dictionaries': 'Transcoder Transcoders chapter_setup chapter_dicts default_dicts find_dicts load_dicts '
                     'train_dicts',
+    'clt': 'CLT fit_clt train_clt load_clt',
     'features': 'load_labels find_index write_pages show_feature',
     'attribution': 'Replacement attribute Graph top_features feature_key prune graph_scores graph_json write_graph '
                    'plot_graph',
