@@ -15,7 +15,7 @@ from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .core import UserError, atomic_path, atomic_write, check_positive, cache_dir
 from .dictionaries import _bag, _BatchTopK, _TopK, _Jump, _check_cfg, _lr_at, _steps_for
-from .dictionaries import opt_tensors, load_opt, read_ckpt, dict_hash
+from .dictionaries import opt_tensors, load_opt, read_ckpt, write_ckpt, dict_hash
 
 # %% auto #0
 __all__ = ['CLT', 'CLTTrainer', 'save_clt', 'load_clt', 'calibrate_clt', 'evaluate_clt', 'fit_clt', 'train_clt', 'export_clt',
@@ -251,8 +251,7 @@ def save(self:CLTTrainer, path:str|Path, extra:dict|None=None) -> Path:
     t.update(since=self.since.clone(), rng=torch.get_rng_state())
     meta = dict(cfg=self.clt.cfg, step=self.step_i, steps=self.steps, lr=self.lr, seed=self.seed,
                 dead_steps=self.dead_steps, sparse=self.sparse, **(extra or {}))
-    with atomic_path(path) as tmp: save_file(t, str(tmp), metadata={'mi_repro': json.dumps(meta)})
-    return Path(path)
+    return write_ckpt(path, t, meta)
 
 @patch(cls_method=True)
 def load(cls:CLTTrainer, path:str|Path) -> tuple[CLTTrainer, dict]:

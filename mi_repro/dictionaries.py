@@ -16,10 +16,11 @@ from .models import Spec, Loaded, load_model, run_name
 from .activations import capture, default_store
 
 # %% auto #0
-__all__ = ['ACTS', 'DICT_VERSION', 'COMPLETE', 'SPLICE_VERSION', 'Transcoder', 'Trainer', 'opt_tensors', 'load_opt', 'read_ckpt',
-           'save_dict', 'load_dict', 'dict_tag', 'dicts_complete', 'fit', 'main', 'evaluate', 'dict_hash', 'spliced',
-           'Transcoders', 'write_ct_config', 'export_circuit_tracer', 'import_circuit_tracer', 'Rows', 'LazyTranscoder',
-           'find_dicts', 'load_dicts', 'train_dicts', 'default_dicts', 'chapter_dicts', 'chapter_setup']
+__all__ = ['ACTS', 'DICT_VERSION', 'COMPLETE', 'SPLICE_VERSION', 'Transcoder', 'Trainer', 'opt_tensors', 'load_opt', 'write_ckpt',
+           'read_ckpt', 'save_dict', 'load_dict', 'dict_tag', 'dicts_complete', 'fit', 'main', 'evaluate', 'dict_hash',
+           'spliced', 'Transcoders', 'write_ct_config', 'export_circuit_tracer', 'import_circuit_tracer', 'Rows',
+           'LazyTranscoder', 'find_dicts', 'load_dicts', 'train_dicts', 'default_dicts', 'chapter_dicts',
+           'chapter_setup']
 
 # %% ../nbs/04_dictionaries.ipynb #581e0f53
 def _bag(vals, rows, cols, W, B):
@@ -397,6 +398,11 @@ def load_opt(opt:torch.optim.Optimizer, t:dict, prefix:str):
         if s: st['state'][pi] = {k.rstrip('#'): v.item() if k.endswith('#') else v for k, v in s.items()}
     opt.load_state_dict(st)
 
+def write_ckpt(path:str|Path, t:dict, meta:dict) -> Path:
+    "Write a training checkpoint, tensors `t` and JSON metadata `meta` in one safetensors file, atomically."
+    with atomic_path(path) as tmp: save_file(t, str(tmp), metadata={'mi_repro': json.dumps(meta)})
+    return Path(path)
+
 def read_ckpt(path:str|Path) -> tuple[dict, dict]:
     "A training checkpoint's tensors and metadata; one clear error if it cannot be read."
     try:
@@ -422,9 +428,7 @@ def state(self:Trainer) -> tuple[dict, dict]:
 def save(self:Trainer, path:str|Path, extra:dict|None=None) -> Path:
     "Write a checkpoint (atomic)."
     t, meta = self.state()
-    meta.update(extra or {})
-    with atomic_path(path) as tmp: save_file(t, str(tmp), metadata={'mi_repro': json.dumps(meta)})
-    return Path(path)
+    return write_ckpt(path, t, {**meta, **(extra or {})})
 
 # %% ../nbs/04_dictionaries.ipynb #a7868100
 @patch(cls_method=True)
