@@ -412,6 +412,13 @@ def enc_bias(self:CLT, l:int, feats=None) -> torch.Tensor:
 def reconstruct(self:CLT, zs:list, xs:list) -> torch.Tensor: return self.decode(zs).float()  # [L, T, d] fp32
 
 @patch
+def output(self:CLT, l:int, zs:dict, x:torch.Tensor) -> torch.Tensor:
+    "Layer `l`'s reconstructed MLP output [N, d] (raw) from the activations `zs` {layer: [N, F]} of its sources."
+    d = self.cfg['d_out']
+    y = sum(zs[s].to(self.W_enc.dtype) @ self.W_dec[s][:, (l - s) * d:(l - s + 1) * d] for s in self.sources(l))
+    return (y + self.b_dec[l]) / self.y_scale[l]
+
+@patch
 def skip(self:CLT, l:int, x:torch.Tensor) -> torch.Tensor: return torch.zeros_like(x)  # no skip path (yet)
 @patch
 def skip_T(self:CLT, l:int, g:torch.Tensor) -> torch.Tensor: return torch.zeros_like(g)

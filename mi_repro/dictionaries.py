@@ -716,13 +716,18 @@ def _clean(lm, spec, ids) -> tuple[torch.Tensor, list]:
 
 def _splice(lm, spec, tcs, ids, p0, zero=False,
             outs:list|None=None): # the clean layer outputs (`_clean`): layers below the set's first are skipped
-    "Logits with the MLP outputs of `tcs`'s layers from position `p0` on replaced by the dictionaries (or zeros)."
+    ("Logits with the MLP outputs of the set's layers (a {layer: Transcoder} dict, or a cross-layer set: every layer) "
+     "from position `p0` on replaced by the dictionaries' reconstruction (or zeros).")
+    layers = sorted(tcs) if isinstance(tcs, dict) else list(range(spec.n_layers))
+    tcs, zs = Transcoders(tcs) if isinstance(tcs, dict) else tcs, {}
     with lm.trace(ids):
-        for l in range(min(tcs) if outs is not None else 0): spec.module(lm, 'layers')[l].skip(outs[l])
-        for l in sorted(tcs):
+        for l in range(min(layers) if outs is not None else 0): spec.module(lm, 'layers')[l].skip(outs[l])
+        for l in layers:
             m = spec.module(lm, 'mlp', l)
             x, y = m.input, m.output
-            new = torch.zeros_like(y[:, p0:]) if zero else tcs[l](x[:, p0:].reshape(-1, x.shape[-1]))
+            xf = x[:, p0:].reshape(-1, x.shape[-1])
+            if not zero: zs[l] = tcs.encode(l, xf)
+            new = torch.zeros_like(y[:, p0:]) if zero else tcs.output(l, zs, xf)
             m.output = torch.cat([y[:, :p0], new.reshape(y[:, p0:].shape).to(y)], 1)
         out = lm.output.logits.save()
     return out
@@ -743,6 +748,9 @@ def _splice_key(sets:dict, ids:torch.Tensor, first:bool) -> str:
     hs, h = {}, hashlib.sha256(ids.to('cpu', torch.int64).contiguous().numpy().tobytes())
     h.update(f'v{SPLICE_VERSION} first={first}'.encode())
     for n, tcs in sets.items():
+        if not isinstance(tcs, dict):  # a cross-layer set: one dictionary
+            h.update(f'{n}:{tcs.hashes()}'.encode())
+            continue
         for l in sorted(tcs):
             if id(tcs[l]) not in hs: hs[id(tcs[l])] = dict_hash(tcs[l])
         h.update(f'{n}:{[(l, hs[id(tcs[l])]) for l in sorted(tcs)]}'.encode())
@@ -776,7 +784,7 @@ def _batch_sums(lm, spec, sets:dict, b:torch.Tensor, p0:int) -> tuple[float, dic
 
 # %% ../nbs/04_dictionaries.ipynb #57e1fd8f
 @torch.no_grad()
-def spliced(lm, spec, sets:dict, # {name: {layer: Transcoder}}: each set spliced in together, one set at a time
+def spliced(lm, spec, sets:dict, # {name: {layer: Transcoder} or a CLT}: each set spliced in together, one at a time
             ids:torch.Tensor, # [B, T] held-out token ids
             batch_size:int=8, # contexts per forward pass (one clean pass per batch, then 2 per set)
             first:bool=False, # also replace (and zero) position 0, which the dictionaries are not trained on
@@ -858,6 +866,8 @@ class Transcoders(dict):
     def reconstruct(self, zs:list, xs:list) -> torch.Tensor:  # [L, T, d] fp32 MLP outputs from activations and inputs
         dt = lambda l: self[l].W_enc.dtype
         return torch.stack([self[l].decode(z, x.to(dt(l))).float() for l, (z, x) in enumerate(zip(zs, xs))])
+    def output(self, layer:int, zs:dict, x:torch.Tensor) -> torch.Tensor:  # layer's reconstruction from {layer: z}
+        return self[layer].decode(zs[layer], x.to(self[layer].W_enc.dtype))
     def skip(self, layer:int, x:torch.Tensor) -> torch.Tensor: return self[layer].skip(x)
     def skip_T(self, layer:int, g:torch.Tensor) -> torch.Tensor: return self[layer].skip_T(g)
     def has_skip(self, layer:int) -> bool: return self[layer].W_skip is not None
