@@ -180,14 +180,14 @@ def train_forward(self:CLT, xn:torch.Tensor, # [L, B, d_in] normalized inputs
 class CLTTrainer:
     "Training of a `CLT`: `step(xs, ys)` on raw activations [L, B, d]; sparse Adam on the decoders; checkpoints."
     def __init__(self, clt:CLT,
-                 lr:float|None=None, # None: 4e-3 / sqrt(F / 2**14), F the features per layer (chapter 04's rule)
+                 lr:float=1e-3, # Adam's; chapter 04's 4e-3 / sqrt(F / 2**14) (0.016 at F 1,024) does not learn here
                  steps:int=1000, # total steps (sets the schedule)
                  seed:int=0,
                  dead_steps:int=50, # a feature silent for this many steps counts as dead
                  sparse:bool=True, # sparse decoder gradients and SparseAdam (topk, batchtopk); False: dense Adam
                 ):
         self.clt, self.steps, self.seed, self.dead_steps = clt, steps, seed, dead_steps
-        self.lr = lr if lr is not None else 4e-3 / math.sqrt(clt.n_features / 2**14)
+        self.lr = lr
         self.sparse = sparse and clt.act in ('topk', 'batchtopk')
         rest = [p for n, p in clt.named_parameters() if not n.startswith('W_dec')]
         dec_opt = torch.optim.SparseAdam if self.sparse else torch.optim.Adam
@@ -328,8 +328,9 @@ def _clt_trainer(store, ck:Path, cfg:dict, lr, steps:int, seed:int, sparse:bool)
     "The trainer: resumed from checkpoint `ck` if there (and of the same settings), else new."
     if not ck.exists(): return CLTTrainer(CLT(**cfg), lr, steps, seed, sparse=sparse)
     tr, meta = CLTTrainer.load(ck)
-    if meta['cfg'] != cfg or meta['steps'] != steps:
-        raise UserError(f"{ck} is a checkpoint of other settings ({meta['cfg']}, {meta['steps']} steps): "
+    if meta['cfg'] != cfg or meta['steps'] != steps or meta['lr'] != lr:
+        raise UserError(f"{ck} is a checkpoint of other settings ({meta['cfg']}, {meta['steps']} steps, "
+                        f"lr {meta['lr']}): "
                         "delete it or train into another folder")
     return tr
 
@@ -337,7 +338,7 @@ def _clt_trainer(store, ck:Path, cfg:dict, lr, steps:int, seed:int, sparse:bool)
 def fit_clt(store, # a chapter-03 `Store` with every layer's `src` and `dst` sites
             out:str|Path, # folder: clt.safetensors (and ckpt.safetensors while training)
             n_features:int=1024, act:str='batchtopk', k:int=32, span:int|None=None, # as `CLT`
-            epochs:float=1.0, batch_size:int=1024, lr:float|None=None, seed:int=0,
+            epochs:float=1.0, batch_size:int=1024, lr:float=1e-3, seed:int=0,
             src:str='mlp_in', dst:str='mlp_out', ckpt_every:int=50, buffer:int=8,
             sparse:bool=False, # SparseAdam on the fired decoder rows (topk, batchtopk): `benchmarks/clt.py`
             progress:bool=True) -> CLT:
@@ -370,7 +371,7 @@ def fit_clt(store, # a chapter-03 `Store` with every layer's `src` and `dst` sit
 # %% ../nbs/clt.ipynb #c036
 def train_clt(lm, tok, spec, model:str, # the model (`load_model`) and its name
               n_features:int=1024, k:int=32, span:int|None=4, act:str='batchtopk', # as `CLT`
-              epochs:float=1.0, batch_size:int=512, seed:int=0,
+              epochs:float=1.0, batch_size:int=512, lr:float=1e-3, seed:int=0,
               n_tokens:int=204_800, ctx:int=128, # chapter 04's training windows (8,192 tokens on tiny-qwen3)
               progress:bool=True) -> Path:
     "A CLT trained on chapter 04's training store of `model` (captured if missing), or read from the cache; its file."
@@ -380,10 +381,10 @@ def train_clt(lm, tok, spec, model:str, # the model (`load_model`) and its name
     C = contexts(tok, 'train', ctx=ctx, n_tokens=n_tokens, progress=progress)
     name = f"train-ctx{ctx}-{C.shape[0]}x-bf16-mlp_in+mlp_out"
     store = capture(lm, spec, C, default_store(model, name, C), batch_size=8, progress=progress)
-    tag = (f"clt-v1-{act}-f{n_features}-k{k}-span{span or 'all'}-e{epochs}-b{batch_size}-s{seed}-"
+    tag = (f"clt-v1-{act}-f{n_features}-k{k}-span{span or 'all'}-e{epochs}-b{batch_size}-lr{lr}-s{seed}-"
            f"{store.man['ids_hash'][:12]}")
     out = cache_dir('dictionaries', run_name(model), tag)
-    fit_clt(store, out, n_features, act, k, span, epochs, batch_size, seed=seed, progress=progress)
+    fit_clt(store, out, n_features, act, k, span, epochs, batch_size, lr, seed=seed, progress=progress)
     return out/'clt.safetensors'
 
 # %% ../nbs/clt.ipynb #c039
