@@ -71,6 +71,7 @@ class FrozenNorm:
         s = self.inv_rms[p]
         return x * (s[..., None] if s.ndim else s) * self.gain
 
+# %% ../nbs/06_attribution.ipynb #be45ee43
 @dataclass
 class FrozenLayer:
     "What the frozen linear map keeps of one recorded layer: norm scales, attention pattern, OV weights."

@@ -217,6 +217,19 @@ def _track(self:CLTTrainer, idx:list) -> torch.Tensor:
 
 # %% ../nbs/clt.ipynb #c021
 @patch
+def _update(self:CLTTrainer, loss:torch.Tensor, t0:float):
+    "Backward pass and both optimizers' steps at this step's learning rate; the time of each part (from `t0`)."
+    for o in self.opts:
+        for g in o.param_groups: g['lr'] = _lr_at(self.step_i, self.steps, self.lr)
+        o.zero_grad(set_to_none=True)
+    t1 = time.perf_counter()
+    loss.backward()
+    t2 = time.perf_counter()
+    for o in self.opts: o.step()
+    for k, dt in zip(self.times, (t1 - t0, t2 - t1, time.perf_counter() - t2)): self.times[k] += dt
+
+# %% ../nbs/clt.ipynb #c022
+@patch
 def step(self:CLTTrainer, xs:torch.Tensor, # [L, B, d_in] raw MLP inputs of every layer, the same tokens
          ys:torch.Tensor, # [L, B, d_out] raw MLP outputs
         ) -> dict:
@@ -229,20 +242,13 @@ def step(self:CLTTrainer, xs:torch.Tensor, # [L, B, d_in] raw MLP inputs of ever
     err = (yn - yh).pow(2).sum((1, 2))
     fvu = err / (yn - yn.mean(1, keepdim=True)).pow(2).sum((1, 2)).clamp_min(1e-12)  # per target layer
     loss = fvu.sum() + c.cfg['l1'] * info['sparsity']
-    for o in self.opts:
-        for g in o.param_groups: g['lr'] = _lr_at(self.step_i, self.steps, self.lr)
-        o.zero_grad(set_to_none=True)
-    t1 = time.perf_counter()
-    loss.backward()
-    t2 = time.perf_counter()
-    for o in self.opts: o.step()
-    for k, dt in zip(self.times, (t1 - t0, t2 - t1, time.perf_counter() - t2)): self.times[k] += dt
+    self._update(loss, t0)
     dead = self._track(info['idx'])
     self.step_i += 1
     return dict(loss=loss.item(), fvu=fvu.mean().item(), fvu_layers=fvu.tolist(), l0=sum(info['l0']) / len(xs),
                 dead=dead.float().mean().item())
 
-# %% ../nbs/clt.ipynb #c024
+# %% ../nbs/clt.ipynb #c025
 @patch
 def save(self:CLTTrainer, path:str|Path, extra:dict|None=None) -> Path:
     "Write a checkpoint (atomic)."
@@ -265,7 +271,7 @@ def load(cls:CLTTrainer, path:str|Path) -> tuple[CLTTrainer, dict]:
     torch.set_rng_state(t['rng'])
     return tr, meta
 
-# %% ../nbs/clt.ipynb #c027
+# %% ../nbs/clt.ipynb #c028
 def save_clt(clt:CLT, path:str|Path, extra:dict|None=None) -> Path:
     "Write a CLT as one safetensors file (config and `extra` in its metadata), atomically."
     t = {k: v.detach().contiguous().cpu() for k, v in clt.state_dict().items()}
@@ -286,7 +292,7 @@ def load_clt(path:str|Path, device:str|torch.device='cpu') -> CLT:
     clt.load_state_dict(t, strict=True)
     return clt.eval()
 
-# %% ../nbs/clt.ipynb #c029
+# %% ../nbs/clt.ipynb #c030
 @torch.no_grad()
 def calibrate_clt(clt:CLT, xs:torch.Tensor) -> CLT:
     "BatchTopK: each layer's inference threshold so that the mean L0 on raw inputs `xs` [L, B, d] is k (in place)."
@@ -312,7 +318,7 @@ def evaluate_clt(clt:CLT, xs:torch.Tensor, ys:torch.Tensor, # [L, N, d] raw held
     var = (ys - ys.mean(1, keepdim=True)).double().pow(2).sum((1, 2))
     return dict(fvu=(err / var).tolist(), l0=(l0 / N).tolist(), dead=(1 - fired.float().mean(1)).tolist())
 
-# %% ../nbs/clt.ipynb #c031
+# %% ../nbs/clt.ipynb #c032
 def _clt_batches(store, layers:list, src:str, dst:str, batch_size:int, seed:int, buffer:int):
     "Endless [L, B, d] input and output batches of the store, the same tokens at every layer, a new order each pass."
     epoch = 0
@@ -324,6 +330,22 @@ def _clt_batches(store, layers:list, src:str, dst:str, batch_size:int, seed:int,
         if n == 0: raise UserError(f"the store has fewer than batch_size={batch_size} usable tokens")
         epoch += 1
 
+# %% ../nbs/clt.ipynb #c033
+def _clt_loop(tr:CLTTrainer, it, steps:int, start:int, ck:Path, ckpt_every:int, batch_size:int, bar) -> tuple:
+    "Train from step `start` to `steps` on the batches of `it`, checkpointing to `ck`: the last inputs and log."
+    t0 = time.perf_counter()
+    for s, (xs, ys) in enumerate(it):
+        if s >= steps: break
+        if s < start: continue  # fast-forward a resumed run to its checkpoint
+        log = tr.step(xs, ys)
+        if (s + 1) % ckpt_every == 0 and s + 1 < steps: tr.save(ck)
+        bar.update(1)
+        tok_s = (s + 1 - start) * batch_size / (time.perf_counter() - t0)
+        bar.set_postfix(fvu=f"{log['fvu']:.3f}", l0=f"{log['l0']:.1f}", dead=f"{log['dead']:.2f}", tok_s=f"{tok_s:.0f}")
+    bar.close()
+    return xs, log
+
+# %% ../nbs/clt.ipynb #c034
 def _clt_trainer(store, ck:Path, cfg:dict, lr, steps:int, seed:int, sparse:bool) -> CLTTrainer:
     "The trainer: resumed from checkpoint `ck` if there (and of the same settings), else new."
     if not ck.exists(): return CLTTrainer(CLT(**cfg), lr, steps, seed, sparse=sparse)
@@ -334,7 +356,7 @@ def _clt_trainer(store, ck:Path, cfg:dict, lr, steps:int, seed:int, sparse:bool)
                         "delete it or train into another folder")
     return tr
 
-# %% ../nbs/clt.ipynb #c032
+# %% ../nbs/clt.ipynb #c035
 def fit_clt(store, # a chapter-03 `Store` with every layer's `src` and `dst` sites
             out:str|Path, # folder: clt.safetensors (and ckpt.safetensors while training)
             n_features:int=1024, act:str='batchtopk', k:int=32, span:int|None=None, # as `CLT`
@@ -350,25 +372,17 @@ def fit_clt(store, # a chapter-03 `Store` with every layer's `src` and `dst` sit
     cfg = CLT(len(layers), x0[0].shape[-1], n_features, x0[1].shape[-1], act, k, span, seed=seed).cfg
     steps = _steps_for(store, batch_size, epochs)
     out.mkdir(parents=True, exist_ok=True)
-    tr, t0, start = _clt_trainer(store, out/'ckpt.safetensors', cfg, lr, steps, seed, sparse), time.perf_counter(), 0
-    start = tr.step_i
-    bar = tqdm(total=steps, initial=start, disable=not progress, desc=f"CLT {n_features}x{len(layers)}")
-    for s, (xs, ys) in enumerate(_clt_batches(store, layers, src, dst, batch_size, seed, buffer)):
-        if s >= steps: break
-        if s < start: continue  # fast-forward a resumed run to its checkpoint
-        log = tr.step(xs, ys)
-        if (s + 1) % ckpt_every == 0 and s + 1 < steps: tr.save(out/'ckpt.safetensors')
-        bar.update(1)
-        tok_s = (s + 1 - start) * batch_size / (time.perf_counter() - t0)
-        bar.set_postfix(fvu=f"{log['fvu']:.3f}", l0=f"{log['l0']:.1f}", dead=f"{log['dead']:.2f}", tok_s=f"{tok_s:.0f}")
-    bar.close()
+    tr, t0 = _clt_trainer(store, out/'ckpt.safetensors', cfg, lr, steps, seed, sparse), time.perf_counter()
+    bar = tqdm(total=steps, initial=tr.step_i, disable=not progress, desc=f"CLT {n_features}x{len(layers)}")
+    it = _clt_batches(store, layers, src, dst, batch_size, seed, buffer)
+    xs, log = _clt_loop(tr, it, steps, tr.step_i, out/'ckpt.safetensors', ckpt_every, batch_size, bar)
     calibrate_clt(tr.clt, xs)
     extra = dict(steps=steps, tokens=steps * batch_size, seconds=time.perf_counter() - t0, last=log, sparse=tr.sparse)
     save_clt(tr.clt, out/'clt.safetensors', extra)
     (out/'ckpt.safetensors').unlink(missing_ok=True)
     return tr.clt.eval()
 
-# %% ../nbs/clt.ipynb #c036
+# %% ../nbs/clt.ipynb #c039
 def train_clt(lm, tok, spec, model:str, # the model (`load_model`) and its name
               n_features:int=1024, k:int=32, span:int|None=4, act:str='batchtopk', # as `CLT`
               epochs:float=1.0, batch_size:int=512, lr:float=1e-3, seed:int=0,
@@ -387,7 +401,7 @@ def train_clt(lm, tok, spec, model:str, # the model (`load_model`) and its name
     fit_clt(store, out, n_features, act, k, span, epochs, batch_size, lr, seed=seed, progress=progress)
     return out/'clt.safetensors'
 
-# %% ../nbs/clt.ipynb #c039
+# %% ../nbs/clt.ipynb #c042
 @patch
 def writes(self:CLT, l:int) -> list[int]: return list(self.targets(l))  # the layers a feature of layer l writes to
 
@@ -408,7 +422,7 @@ def enc_bias(self:CLT, l:int, feats=None) -> torch.Tensor:
     W, b = (self.W_enc[l], self.b_enc[l]) if feats is None else (self.W_enc[l][feats], self.b_enc[l][feats])
     return b.detach().float() - W.detach().float() @ self.x_mean[l].float()
 
-# %% ../nbs/clt.ipynb #c040
+# %% ../nbs/clt.ipynb #c043
 @patch
 def reconstruct(self:CLT, zs:list, xs:list) -> torch.Tensor: return self.decode(zs).float()  # [L, T, d] fp32
 
@@ -419,6 +433,7 @@ def output(self:CLT, l:int, zs:dict, x:torch.Tensor) -> torch.Tensor:
     y = sum(zs[s].to(self.W_enc.dtype) @ self.W_dec[s][:, (l - s) * d:(l - s + 1) * d] for s in self.sources(l))
     return (y + self.b_dec[l]) / self.y_scale[l]
 
+# %% ../nbs/clt.ipynb #c044
 @patch
 def skip(self:CLT, l:int, x:torch.Tensor) -> torch.Tensor: return torch.zeros_like(x)  # no skip path (yet)
 @patch
@@ -437,7 +452,7 @@ def check(self:CLT, spec, every:bool=True) -> CLT:
                         f"on {spec.name}")
     return self
 
-# %% ../nbs/clt.ipynb #c045
+# %% ../nbs/clt.ipynb #c049
 def export_clt(clt:CLT, out:str|Path, # folder to write
                model:str='', scan:str='mi-repro') -> Path:
     "Write `clt` in circuit-tracer's CLT layout (raw units; config.yaml with `model_kind: cross_layer_transcoder`)."
@@ -459,7 +474,7 @@ def export_clt(clt:CLT, out:str|Path, # folder to write
     atomic_write(out/'config.yaml', '\n'.join(conf) + '\n')
     return out
 
-# %% ../nbs/clt.ipynb #c046
+# %% ../nbs/clt.ipynb #c050
 def import_clt(path:str|Path, device:str|torch.device='cpu') -> CLT:
     "A CLT from circuit-tracer's layout (JumpReLU with thresholds, else ReLU), in raw units, in eval mode."
     path = Path(path)

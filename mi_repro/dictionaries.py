@@ -398,6 +398,7 @@ def load_opt(opt:torch.optim.Optimizer, t:dict, prefix:str):
         if s: st['state'][pi] = {k.rstrip('#'): v.item() if k.endswith('#') else v for k, v in s.items()}
     opt.load_state_dict(st)
 
+# %% ../nbs/04_dictionaries.ipynb #17ce5fb5
 def write_ckpt(path:str|Path, t:dict, meta:dict) -> Path:
     "Write a training checkpoint, tensors `t` and JSON metadata `meta` in one safetensors file, atomically."
     with atomic_path(path) as tmp: save_file(t, str(tmp), metadata={'mi_repro': json.dumps(meta)})
@@ -714,6 +715,7 @@ def _clean(lm, spec, ids) -> tuple[torch.Tensor, list]:
         ref = lm.output.logits.save()
     return ref, outs
 
+# %% ../nbs/04_dictionaries.ipynb #43899233
 def _splice(lm, spec, tcs, ids, p0, zero=False,
             outs:list|None=None): # the clean layer outputs (`_clean`): layers below the set's first are skipped
     ("Logits with the MLP outputs of the set's layers (a {layer: Transcoder} dict, or a cross-layer set: every layer) "
@@ -861,20 +863,34 @@ class Transcoders(dict):
         return self[layer].dec_dirs(feats)
     def enc(self, layer:int, feats=None) -> torch.Tensor: return self[layer].enc_dirs(feats)
     def enc_bias(self, layer:int, feats=None) -> torch.Tensor: return self[layer].enc_bias(feats)
-    def encode(self, layer:int, x:torch.Tensor) -> torch.Tensor:  # [T, F] from raw MLP inputs, in the weights' dtype
-        return self[layer].encode(x.to(self[layer].W_enc.dtype))
-    def reconstruct(self, zs:list, xs:list) -> torch.Tensor:  # [L, T, d] fp32 MLP outputs from activations and inputs
-        dt = lambda l: self[l].W_enc.dtype
-        return torch.stack([self[l].decode(z, x.to(dt(l))).float() for l, (z, x) in enumerate(zip(zs, xs))])
-    def output(self, layer:int, zs:dict, x:torch.Tensor) -> torch.Tensor:  # layer's reconstruction from {layer: z}
-        return self[layer].decode(zs[layer], x.to(self[layer].W_enc.dtype))
-    def skip(self, layer:int, x:torch.Tensor) -> torch.Tensor: return self[layer].skip(x)
-    def skip_T(self, layer:int, g:torch.Tensor) -> torch.Tensor: return self[layer].skip_T(g)
-    def has_skip(self, layer:int) -> bool: return self[layer].W_skip is not None
     def hashes(self) -> dict: return {l: dict_hash(tc) for l, tc in sorted(self.items())}
     def __repr__(self):
         F_ = sorted({tc.n_features for tc in self.values()})
         return f"Transcoders({len(self)} layers of {F_} features{f' from {self.folder}' if self.folder else ''})"
+
+# %% ../nbs/04_dictionaries.ipynb #ff16ea31
+@patch(nm='encode')
+def _set_encode(self:Transcoders, layer:int, x:torch.Tensor) -> torch.Tensor:
+    "Activations [T, F] of `layer`'s features from raw MLP inputs [T, d] (in the weights' dtype)."
+    return self[layer].encode(x.to(self[layer].W_enc.dtype))
+
+@patch(nm='reconstruct')
+def _set_reconstruct(self:Transcoders, zs:list, xs:list) -> torch.Tensor:
+    "Every layer's reconstructed MLP output [L, T, d] (fp32) from its activations `zs` and raw inputs `xs`."
+    dt = lambda l: self[l].W_enc.dtype
+    return torch.stack([self[l].decode(z, x.to(dt(l))).float() for l, (z, x) in enumerate(zip(zs, xs))])
+
+@patch(nm='output')
+def _set_output(self:Transcoders, layer:int, zs:dict, x:torch.Tensor) -> torch.Tensor:
+    "`layer`'s reconstructed MLP output from the activations {layer: z} (its own) and its raw input `x`."
+    return self[layer].decode(zs[layer], x.to(self[layer].W_enc.dtype))
+
+@patch(nm='skip')
+def _set_skip(self:Transcoders, layer:int, x:torch.Tensor) -> torch.Tensor: return self[layer].skip(x)
+@patch(nm='skip_T')
+def _set_skip_T(self:Transcoders, layer:int, g:torch.Tensor) -> torch.Tensor: return self[layer].skip_T(g)
+@patch(nm='has_skip')
+def _set_has_skip(self:Transcoders, layer:int) -> bool: return self[layer].W_skip is not None
 
 # %% ../nbs/04_dictionaries.ipynb #6cc547fa
 @patch

@@ -83,6 +83,7 @@ def _edit_dict(e:Edit, spec:Spec, tcs) -> tuple[int, Transcoder]:
                         f"find the features again with the transcoders in use")
     return l, tc
 
+# %% ../nbs/07_interventions.ipynb #afb864f8
 def _shaped(v, name:str, P:int, n:int, dev) -> torch.Tensor|None:
     "`v` (None, a number, [n] or [P, n]) as a [P, n] fp32 tensor on `dev` for `n` features at `P` positions."
     if v is None: return None
