@@ -11,7 +11,9 @@ exactness checks); prints one JSON object on stdout.
 - Per-layer: chapter 04's default set (`find_dicts`; on tiny-qwen3 `train_dicts`').
 - Reconstruction: on chapter 04's held-out store (the flagged outlier tokens left out, as chapter 04 reports FVU).
 - Graphs: chapter 06's default prompts (the first held-out factual and antonym prompts, with chapter 02's templates),
-  `max_feature_nodes` feature nodes, circuit-tracer's scores, and the three checks of chapter 06.
+  `max_feature_nodes` feature nodes, circuit-tracer's scores, and the three checks of chapter 06; then chapter 07's
+  graph vs reality on each (`--gvr` most influential feature nodes zero-ablated in the real model, frozen constrained,
+  constrained and free; Spearman over those nodes of one prompt, so two prompts, not chapter 07's 16 per behaviour).
 - One training of each dictionary: a single sample, not a distribution over seeds.
 """
 import argparse, json, os, resource, time
@@ -27,6 +29,7 @@ def main():
     ap.add_argument('--batch', type=int, default=512)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--max-feature-nodes', type=int, default=4096)
+    ap.add_argument('--gvr', type=int, default=24, help='graph vs reality: ablate this many top feature nodes (0: skip)')
     a = ap.parse_args()
     import torch
     torch.set_num_threads(a.threads)
@@ -38,6 +41,7 @@ def main():
     from mi_repro.clt import train_clt, load_clt, evaluate_clt
     from mi_repro.prompts import gated_prompts, load_prompts
     from mi_repro.attribution import Replacement, attribute, graph_scores, ablation_check, completeness_check, logits_check
+    from mi_repro.interventions import graph_vs_reality
     tiny = a.model == 'tiny-qwen3'
     r = load_model(a.model, 'cpu', 'fp32')
     t0 = time.perf_counter()
@@ -77,6 +81,10 @@ def main():
                              ablation_rel_err=ablation_check(rep, g)['max_rel_err'],
                              completeness_rel_err=completeness_check(rep, g)['max_rel_err'],
                              logits_err=logits_check(rep), s=round(time.perf_counter() - t1, 2))
+            if a.gvr:  # chapter 07's graph vs reality on this prompt: each top node ablated in the real model
+                _, summ = graph_vs_reality(r.model, r.spec, d, g, n=a.gvr)
+                row[name]['graph_vs_reality'] = {m: {k: v[k] for k in ('spearman', 'sign_agree', 'rel_err')}
+                                                 for m, v in summ.items()}
         graphs.append(row)
     out = dict(model=a.model, clt=dict(clt.cfg, file=str(f), train=dict((k, meta[k]) for k in
                                                                        ('steps', 'tokens', 'seconds', 'sparse'))),
