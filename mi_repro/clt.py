@@ -18,8 +18,8 @@ from .dictionaries import _bag, _BatchTopK, _TopK, _Jump, _check_cfg, _lr_at, _s
 from .dictionaries import opt_tensors, load_opt, read_ckpt, write_ckpt, dict_hash
 
 # %% auto #0
-__all__ = ['CLT', 'CLTTrainer', 'save_clt', 'load_clt', 'calibrate_clt', 'evaluate_clt', 'fit_clt', 'train_clt', 'export_clt',
-           'import_clt']
+__all__ = ['CLT', 'CLTTrainer', 'save_clt', 'load_clt', 'calibrate_clt', 'evaluate_clt', 'fit_clt', 'train_clt', 'chapter_clt',
+           'export_clt', 'import_clt']
 
 # %% ../nbs/clt.ipynb #c006
 class CLT(nn.Module):
@@ -401,7 +401,19 @@ def train_clt(lm, tok, spec, model:str, # the model (`load_model`) and its name
     fit_clt(store, out, n_features, act, k, span, epochs, batch_size, lr, seed=seed, progress=progress)
     return out/'clt.safetensors'
 
-# %% ../nbs/clt.ipynb #c042
+# %% ../nbs/clt.ipynb #c041
+def chapter_clt(lm, tok, spec, model:str, # the model (`load_model`) and its name
+                n_features:int=-1, # features per layer; -1: chapter 04's default (128 on tiny-qwen3, 1,024 otherwise)
+                k:int=32, span:int=4, # chapter 04's k and `clt_span`
+               ) -> CLT:
+    "The CLT chapter 04 trains beside the per-layer set (from the cache, or trained now), on the model's device."
+    tiny = model == 'tiny-qwen3'
+    if n_features == -1: n_features = 128 if tiny else 1024
+    f = train_clt(lm, tok, spec, model, n_features, k, span, epochs=2.0 if tiny else 1.0, lr=1e-2 if tiny else 1e-3,
+                  n_tokens=8192 if tiny else 204_800, progress=False)
+    return load_clt(f, lm.device)
+
+# %% ../nbs/clt.ipynb #c044
 @patch
 def writes(self:CLT, l:int) -> list[int]: return list(self.targets(l))  # the layers a feature of layer l writes to
 
@@ -422,7 +434,7 @@ def enc_bias(self:CLT, l:int, feats=None) -> torch.Tensor:
     W, b = (self.W_enc[l], self.b_enc[l]) if feats is None else (self.W_enc[l][feats], self.b_enc[l][feats])
     return b.detach().float() - W.detach().float() @ self.x_mean[l].float()
 
-# %% ../nbs/clt.ipynb #c043
+# %% ../nbs/clt.ipynb #c045
 @patch
 def reconstruct(self:CLT, zs:list, xs:list) -> torch.Tensor: return self.decode(zs).float()  # [L, T, d] fp32
 
@@ -433,7 +445,7 @@ def output(self:CLT, l:int, zs:dict, x:torch.Tensor) -> torch.Tensor:
     y = sum(zs[s].to(self.W_enc.dtype) @ self.W_dec[s][:, (l - s) * d:(l - s + 1) * d] for s in self.sources(l))
     return (y + self.b_dec[l]) / self.y_scale[l]
 
-# %% ../nbs/clt.ipynb #c044
+# %% ../nbs/clt.ipynb #c046
 @patch
 def skip(self:CLT, l:int, x:torch.Tensor) -> torch.Tensor: return torch.zeros_like(x)  # no skip path (yet)
 @patch
@@ -452,7 +464,7 @@ def check(self:CLT, spec, every:bool=True) -> CLT:
                         f"on {spec.name}")
     return self
 
-# %% ../nbs/clt.ipynb #c049
+# %% ../nbs/clt.ipynb #c051
 def export_clt(clt:CLT, out:str|Path, # folder to write
                model:str='', scan:str='mi-repro') -> Path:
     "Write `clt` in circuit-tracer's CLT layout (raw units; config.yaml with `model_kind: cross_layer_transcoder`)."
@@ -474,7 +486,7 @@ def export_clt(clt:CLT, out:str|Path, # folder to write
     atomic_write(out/'config.yaml', '\n'.join(conf) + '\n')
     return out
 
-# %% ../nbs/clt.ipynb #c050
+# %% ../nbs/clt.ipynb #c052
 def import_clt(path:str|Path, device:str|torch.device='cpu') -> CLT:
     "A CLT from circuit-tracer's layout (JumpReLU with thresholds, else ReLU), in raw units, in eval mode."
     path = Path(path)
