@@ -104,7 +104,11 @@ def build_model(model_dir, tc_dir, n_ctx, tmp, weights=None, device='cpu', dtype
     t1 = time.perf_counter()
     conf = yaml.safe_load(open(os.path.join(tc_dir, 'config.yaml')))
     conf.setdefault('scan', 'mi-repro')
-    tcs = load_transcoders(conf, device=torch.device(device), dtype=dtype)
+    if conf['model_kind'] == 'cross_layer_transcoder':  # a local CLT folder (load_transcoders would ask the hub)
+        from circuit_tracer.transcoder.cross_layer_transcoder import load_clt
+        tcs = load_clt(tc_dir, feature_input_hook=conf['feature_input_hook'], feature_output_hook=conf['feature_output_hook'],
+                       scan=conf['scan'], device=torch.device(device), dtype=dtype, lazy_decoder=False)
+    else: tcs = load_transcoders(conf, device=torch.device(device), dtype=dtype)
     timings['open_set_s'] = time.perf_counter() - t1
     tok = load_tokenizer(model_dir, tmp)
     model = ReplacementModel.from_config(cfg, tcs, backend='transformerlens', tokenizer=tok)

@@ -2,13 +2,16 @@
 model and transcoders, in one run; prints one JSON object on stdout (progress goes to stderr).
 
     .venv/bin/python benchmarks/attribution.py [--prompt TEXT] [--max-feature-nodes 2048] [--batch-size 64]
-                                               [--threads 1] [--dicts FOLDER] [--save]
+                                               [--threads 1] [--dicts FOLDER | --clt FILE] [--save]
 
 - Inputs: the model (`--model`, default smollm2-135m: the HF folder `mi_repro.models.load_model` reads), the prompt's
   token ids with the model's document-start token first (`prompt_ids`; circuit-tracer gets the same ids and, as it does for any
   prompt starting with a special token, adds nothing), and a chapter-04 transcoder set (`--dicts`, default the newest
   complete one of the model, `find_dicts`) exported to circuit-tracer's layout (`export_circuit_tracer`: BatchTopK as
   JumpReLU with a per-feature threshold, W_skip kept) in a temp folder with absolute paths.
+- `--clt FILE` (or `--clt chapter04`: chapter 04's default CLT of the model, `mi_repro.clt.chapter_clt`): a cross-layer
+  transcoder instead, exported with `export_clt` to circuit-tracer's CLT layout and read there with its `load_clt`
+  (`mlp.hook_in` -> `mlp.hook_out`); `--save` then writes `results/attribution_clt.json`.
 - circuit-tracer runs in its own venv `benchmarks/.venv-circuit-tracer` (created on first use: torch first, then
   circuit-tracer==CT_VERSION; it pins transformers <= 4.57.3), through `_ct_worker.py` with its TransformerLens
   backend. Ours runs in a subprocess of this venv. Both get the same `--threads` (torch.set_num_threads and
@@ -50,7 +53,7 @@ def ensure_ct_venv(venv=VENV, version=CT_VERSION, torch_version=CT_TORCH) -> dic
 def _worker_ours(argv):
     ap = argparse.ArgumentParser()
     ap.add_argument('inp'); ap.add_argument('out')
-    ap.add_argument('--model', required=True); ap.add_argument('--dicts', required=True)
+    ap.add_argument('--model', required=True); ap.add_argument('--dicts', default=None); ap.add_argument('--clt', default=None)
     ap.add_argument('--threads', type=int, required=True)
     ap.add_argument('--max-feature-nodes', type=int, default=None)
     ap.add_argument('--batch-size', type=int, required=True)
@@ -65,7 +68,10 @@ def _worker_ours(argv):
     inp = torch.load(a.inp)
     t0 = time.perf_counter()
     r = load_model(a.model, 'cpu', 'fp32')
-    tcs = load_dicts(a.dicts)
+    if a.clt:
+        from mi_repro.clt import load_clt
+        tcs = load_clt(a.clt)
+    else: tcs = load_dicts(a.dicts)
     load_s = time.perf_counter() - t0
     rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     t0 = time.perf_counter()
@@ -157,6 +163,7 @@ def main():
     ap.add_argument('--prompt', default=DEFAULT_PROMPT, help="text to attribute (the model's document-start token is put first)")
     ap.add_argument('--model', default='smollm2-135m', help='model name (mi_repro registry) or local Llama-architecture folder')
     ap.add_argument('--dicts', default=None, help='chapter-04 transcoder folder (default: the newest complete one of the model, find_dicts)')
+    ap.add_argument('--clt', default=None, help="a cross-layer transcoder's clt.safetensors (mi_repro.clt) instead of a per-layer set; 'chapter04': chapter 04's default CLT of the model")
     ap.add_argument('--max-feature-nodes', type=int, default=2048, help='feature nodes in both graphs (0: all active features)')
     ap.add_argument('--batch-size', type=int, default=64, help='targets per backward pass, both tools')
     ap.add_argument('--threads', type=int, default=1, help='torch threads in both workers')
@@ -179,21 +186,31 @@ def main():
     pin_threads(a.threads)
     try:
         model_dir = locate(a.model)
-        try: dicts = Path(a.dicts) if a.dicts else find_dicts(a.model)
-        except UserError as e: raise UserError(f"{e} (here: --dicts FOLDER)".replace('or pass dicts=<folder>', 'or pass a folder')) from None
-        if not dicts.is_dir(): raise UserError(f"no dictionary folder at {dicts}: pass --dicts FOLDER (a chapter-04 run) or train them with `mi-repro run 04 --model {a.model}`")
-        tcs = load_dicts(dicts)
         r = load_model(a.model, 'cpu', 'fp32')
-        if r.spec.n_layers != len(tcs): raise UserError(f"{dicts} has transcoders for {len(tcs)} layers, {a.model} has {r.spec.n_layers}: the graph needs every layer")
-        if (acts := {tc.act for tc in tcs.values()}) & {'topk'}: raise UserError(f"{dicts} holds TopK transcoders, which circuit-tracer {CT_VERSION} cannot run: use a BatchTopK, JumpReLU or ReLU set")
+        if a.clt:  # a cross-layer transcoder: one file, circuit-tracer's CLT layout on export
+            from mi_repro.clt import load_clt, chapter_clt, export_clt
+            dicts = Path(a.clt) if a.clt != 'chapter04' else None
+            tcs = load_clt(dicts) if dicts else chapter_clt(r.model, r.tok, r.spec, a.model)
+            tcs.check(r.spec)
+            acts = {tcs.act}
+            if dicts is None: dicts = Path(tcs.cfg.get('file', 'chapter04'))
+            tc_desc = dict(kind='cross-layer transcoder', layers=tcs.n_layers, n_features=tcs.n_features, act=tcs.act, k=tcs.cfg['k'], span=tcs.cfg['span'])
+        else:
+            try: dicts = Path(a.dicts) if a.dicts else find_dicts(a.model)
+            except UserError as e: raise UserError(f"{e} (here: --dicts FOLDER)".replace('or pass dicts=<folder>', 'or pass a folder')) from None
+            if not dicts.is_dir(): raise UserError(f"no dictionary folder at {dicts}: pass --dicts FOLDER (a chapter-04 run) or train them with `mi-repro run 04 --model {a.model}`")
+            tcs = load_dicts(dicts)
+            if r.spec.n_layers != len(tcs): raise UserError(f"{dicts} has transcoders for {len(tcs)} layers, {a.model} has {r.spec.n_layers}: the graph needs every layer")
+            acts = {tc.act for tc in tcs.values()}
+            tc_desc = dict(layers=len(tcs), n_features=tcs[0].n_features, act=sorted(acts), skip=tcs[0].W_skip is not None)
+        if acts & {'topk'}: raise UserError(f"{dicts} holds TopK dictionaries, which circuit-tracer {CT_VERSION} cannot run: use BatchTopK, JumpReLU or ReLU")
         ids = prompt_ids(r.tok, a.prompt)
         tokens = r.tok.convert_ids_to_tokens(ids.tolist())
-        tc_desc = dict(layers=len(tcs), n_features=tcs[0].n_features, act=sorted(acts), skip=tcs[0].W_skip is not None)
         with torch.no_grad(): ref_logits = r.hf(ids[None]).logits[0].float()
     except UserError as e: fail(str(e))
     have = ensure_ct_venv()
     mfn = a.max_feature_nodes or None
-    log(f"{a.model}: {len(ids)} tokens {tokens}; {len(tcs)} transcoders ({', '.join(sorted(acts))}) from {dicts}")
+    log(f"{a.model}: {len(ids)} tokens {tokens}; {tc_desc} from {dicts}")
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads), PYTHONUNBUFFERED='1', TOKENIZERS_PARALLELISM='false',
                PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get('PYTHONPATH', '')) if p))
     common = ['--batch-size', a.batch_size, '--threads', a.threads, '--node-threshold', a.node_threshold, '--edge-threshold', a.edge_threshold,
@@ -201,11 +218,16 @@ def main():
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix='mi_repro_attrbench_') as tmp:
         tmp = Path(tmp)
-        export_circuit_tracer(tcs, tmp/'ct_transcoders', model=a.model)
+        if a.clt:
+            clt_file = tmp/'clt.safetensors'
+            from mi_repro.clt import save_clt, export_clt
+            save_clt(tcs, clt_file)
+            export_clt(tcs, tmp/'ct_transcoders', model=a.model)
+        else: export_circuit_tracer(tcs, tmp/'ct_transcoders', model=a.model)
         del r, tcs  # the workers load their own copies
         torch.save(dict(ids=ids, ref_logits=ref_logits, prompt=a.prompt), tmp/'in.pt')
         runs = dict(
-            ours=lambda: _run([sys.executable, __file__, '--_worker-ours', tmp/'in.pt', tmp/'ours.pt', '--model', a.model, '--dicts', dicts, *common],
+            ours=lambda: _run([sys.executable, __file__, '--_worker-ours', tmp/'in.pt', tmp/'ours.pt', '--model', a.model, *(['--clt', clt_file] if a.clt else ['--dicts', dicts]), *common],
                               env, tmp/'ours.pt', 'mi_repro'),
             circuit_tracer=lambda: _run([venv_python(VENV), HERE/'_ct_worker.py', tmp/'in.pt', tmp/'ct.pt', '--model-dir', model_dir,
                                          '--transcoders', tmp/'ct_transcoders', '--n-ctx', a.n_ctx, *common], env, tmp/'ct.pt', 'circuit-tracer'))
@@ -249,9 +271,10 @@ def main():
     js = json.dumps(out, indent=1)
     print(js)
     if a.save:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(js + '\n')
-        log(f"saved {RESULTS}")
+        res_file = RESULTS.with_name('attribution_clt.json') if a.clt else RESULTS
+        res_file.parent.mkdir(parents=True, exist_ok=True)
+        res_file.write_text(js + '\n')
+        log(f"saved {res_file}")
 
 
 def _cpu_name():
