@@ -1,6 +1,7 @@
 """Cross-layer transcoder training (`mi_repro.clt`): sparse decoder updates (gradients of the fired rows only,
 `torch.optim.SparseAdam`) beside dense ones (full decoder gradients, Adam), same batches and settings, each mode in
-its own process so that its peak memory is its own; prints one JSON object on stdout.
+its own process so that its peak memory is its own, and the decoder matmuls in bf16 (`-bf16` modes); prints one
+JSON object on stdout.
 
     .venv/bin/python benchmarks/clt.py [--model smollm2-135m] [--store DIR] [--features 1024] [--k 32] [--span 0]
                                        [--batch 1024] [--steps 6] [--rounds 2] [--threads 2]
@@ -14,7 +15,7 @@ its own process so that its peak memory is its own; prints one JSON object on st
 - `--span 0`: every feature writes to every later layer (Anthropic's CLT).
 - The CPU may be shared: the 1-minute load average before and after is recorded.
 """
-import argparse, json, os, resource, subprocess, sys, time
+import argparse, json, os, resource, statistics, subprocess, sys, time
 from pathlib import Path
 
 
@@ -29,7 +30,8 @@ def _args(argv=None):
     ap.add_argument('--steps', type=int, default=6)
     ap.add_argument('--rounds', type=int, default=2)
     ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--worker', choices=['sparse', 'dense'], default=None)
+    ap.add_argument('--modes', default='dense,sparse,dense-bf16', help='comma-separated: dense, sparse, dense-bf16, sparse-bf16')
+    ap.add_argument('--worker', choices=['sparse', 'dense', 'dense-bf16', 'sparse-bf16'], default=None)
     return ap.parse_args(argv)
 
 
@@ -55,7 +57,7 @@ def worker(a):
     data = [next(it) for _ in range(a.steps + 1)]
     L, _, d = data[0][0].shape
     tr = CLTTrainer(CLT(L, d, a.features, act='batchtopk', k=a.k, span=a.span or None, seed=0),
-                    steps=1000, sparse=a.worker == 'sparse')
+                    steps=1000, sparse=a.worker.startswith('sparse'), bf16=a.worker.endswith('bf16'))
     tr.step(*data[0])
     tr.times = dict.fromkeys(tr.times, 0.0)
     t0 = time.perf_counter()
@@ -74,24 +76,25 @@ def main():
     a = _args()
     if a.worker: return worker(a)
     store = _store(a)
-    load0, runs = os.getloadavg()[0], {'sparse': [], 'dense': []}
+    modes = a.modes.split(',')
+    load0, runs = os.getloadavg()[0], {m: [] for m in modes}
     for r in range(a.rounds):
-        for mode in (('sparse', 'dense') if r % 2 == 0 else ('dense', 'sparse')):
+        for mode in (modes if r % 2 == 0 else modes[::-1]):  # alternate the order
             cmd = [sys.executable, __file__, '--worker', mode, '--store', str(store)] + [
-                f'--{k}={v}' for k, v in vars(a).items() if k not in ('worker', 'store', 'rounds', 'model')]
+                f'--{k}={v}' for k, v in vars(a).items() if k not in ('worker', 'store', 'rounds', 'model', 'modes')]
             env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
             out = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if out.returncode: sys.exit(f"the {mode} worker failed:\n{out.stderr[-3000:]}")
             runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    med = lambda xs: sorted(xs)[len(xs) // 2]
+    med = statistics.median
     res = {m: dict(tok_s=med([x['tok_s'] for x in v]), s_per_step=med([x['s_per_step'] for x in v]),
                    split_s={k: med([x['split_s'][k] for x in v]) for k in v[0]['split_s']},
                    peak_rss_gib=max(x['peak_rss_gib'] for x in v), weights_gib=v[0]['weights_gib'],
                    optimizer_gib=v[0]['optimizer_gib'], fvu=v[-1]['fvu'], l0=v[-1]['l0']) for m, v in runs.items()}
     print(json.dumps(dict(model=a.model, store=store.name, features=a.features, k=a.k, span=a.span or 'all',
                           batch=a.batch, steps=a.steps, rounds=a.rounds, threads=a.threads,
-                          layers=runs['sparse'][0]['layers'], d_model=runs['sparse'][0]['d_model'], **res,
-                          speedup_sparse=res['sparse']['tok_s'] / res['dense']['tok_s'],
+                          layers=runs[modes[0]][0]['layers'], d_model=runs[modes[0]][0]['d_model'], **res,
+                          speed_vs_dense={m: res[m]['tok_s'] / res['dense']['tok_s'] for m in modes} if 'dense' in res else None,
                           load_avg=[load0, os.getloadavg()[0]]), indent=1))
 
 
