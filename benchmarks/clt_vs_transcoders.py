@@ -27,6 +27,7 @@ def main():
     ap.add_argument('--span', type=int, default=4)
     ap.add_argument('--epochs', type=float, default=1.0)
     ap.add_argument('--batch', type=int, default=512)
+    ap.add_argument('--bf16', action='store_true', help='bf16 decoder matmuls in training')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--max-feature-nodes', type=int, default=4096)
     ap.add_argument('--gvr', type=int, default=24, help='graph vs reality: ablate this many top feature nodes (0: skip)')
@@ -46,7 +47,7 @@ def main():
     r = load_model(a.model, 'cpu', 'fp32')
     t0 = time.perf_counter()
     f = train_clt(r.model, r.tok, r.spec, a.model, a.features, a.k, a.span or None, epochs=a.epochs,
-                  batch_size=a.batch, n_tokens=8192 if tiny else 204_800)
+                  batch_size=a.batch, bf16=a.bf16, n_tokens=8192 if tiny else 204_800)
     clt = load_clt(f)
     with safe_open(str(f), 'pt') as fh: meta = json.loads(fh.metadata()['mi_repro'])
     tcs = load_dicts(default_dicts(r.model, r.tok, r.spec, a.model), spec=r.spec)
@@ -87,7 +88,7 @@ def main():
                                                  for m, v in summ.items()}
         graphs.append(row)
     out = dict(model=a.model, clt=dict(clt.cfg, file=str(f), train=dict((k, meta[k]) for k in
-                                                                       ('steps', 'tokens', 'seconds', 'sparse'))),
+                                                                       ('steps', 'tokens', 'seconds', 'sparse', 'bf16') if k in meta)),
                per_layer=dict(folder=str(tcs.folder), n_features=tcs[0].n_features, k=tcs[0].cfg['k'],
                               skip=tcs[0].W_skip is not None),
                reconstruction=recon, graphs=graphs, threads=a.threads, wall_s=round(time.perf_counter() - t0, 1),

@@ -382,7 +382,8 @@ def fit_clt(store, # a chapter-03 `Store` with every layer's `src` and `dst` sit
     it = _clt_batches(store, layers, src, dst, batch_size, seed, buffer)
     xs, log = _clt_loop(tr, it, steps, tr.step_i, out/'ckpt.safetensors', ckpt_every, batch_size, bar)
     calibrate_clt(tr.clt, xs)
-    extra = dict(steps=steps, tokens=steps * batch_size, seconds=time.perf_counter() - t0, last=log, sparse=tr.sparse)
+    extra = dict(steps=steps, tokens=steps * batch_size, seconds=time.perf_counter() - t0, last=log, sparse=tr.sparse,
+                 bf16=tr.bf16)
     save_clt(tr.clt, out/'clt.safetensors', extra)
     (out/'ckpt.safetensors').unlink(missing_ok=True)
     return tr.clt.eval()
