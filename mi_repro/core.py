@@ -187,7 +187,11 @@ def cli(fn, *args) -> int:
      "stderr for a `UserError`; an open torch.distributed process group is closed either way.")
     import sys
     import torch.distributed as dist
-    try: fn(*args)
+    try:
+        fn(*args)
+        # every rank done before any tears down (once, in CI, a rank died at teardown with SIGABRT, "terminate
+        # called without an active exception")
+        if dist.is_available() and dist.is_initialized(): dist.barrier()
     except UserError as e:
         print(f"mi-repro: error: {e}", file=sys.stderr)
         return 2
