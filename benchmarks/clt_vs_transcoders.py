@@ -34,7 +34,6 @@ def main():
     a = ap.parse_args()
     import torch
     torch.set_num_threads(a.threads)
-    from safetensors import safe_open
     from mi_repro.models import load_model, prompt_ids
     from mi_repro.corpus import contexts
     from mi_repro.activations import capture, default_store
@@ -49,7 +48,7 @@ def main():
     f = train_clt(r.model, r.tok, r.spec, a.model, a.features, a.k, a.span or None, epochs=a.epochs,
                   batch_size=a.batch, bf16=a.bf16, n_tokens=8192 if tiny else 204_800)
     clt = load_clt(f)
-    with safe_open(str(f), 'pt') as fh: meta = json.loads(fh.metadata()['mi_repro'])
+    meta = clt.meta
     tcs = load_dicts(default_dicts(r.model, r.tok, r.spec, a.model), spec=r.spec)
     Ct = contexts(r.tok, 'test', ctx=128, n_tokens=2048 if tiny else 16_384, progress=False)
     test = capture(r.model, r.spec, Ct, default_store(a.model, f"test-ctx128-{Ct.shape[0]}x-bf16-mlp_in+mlp_out", Ct),

@@ -148,9 +148,9 @@ def _layer_nodes(self:Replacement, l:int,
 
 # %% ../nbs/06_attribution.ipynb #00ab018e
 @patch
-def _encode(self:Replacement, m_in:list, m_out:list):
-    ("Encode every layer: the active features (`active`, `acts`, `starts`); the errors `err`, the constants `K` and "
-     "the features' outputs at each layer they write to (`dec`: {(source, target): [n_source, d]}), in raw units.")
+def _encode(self:Replacement, m_in:list, m_out:list) -> list:
+    ("Encode every layer: the active features (`active`, `acts`, `starts`) and the errors `err`, in raw units; "
+     "per layer, its nodes' (positions, features, activations).")
     zs = [self.tcs.encode(l, m_in[l]) for l in range(self.L)]
     nodes = [self._layer_nodes(l, z) for l, z in enumerate(zs)]
     self.active = torch.cat([torch.stack([torch.full_like(p, l), p, f], 1) for l, (p, f, _) in enumerate(nodes)])
@@ -159,13 +159,20 @@ def _encode(self:Replacement, m_in:list, m_out:list):
     self.starts = [0] + torch.tensor([len(v) for *_, v in nodes]).cumsum(0).tolist()  # layer l: starts[l]:starts[l+1]
     self.err = torch.stack(m_out) - self.tcs.reconstruct(zs, m_in)
     self.err[:, :1 if self.drop_first else 0] = 0
+    return nodes
+
+@patch
+def _outputs(self:Replacement, nodes:list, m_in:list, m_out:list):
+    ("The features' outputs at each layer they write to (`dec`: {(source, target): [n_source, d]}) and each layer's "
+     "constant output `K` [L, T, d] (b_dec; all of it at a dropped position), in raw units.")
     self.dec = {(s, t): v[:, None] * self.tcs.dec(s, f, t) for s, (_, f, v) in enumerate(nodes)
                 for t in self.tcs.writes(s)}
-    self.K = []
+    K = []
     for t in range(self.L):
         D = torch.zeros_like(self.err[t])
         for s in self.tcs.sources(t): D.index_add_(0, nodes[s][0], self.dec[(s, t)])
-        self.K.append(m_out[t] - self.tcs.skip(t, m_in[t]) - D - self.err[t])  # the constant: b_dec, all of it at 0
+        K.append(m_out[t] - self.tcs.skip(t, m_in[t]) - D - self.err[t])
+    self.K = torch.stack(K)
 
 # %% ../nbs/06_attribution.ipynb #cd6bdfaa
 @patch
@@ -185,12 +192,12 @@ def __init__(self:Replacement, hf:torch.nn.Module, # the transformers model (`lo
     m_in, m_out = self._record(hf)
     self.logits = hf(self.ids[None]).logits[0].float()  # the model's own logits [T, V]
     self.tcs = tcs
-    n_out = sum(len(tcs.writes(l)) for l in range(self.L)) / self.L  # layers a feature writes to, on average
-    what = f"the replacement model of this prompt (about {n_out:.1f} outputs per feature, {self.T} tokens)"
-    _check_mem(8 * 32 * self.L * self.T * n_out * self.d / 2**30, max_gib, what)  # before: 32 features a token
-    self._encode(m_in, m_out)
-    _check_mem(8 * self.n_feat * n_out * self.d / 2**30, max_gib, what.replace('about', f"{self.n_feat:,} features,"))
-    self.K, self.m_in = torch.stack(self.K), torch.stack(m_in)  # [L, T, d]
+    nodes = self._encode(m_in, m_out)
+    n_out = sum(len(v) * len(tcs.writes(l)) for l, (*_, v) in enumerate(nodes))  # feature outputs to keep
+    what = f"the replacement model of this prompt ({self.n_feat:,} active features, {self.T} tokens)"
+    _check_mem(8 * n_out * self.d / 2**30, max_gib, what)  # before the outputs are made
+    self._outputs(nodes, m_in, m_out)
+    self.m_in = torch.stack(m_in)  # [L, T, d]
     self.n_nodes = self.n_feat + self.L * self.T + self.T  # columns before the logit nodes: features, errors, tokens
 
 # %% ../nbs/06_attribution.ipynb #fa99e574

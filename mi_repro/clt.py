@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .core import UserError, atomic_path, atomic_write, check_positive, cache_dir
-from .dictionaries import _bag, _BatchTopK, _TopK, _Jump, _check_cfg, _lr_at, _steps_for
+from .dictionaries import _BatchTopK, _TopK, _Jump, _check_cfg, _lr_at, _steps_for
 from .dictionaries import opt_tensors, load_opt, read_ckpt, write_ckpt, dict_hash
 
 # %% auto #0
@@ -83,34 +83,33 @@ def encode(self:CLT, l:int, x:torch.Tensor) -> torch.Tensor:
     if a == 'batchtopk': return p * (p > self.threshold[l])
     return p * (p > self.log_threshold[l].exp())
 
-@patch
-def _out(self:CLT, l:int, z:torch.Tensor) -> torch.Tensor:
-    "[B, n_l, d_out] layer `l`'s writes to its targets, in normalized units, from its activations `z` [B, F]."
-    r, f = z.nonzero(as_tuple=True)
-    return _bag(z[r, f], r, f, self.W_dec[l], len(z)).view(len(z), len(self.targets(l)), -1)
-
 # %% ../nbs/clt.ipynb #c011
 @patch
-def decode(self:CLT, zs:list) -> torch.Tensor:
-    "The reconstructed MLP outputs [L, B, d_out] in raw units from every layer's activations `zs` ([B, F] each)."
-    y = self.b_dec[:, None].expand(-1, len(zs[0]), -1).clone()
-    for l, z in enumerate(zs): y[list(self.targets(l))] += self._out(l, z).transpose(0, 1)
-    return y / self.y_scale[:, None, None]
-
-@patch
-def forward(self:CLT, xs:torch.Tensor) -> torch.Tensor:
-    "Reconstruction [L, B, d_out] of every layer's MLP output from the raw MLP inputs `xs` [L, B, d_in]."
-    return self.decode([self.encode(l, x) for l, x in enumerate(xs)])
-
-@patch
-def dec_dirs(self:CLT, l:int, t:int, # the features' layer and a target layer (`targets(l)`)
-             feats=None) -> torch.Tensor: # feature indices (None: all)
-    "What one unit of activation of layer `l`'s features adds to layer `t`'s MLP output [n, d_out], in raw units."
+def dec(self:CLT, l:int, feats=None, # the features' layer; feature indices (None: all)
+        target:int|None=None) -> torch.Tensor: # a layer of `targets(l)` (None: `l`)
+    "What one unit of activation of layer `l`'s features adds to `target`'s MLP output [n, d_out], raw units (fp32)."
+    t = l if target is None else target
     if t not in self.targets(l):
         raise UserError(f"layer {l}'s features write to layers {list(self.targets(l))}, not {t}")
     W = self.W_dec[l] if feats is None else self.W_dec[l][feats]
     d = self.cfg['d_out']
     return W[:, (t - l) * d:(t - l + 1) * d].detach().float() / self.y_scale[t]
+
+@patch
+def output(self:CLT, l:int, zs:dict, x:torch.Tensor|None=None) -> torch.Tensor:
+    "Layer `l`'s reconstructed MLP output [N, d_out] (raw, fp32) from the activations {layer: [N, F]} of its sources."
+    y = sum(zs[s].float() @ self.dec(s, None, l) for s in self.sources(l))
+    return y + self.b_dec[l].detach().float() / self.y_scale[l]
+
+@patch
+def decode(self:CLT, zs:list) -> torch.Tensor:
+    "The reconstructed MLP outputs [L, B, d_out] in raw units from every layer's activations `zs` ([B, F] each)."
+    return torch.stack([self.output(t, dict(enumerate(zs))) for t in range(self.n_layers)])
+
+@patch
+def forward(self:CLT, xs:torch.Tensor) -> torch.Tensor:
+    "Reconstruction [L, B, d_out] of every layer's MLP output from the raw MLP inputs `xs` [L, B, d_in]."
+    return self.decode([self.encode(l, x) for l, x in enumerate(xs)])
 
 # %% ../nbs/clt.ipynb #c013
 class _Decode(torch.autograd.Function):
@@ -294,6 +293,7 @@ def load_clt(path:str|Path, device:str|torch.device='cpu') -> CLT:
         raise UserError(f"{path} holds a {meta.get('kind', 'per-layer')} dictionary, not a CLT")
     clt = CLT(**meta['cfg']).to(device)
     clt.load_state_dict(t, strict=True)
+    clt.meta = {k: v for k, v in meta.items() if k not in ('kind', 'cfg')}  # how it was trained (`fit_clt`)
     return clt.eval()
 
 # %% ../nbs/clt.ipynb #c030
@@ -411,22 +411,18 @@ def train_clt(lm, tok, spec, model:str, # the model (`load_model`) and its name
 def chapter_clt(lm, tok, spec, model:str, # the model (`load_model`) and its name
                 n_features:int=-1, # features per layer; -1: chapter 04's default (128 on tiny-qwen3, 1,024 otherwise)
                 k:int=32, span:int=4, # chapter 04's k and `clt_span`
+                n_tokens:int=0, # chapter 04's training store; 0: its default (8,192 on tiny-qwen3, 204,800 otherwise)
                ) -> CLT:
     "The CLT chapter 04 trains beside the per-layer set (from the cache, or trained now), on the model's device."
     tiny = model == 'tiny-qwen3'
     if n_features == -1: n_features = 128 if tiny else 1024
     f = train_clt(lm, tok, spec, model, n_features, k, span, epochs=2.0 if tiny else 1.0, lr=1e-2 if tiny else 1e-3,
-                  n_tokens=8192 if tiny else 204_800, progress=False)
+                  n_tokens=n_tokens or (8192 if tiny else 204_800), progress=False)
     return load_clt(f, lm.device)
 
 # %% ../nbs/clt.ipynb #c044
 @patch
 def writes(self:CLT, l:int) -> list[int]: return list(self.targets(l))  # the layers a feature of layer l writes to
-
-@patch
-def dec(self:CLT, l:int, feats=None, target:int|None=None) -> torch.Tensor:
-    "Raw output directions [n, d] of layer `l`'s features at `target`'s MLP output (None: their own layer's)."
-    return self.dec_dirs(l, l if target is None else target, feats)
 
 @patch
 def enc(self:CLT, l:int, feats=None) -> torch.Tensor:
@@ -443,13 +439,6 @@ def enc_bias(self:CLT, l:int, feats=None) -> torch.Tensor:
 # %% ../nbs/clt.ipynb #c045
 @patch
 def reconstruct(self:CLT, zs:list, xs:list) -> torch.Tensor: return self.decode(zs).float()  # [L, T, d] fp32
-
-@patch
-def output(self:CLT, l:int, zs:dict, x:torch.Tensor) -> torch.Tensor:
-    "Layer `l`'s reconstructed MLP output [N, d] (raw) from the activations `zs` {layer: [N, F]} of its sources."
-    d = self.cfg['d_out']
-    y = sum(zs[s].to(self.W_enc.dtype) @ self.W_dec[s][:, (l - s) * d:(l - s + 1) * d] for s in self.sources(l))
-    return (y + self.b_dec[l]) / self.y_scale[l]
 
 # %% ../nbs/clt.ipynb #c046
 @patch
@@ -483,7 +472,7 @@ def export_clt(clt:CLT, out:str|Path, # folder to write
         enc = {f'W_enc_{l}': clt.enc(l), f'b_enc_{l}': clt.enc_bias(l), f'b_dec_{l}': clt.b_dec[l] / clt.y_scale[l]}
         if clt.act != 'relu': enc[f'threshold_{l}'] = th[l]
         W = torch.zeros(clt.n_features, L - l, d)
-        for t in clt.targets(l): W[:, t - l] = clt.dec_dirs(l, t)
+        for t in clt.targets(l): W[:, t - l] = clt.dec(l, None, t)
         for name, t in ((f'W_enc_{l}', enc), (f'W_dec_{l}', {f'W_dec_{l}': W})):
             with atomic_path(out/f'{name}.safetensors') as tmp:
                 save_file({k: v.detach().float().contiguous() for k, v in t.items()}, str(tmp))
