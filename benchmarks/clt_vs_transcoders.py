@@ -8,7 +8,10 @@ exactness checks); prints one JSON object on stdout.
 - CLT: `train_clt` on chapter 04's training store (the same tokens as the per-layer set), trained here or read from
   the cache (its training time and step speed are in its file's metadata). BatchTopK with k features per layer and
   token: the same total L0 as the per-layer set's k per layer.
-- Per-layer: chapter 04's default set (`find_dicts`; on tiny-qwen3 `train_dicts`').
+- Per-layer: chapter 04's default set (`find_dicts`; on tiny-qwen3 `train_dicts`'), or with `--pl-expansion N` a set
+  trained here (or read from the cache) by `train_dicts` on the same store with N x d_model features per layer,
+  `--pl-skip 0/1` and `--pl-epochs`: e.g. `--pl-expansion 2 --pl-skip 0` for a per-layer set of about the CLT's width
+  (1,152 against 1,024 features per layer on SmolLM2) without the skip path the CLT lacks.
 - Reconstruction: on chapter 04's held-out store (the flagged outlier tokens left out, as chapter 04 reports FVU).
 - Graphs: chapter 06's default prompts (the first held-out factual and antonym prompts, with chapter 02's templates),
   `max_feature_nodes` feature nodes, circuit-tracer's scores, and the three checks of chapter 06; then chapter 07's
@@ -30,6 +33,9 @@ def main():
     ap.add_argument('--bf16', action='store_true', help='bf16 decoder matmuls in training')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--max-feature-nodes', type=int, default=4096)
+    ap.add_argument('--pl-expansion', type=int, default=0, help="per-layer set: features / d_model (0: chapter 04's)")
+    ap.add_argument('--pl-skip', type=int, default=1, help='per-layer set (with --pl-expansion): skip path 1 or 0')
+    ap.add_argument('--pl-epochs', type=float, default=2.0, help='per-layer set (with --pl-expansion): epochs')
     ap.add_argument('--gvr', type=int, default=24, help='graph vs reality: ablate this many top feature nodes (0: skip)')
     a = ap.parse_args()
     import torch
@@ -37,7 +43,7 @@ def main():
     from mi_repro.models import load_model, prompt_ids
     from mi_repro.corpus import contexts
     from mi_repro.activations import capture, default_store
-    from mi_repro.dictionaries import default_dicts, load_dicts, evaluate
+    from mi_repro.dictionaries import default_dicts, load_dicts, evaluate, train_dicts
     from mi_repro.clt import train_clt, load_clt, evaluate_clt
     from mi_repro.prompts import gated_prompts, load_prompts
     from mi_repro.attribution import Replacement, attribute, graph_scores, ablation_check, completeness_check, logits_check
@@ -49,7 +55,12 @@ def main():
                   batch_size=a.batch, bf16=a.bf16, n_tokens=8192 if tiny else 204_800)
     clt = load_clt(f)
     meta = clt.meta
-    tcs = load_dicts(default_dicts(r.model, r.tok, r.spec, a.model), spec=r.spec)
+    t1 = time.perf_counter()
+    pl = (train_dicts(r.model, r.tok, r.spec, a.model, n_tokens=8192 if tiny else 204_800, batch_size=512 if tiny else 1024,
+                      skip=bool(a.pl_skip), expansion=a.pl_expansion, epochs=a.pl_epochs)
+          if a.pl_expansion else default_dicts(r.model, r.tok, r.spec, a.model))
+    pl_s = time.perf_counter() - t1
+    tcs = load_dicts(pl, spec=r.spec)
     Ct = contexts(r.tok, 'test', ctx=128, n_tokens=2048 if tiny else 16_384, progress=False)
     test = capture(r.model, r.spec, Ct, default_store(a.model, f"test-ctx128-{Ct.shape[0]}x-bf16-mlp_in+mlp_out", Ct),
                    batch_size=8, progress=False)
@@ -89,7 +100,7 @@ def main():
     out = dict(model=a.model, clt=dict(clt.cfg, file=str(f), train=dict((k, meta[k]) for k in
                                                                        ('steps', 'tokens', 'seconds', 'sparse', 'bf16') if k in meta)),
                per_layer=dict(folder=str(tcs.folder), n_features=tcs[0].n_features, k=tcs[0].cfg['k'],
-                              skip=tcs[0].W_skip is not None),
+                              skip=tcs[0].W_skip is not None, s_to_get=round(pl_s, 1)),
                reconstruction=recon, graphs=graphs, threads=a.threads, wall_s=round(time.perf_counter() - t0, 1),
                peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, load_avg=os.getloadavg()[0])
     print(json.dumps(out, indent=1))

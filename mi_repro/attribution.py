@@ -262,17 +262,22 @@ def forward(self:Replacement,
             ce:torch.Tensor|None=None, # [B, L, T] coefficient of each error node
             cx:torch.Tensor|None=None, # [B, T] coefficient of each token embedding
             all_logits:bool=False, # logits at every position [B, T, V] (else the last [B, V])
+            upto:int|None=None, # stop before this layer (0..L) and return the residual stream there [B, T, d]
            ) -> tuple[torch.Tensor, torch.Tensor]:
     "Run the frozen replacement: feature pre-activations [B, N] and logits, the other nodes held as recorded."
+    if upto is not None and not (isinstance(upto, int) and 0 <= upto <= self.L):
+        raise UserError(f"upto must be a layer 0..{self.L} (the stream before it), not {upto!r}")
     B, cf, ce, cx = self._fill_coefs(cf, ce, cx)
     pin = lambda x, k: x if self.first is None else torch.cat([self.first[k].expand(B, 1, -1), x[:, 1:]], 1)
     x = pin(cx[..., None] * self.x0, 0)
     pres = []
     for l in range(self.L):
+        if l == upto: return x
         x = pin(x + self._attn_fwd(l, x), 2 * l + 1)
         pre, y = self._mlp_fwd(l, x, cf, ce)
         pres.append(pre)
         x = pin(x + y, 2 * l + 2)
+    if upto == self.L: return x
     xf = x * (self.rf[:, None] * self.gf)
     logits = (xf if all_logits else xf[:, -1]) @ self.W_U.T
     cap = self.spec.final_softcap
@@ -346,8 +351,10 @@ def rows(self:Replacement,
          pos:torch.Tensor, # [B] target position
          vecs:torch.Tensor, # [B, d] what the target reads: W_enc,t at its layer's MLP input, or a logit vector
          n_logits:int=0, # zero columns appended for the logit nodes
+         site:str='mlp', # where targets of layer < L read: 'mlp' (its MLP input) or 'attn' (its attention input)
         ) -> torch.Tensor:
     "Edge rows [B, n_nodes + n_logits]: every source's direct effect on each target, by one backward pass."
+    if site not in ('mlp', 'attn'): raise UserError(f"site must be 'mlp' or 'attn', not {site!r}")
     L, B, P, top, dev = self.L, len(layers), int(pos.max()) + 1, int(layers.max()), self.x0.device
     out, bi = torch.zeros(B, self.n_nodes + n_logits, device=dev), torch.arange(B, device=dev)
     G = torch.zeros(B, P, self.d, device=dev)  # gradient of each target at the residual stream (first P positions)
@@ -357,8 +364,9 @@ def rows(self:Replacement,
     inject(L, self.rf[:, None] * self.gf)
     for l in range(min(top, L - 1), -1, -1):
         G = self._back_mlp(l, G, out, top)
-        inject(l, self.lay[l].mlp_norm.scale())
+        if site == 'mlp': inject(l, self.lay[l].mlp_norm.scale())
         G = G + self._attn_T(l, G)
+        if site == 'attn': inject(l, self.lay[l].attn_norm.scale())  # the stream before layer l, through its norm
     to = self.n_feat + L * self.T
     out[:, to:to + P] = (G * self.x0[:P]).sum(-1)
     if self.drop_first_token: out[:, to] = 0

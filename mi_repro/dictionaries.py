@@ -1059,13 +1059,16 @@ class LazyTranscoder(Transcoder):
 
 # %% ../nbs/04_dictionaries.ipynb #c016f15d
 def _rank(d:Path) -> tuple:
-    "Most layers first (not chapter 04's one-layer frontier runs), then seed 0 (chapter 04's default), then newest."
+    ("Most layers first (not chapter 04's one-layer frontier runs), then chapter 04's default settings (any seed), "
+     "then seed 0 (chapter 04's default), then newest.")
     run = read_json(d/'run.json')
-    return len(run['layers']), run.get('seed', 0) == 0, (d/'run.json').stat().st_mtime
+    default = d.name.startswith(dict_tag(seed=run.get('seed', 0)))  # the tag up to the store's hash
+    return len(run['layers']), default, run.get('seed', 0) == 0, (d/'run.json').stat().st_mtime
 
 def find_dicts(model:str, # model name
               ) -> Path:
-    "The complete chapter-04 run (this `DICT_VERSION`) of `model` in the cache with most layers; seed 0's, the newest."
+    ("The complete chapter-04 run (this `DICT_VERSION`) of `model` in the cache with most layers; chapter 04's "
+     "default settings, seed 0's, the newest.")
     root = cache_dir('dictionaries', run_name(model))
     runs = sorted((d for d in root.glob(f'v{DICT_VERSION}-*') if dicts_complete(d)), key=_rank)
     if not runs: raise UserError(f"no complete dictionaries of version {DICT_VERSION} for {model} in {root}: "

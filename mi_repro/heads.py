@@ -6,14 +6,16 @@
 from __future__ import annotations
 import torch
 from .core import UserError, check_positive
-from .models import Spec
-from .forward import attention
+from .models import Spec, prompt_ids, hf_model
+from .forward import attention, rope
 from .attribution import Replacement, Graph, KINDS, prune
-from .models import prompt_ids, hf_model
+from .prompts import answer_id
+from .interventions import clean_run, intervene, ablate, by_layer, matched_pools, matched_active
 
 # %% auto #0
 __all__ = ['SCORES', 'patterns', 'repeated_tokens', 'head_scores', 'top_heads', 'plot_scores', 'plot_patterns', 'head_means',
-           'ablate_heads', 'cross_edges', 'edge_heads', 'kept_cross_edges', 'head_loadings', 'link_heads']
+           'ablate_heads', 'cross_edges', 'edge_heads', 'kept_cross_edges', 'head_loadings', 'link_heads', 'qk_map',
+           'qk_parts', 'col_name', 'qk_pairs', 'qk_ablation']
 
 # %% ../nbs/09_heads.ipynb #e6d63540
 @torch.no_grad()
@@ -380,3 +382,132 @@ def link_heads(rep:Replacement, g:Graph,
     hl = head_loadings(rep, g, edges) if edges else torch.zeros(0, rep.L, rep.spec.n_heads)
     return {e: [[l, h, round(float(v), 6)] for l, h, v in top_heads(x.abs(), k) for v in [x[l, h]]]
             for e, x in zip(edges, hl)}
+
+# %% ../nbs/09_heads.ipynb #142e8167
+def _rot(M:torch.Tensor, p:int, theta:float) -> torch.Tensor:
+    "RoPE at position `p` applied to every column of M [d_h, n] (`rope`'s convention)."
+    return rope(M.T[None, :, None], torch.tensor([p], device=M.device), theta)[0, :, 0].T
+
+@torch.no_grad()
+def qk_map(rep:Replacement, hf, l:int, h:int, # the replacement model, the transformers model; layer and head
+           side:str, # 'q' (the query) or 'k' (the key)
+           p:int, # its position
+           x:torch.Tensor, # [d] the stream before layer l at p (`rep.forward(upto=l)`)
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    ("Head h's rotated query (or key) at p as a frozen affine map of the attention norm's output u: M u + b, with "
+     "M [d_h, d] and b [d_h]; Qwen3's and Gemma's query/key norms frozen at their recorded 1/rms.")
+    spec, dh = rep.spec, rep.spec.head_dim
+    i = h if side == 'q' else h // (spec.n_heads // spec.n_kv_heads)
+    lin = spec.module(hf, f'{side}_proj', l)
+    W = lin.weight.detach().float().view(-1, dh, rep.d)[i]
+    b = W.new_zeros(dh) if lin.bias is None else lin.bias.detach().float().view(-1, dh)[i]
+    if spec.qk_norm:
+        s = torch.rsqrt((W @ rep.lay[l].attn_norm.at(x, p) + b).pow(2).mean() + spec.eps)
+        s = s * spec.gain(hf, f'{side}_norm', l)
+        W, b = W * s[:, None], b * s
+    return _rot(W, p, spec.thetas[l]), _rot(b[:, None], p, spec.thetas[l])[:, 0]
+
+# %% ../nbs/09_heads.ipynb #35fdabff
+def _check_qk(rep:Replacement, l:int, h:int, q:int, k:int):
+    "Fail clearly unless head h of layer l scores key k from query q in this prompt."
+    rep.spec.check_layer(l)
+    if not (isinstance(h, int) and 0 <= h < rep.spec.n_heads):
+        raise UserError(f"head must be 0..{rep.spec.n_heads - 1}, not {h!r}")
+    if not 0 <= k <= q < rep.T:
+        raise UserError(f"need 0 <= key <= query < {rep.T} (the prompt's tokens), got query {q}, key {k}")
+    w = rep.spec.windows[l]
+    if w is not None and q - k >= w:
+        raise UserError(f"layer {l} attends within a window of {w} tokens: q - k = {q - k}")
+
+
+# %% ../nbs/09_heads.ipynb #1442a4fd
+@torch.no_grad()
+def qk_parts(rep:Replacement, hf, l:int, h:int, # the replacement model, the transformers model; layer and head
+             q:int, k:int, # query and key positions
+            ) -> dict:
+    ("Head h's attention score s(q, k) split exactly over `rep`'s nodes (its columns, then the constant): each "
+     "node's part of the query and of the key (`Cq`, `Ck` [d_h, n_nodes + 1]), and of the score from each side.")
+    _check_qk(rep, l, h, q, k)
+    x, dev = rep.forward(upto=l)[0], rep.x0.device
+    z = lambda *s: torch.zeros(1, *s, device=dev)
+    x0 = rep.forward(z(rep.n_feat), z(rep.L, rep.T), z(rep.T), upto=l)[0]  # every node removed: the constant part
+    out = {}
+    for side, p in (('q', q), ('k', k)):
+        M, b = qk_map(rep, hf, l, h, side, p, x[p])
+        at = lambda v: rep.lay[l].attn_norm.at(v, p)
+        C = rep.rows(torch.full((len(M),), l, device=dev), torch.full((len(M),), p, device=dev), M, site='attn')
+        out[side] = torch.cat([C[:, :rep.n_nodes], (M @ at(x0[p]) + b)[:, None]], 1), M @ at(x[p]) + b
+    (Cq, Q), (Ck, K), a = out['q'], out['k'], rep.spec.attn_scale
+    return dict(layer=l, head=h, q=q, k=k, scale=a, score=float(Q @ K) * a, Q=Q, K=K, Cq=Cq, Ck=Ck,
+                q_parts=(Cq.T @ K) * a, k_parts=(Ck.T @ Q) * a)
+
+# %% ../nbs/09_heads.ipynb #852250f0
+def col_name(rep:Replacement, tok, i:int) -> str:
+    "A readable name of column `i` of `rep` (a feature, error or token node), or of the constant part (`n_nodes`)."
+    text = lambda p: repr(tok.decode([int(rep.ids[p])]))
+    if i < rep.n_feat:
+        l, p, f = rep.active[i].tolist()
+        return f"feature L{l}#{f}@{p} {text(p)}"
+    if i < rep.n_feat + rep.L * rep.T:
+        l, p = divmod(i - rep.n_feat, rep.T)
+        return f"error L{l}@{p}"
+    if i < rep.n_nodes: return f"token {text(i - rep.n_feat - rep.L * rep.T)}@{i - rep.n_feat - rep.L * rep.T}"
+    return "constant (biases, position 0)"
+
+
+# %% ../nbs/09_heads.ipynb #897e6b40
+def qk_pairs(parts:dict, # from `qk_parts`
+             n:int=10, # pairs returned
+             n_feat:int|None=None, # `rep.n_feat`: feature x feature pairs only (None: every node and the constant)
+             chunk:int=2048) -> list:
+    "The n largest terms alpha Q_i . K_j of the score by |value|: [(query-side column, key-side column, term)]."
+    Cq, Ck = (c[:, :n_feat] if n_feat is not None else c for c in (parts['Cq'], parts['Ck']))
+    iq, ik = (c.abs().sum(0).nonzero()[:, 0] for c in (Cq, Ck))  # the nodes that reach each side
+    best = []
+    for s in range(0, len(iq), chunk):
+        S = (Cq[:, iq[s:s + chunk]].T @ Ck[:, ik]) * parts['scale']
+        v, j = S.abs().flatten().topk(min(n, S.numel()))
+        best += [(int(iq[s + x // len(ik)]), int(ik[x % len(ik)]), float(S.flatten()[x])) for x in j.tolist()]
+    return sorted(best, key=lambda t: -abs(t[2]))[:n]
+
+# %% ../nbs/09_heads.ipynb #685c911e
+@torch.no_grad()
+def qk_ablation(lm, spec:Spec, tcs:dict, tok,
+                p:dict, # a prompt dict (chapter 02): prompt, correct_answer, incorrect_answer
+                l:int, h:int, # the head
+                n_feats:int=4, # key-side features ablated: those whose part of the score is largest
+                n_draws:int=16, # matched random controls
+                seed:int=0) -> dict|None:
+    ("Zero-ablate the features that most raise head h's score from the last token to the key it attends to most "
+     "(position 0 left out), and `n_draws` matched controls: the head's attention, the other heads' and the margin.")
+    c, i = answer_id(tok, p['prompt'], p['correct_answer']), answer_id(tok, p['prompt'], p['incorrect_answer'])
+    ids = prompt_ids(tok, p['prompt'])
+    if c is None or i is None or len(ids) < 3: return None
+    hf, T = hf_model(lm), len(ids)
+    rep = Replacement(hf, spec, tcs, ids)
+    q = T - 1
+    k = 1 + int(rep.lay[l].pattern[h, q, 1:].argmax())
+    kp = qk_parts(rep, hf, l, h, q, k)['k_parts'][:rep.n_feat]
+    on = (rep.active[:, 1] == k) & (kp > 0)
+    top = on.nonzero()[:, 0][kp[on].argsort(descending=True)[:n_feats]]
+    feats = [(int(rep.active[j, 0]), int(rep.active[j, 2])) for j in top]
+    row = dict(prompt=p['prompt'], q=q, k=k, key=tok.decode([int(ids[k])]), n_feats=len(feats), feats=feats,
+               score_part=float(kp[top].sum()))
+    return _qk_effects(lm, spec, tcs, ids, feats, (l, h, q, k), (c, i), n_draws, seed, row) if feats else row
+
+# %% ../nbs/09_heads.ipynb #02822653
+def _qk_effects(lm, spec:Spec, tcs, ids, feats:list, head:tuple, ans:tuple, n_draws:int, seed:int, row:dict) -> dict:
+    "`qk_ablation`'s interventions: the set and its matched controls at the key, one batch; their effects into `row`."
+    (l, h, q, k), (c, i), g = head, ans, torch.Generator().manual_seed(seed)
+    cl = clean_run(lm, spec, ids)
+    edits = lambda fs: [ablate(lay, f, [k]) for lay, f in by_layer(fs).items()]
+    pools = matched_pools(tcs, cl, feats, [k])
+    draws = [edits(matched_active(tcs, cl, feats, [k], g, pools=pools)) for _ in range(n_draws)]
+    lg, us = intervene(lm, spec, tcs, ids, [[], edits(feats)] + draws, clean=cl, attn_in=(l,))
+    A = attention(us[l], spec.module(hf_model(lm), 'attn', l), spec, l)[1][:, :, q, k].float().cpu()  # [B, H]
+    dA, mg = A - A[0], (lg[:, c] - lg[:, i]).cpu()
+    dm, other = mg - mg[0], [x for x in range(spec.n_heads) if x != h]
+    return dict(row, A_clean=float(A[0, h]), dA_set=float(dA[1, h]), dA_matched=float(dA[2:, h].mean()),
+                frac_matched_larger=float((dA[2:, h].abs() >= dA[1, h].abs()).float().mean()),
+                dA_other_set=float(dA[1, other].abs().mean()), dA_other_matched=float(dA[2:, other].abs().mean()),
+                margin_clean=float(mg[0]), dmargin_set=float(dm[1]), dmargin_matched=float(dm[2:].mean()))

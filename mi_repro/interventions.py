@@ -332,12 +332,14 @@ def _edit_mlp(m, l:int, tcs, # the MLP module of layer `l` (inside a trace), the
 # %% ../nbs/07_interventions.ipynb #ee827a43
 def _edited_run(lm, spec:Spec, tcs:dict, ids:torch.Tensor, chk:list, mode:str, clean:Clean|None,
                 fz:tuple|None, # (`Clean.frozen`, pin), or None: nothing frozen
-                save_mlp:bool) -> tuple:
-    "One batched trace of `ids` with the checked edits `chk` of each row: the logits [B, T, V] and MLP outputs."
+                save_mlp:bool, attn_in:tuple=()) -> tuple:
+    ("One batched trace of `ids` with the checked edits `chk` of each row: the logits [B, T, V], MLP outputs, and the "
+     "attention-norm outputs {layer: [B, T, d]} of the layers `attn_in`.")
     B, T, dev, tcs = len(chk), len(ids), lm.device, _set(tcs)
-    outs, res, changes = [], {}, {}
+    outs, res, changes, us = [], {}, {}, {}
     with lm.trace(ids[None].expand(B, T).to(dev)):
         for l in range(spec.n_layers):
+            if l in attn_in: us[l] = spec.module(lm, 'attn_norm', l).output.save()
             if fz is not None: _freeze_attn(lm, spec, fz, l, dev)
             m = spec.module(lm, 'mlp', l)
             _edit_mlp(m, l, tcs, [[e for e in row if e[0] == l] for row in chk], mode, clean, dev, B, changes)
@@ -345,7 +347,7 @@ def _edited_run(lm, spec:Spec, tcs:dict, ids:torch.Tensor, chk:list, mode:str, c
             if fz is not None and spec.sandwich: _freeze_norm(lm, spec, fz, 'mlp_post_norm', l)
         if fz is not None: _freeze_norm(lm, spec, fz, 'final')
         res['lg'] = lm.output.logits.save()
-    return res['lg'], outs
+    return res['lg'], outs, us
 
 # %% ../nbs/07_interventions.ipynb #bd7f08e0
 @torch.no_grad()
@@ -358,18 +360,22 @@ def intervene(lm, spec:Spec, tcs:dict, # {layer: Transcoder}
               clean:Clean|None=None, # the clean run (`clean_run`); recorded when needed and not given
               all_pos:bool=False, # logits at every position [B, T, V] (else the last, [B, V])
               save_mlp:bool=False, # also return the MLP outputs after the edits, [L, B, T, d]
+              attn_in:tuple=(), # layers whose attention inputs (attention-norm outputs) to return too, {l: [B, T, d]}
              ):
     ("Logits of the model on `ids` with each row's feature edits, in free or constrained mode, optionally with "
      "attention and norms frozen.")
     ids, chk, clean = _prepare(lm, spec, tcs, ids, rows, mode, freeze, clean)
+    attn_in = tuple(spec.check_layer(l) for l in attn_in)
+    if freeze and attn_in: raise UserError("attn_in: with freeze=True the attention patterns are the clean run's")
     fr = clean.frozen if freeze else None
     fz = None
     if fr is not None:
         pin = not any((e[2] == 0).any() for row in chk for e in row)  # position 0 unedited: hold it
         fz = (fr, pin)
-    lg, outs = _edited_run(lm, spec, tcs, ids, chk, mode, clean, fz, save_mlp)
+    lg, outs, us = _edited_run(lm, spec, tcs, ids, chk, mode, clean, fz, save_mlp, attn_in)
     lg = lg.float() if all_pos else lg[:, -1].float()
-    return (lg, torch.stack(outs)) if save_mlp else lg
+    out = (lg,) + ((torch.stack(outs),) if save_mlp else ()) + ((us,) if attn_in else ())
+    return out if len(out) > 1 else lg
 
 # %% ../nbs/07_interventions.ipynb #02c2bc06
 def measure(logits:torch.Tensor, # [B, V] or [V] last-position logits of the interventions

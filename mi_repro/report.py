@@ -289,7 +289,8 @@ def features_note(m:dict): # metrics of one run (chapter 05's `features.*`)
 
 # %% ../nbs/report.ipynb #85b049a2
 def heads_note(m:dict): # metrics of one run (chapter 09's `heads.*`)
-    "Chapter 09's closing figures: the head taxonomy's best heads, ablation, patching and the split edge."
+    ("Chapter 09's closing figures: the head taxonomy's best heads, ablation, patching, the split edge, head "
+     "loadings and QK attribution.")
     hd = lambda r: f"L{r[0]}H{r[1]} {f(r[2])}"
     out = ["- strongest heads per kind (score): " + '; '.join(
         f"{k} " + (', '.join(hd(r) for r in v[:2]) if not isinstance(v := val(m, f'heads.top.{k}'), Absent) else str(v))
@@ -309,7 +310,29 @@ def heads_note(m:dict): # metrics of one run (chapter 09's `heads.*`)
     if not isinstance(e, Absent) and e.get('heads'):
         out.append(f"- the strongest cross-position edge ({e['source']} to {e['target']}): "
                    f"L{e['heads'][0][0]}H{e['heads'][0][1]} carries {f(e['heads'][0][3], 1, True)} of it.")
-    return '\n'.join(out)
+    return '\n'.join(out + _qk_lines(m))
+
+# %% ../nbs/report.ipynb #bca1b981
+def _qk_lines(m:dict) -> list:
+    "Chapter 09's head loadings, QK exactness and QK case study, as note lines (none when the run has none)."
+    out, hl, qk, c = [], val(m, 'heads.loadings'), val(m, 'heads.qk'), val(m, 'heads.qk_case')
+    if not isinstance(hl, Absent) and 'graph_seconds' in hl:
+        out.append(f"- head loadings of all {f(hl['n_edges'])} kept cross-position edges in {f(hl['seconds'])} s "
+                   f"(the graph: {f(hl['graph_seconds'])} s); largest error "
+                   f"{f(hl['max_err_vs_largest_edge'] * 1e6)}e-6 of the largest edge.")
+    if not isinstance(qk, Absent):
+        out.append(f"- QK attribution: the nodes' parts of the query and key add up to them within a relative "
+                   f"{f(qk['max_rel_err'] * 1e6)}e-6; {f(qk['seconds_per_head'])} s per head and key.")
+    if not isinstance(c, Absent) and c.get('n_prompts'):
+        h = f"L{c['head'][0]}H{c['head'][1]}"
+        out.append(f"- QK case study ({c['n_prompts']} prompts, {c['n_feats']} key-side features zero-ablated at the "
+                   f"key): {h}'s attention to the key changes by {ci(c['dA_set'], 3)} (clean {ci(c['A_clean'])}), "
+                   f"matched controls {ci(c['dA_matched'], 3)}, difference {ci(c['dA_set_minus_matched'], 3)}; the "
+                   f"layer's other heads move by {ci(c['dA_other_set'], 3)} on average (|change|; matched "
+                   f"{ci(c.get('dA_other_matched'), 3)}); the margin by "
+                   f"{ci(c['dmargin_set'])}, matched {ci(c['dmargin_matched'])}, difference "
+                   f"{ci(c['dmargin_set_minus_matched'])}.")
+    return out
 
 # %% ../nbs/report.ipynb #a428d6f3
 def _bridges_line(b:dict, bs) -> str:
