@@ -114,18 +114,32 @@ def _headline_late(m:dict) -> list[tuple]:
          f"({f(val(m, 'multilingual.communities', 'min_ari'))})")]
 
 # %% ../nbs/report.ipynb #cc0bb0ec
-def _headline_more(m:dict) -> list[tuple]:
-    "The headline rows of chapters 11 onwards: addition."
-    g = val(m, 'addition.gate')
-    verdict = '' if isinstance(g, Absent) else ('; passes' if g.get('passes') else '; fails: traced, not reproduced')
-    return [('11', 'two-digit addition, held-out whole-answer top-1 [95 % CI over prompts] (gate 0.50)',
-             f"{ci(val(m, 'addition.gate', 'whole_top1_ci'))}{verdict}")]
+def _verdict(g) -> str:
+    "'; passes' or '; fails: ...' after a gated figure (nothing when the gate is absent)."
+    return '' if isinstance(g, Absent) else ('; passes' if g.get('passes') else '; fails: traced, not reproduced')
 
+def _headline_more(m:dict) -> list[tuple]:
+    "The headline rows of chapters 11 onwards (addition, acronyms, entities) and of chapter 09's QK case study."
+    g, a, e = val(m, 'addition.gate'), val(m, 'acronyms.gate'), val(m, 'entities.baseline')
+    qk = ci(val(m, 'heads.qk_case', 'dA_set_minus_matched'), 3)
+    return [('09', "QK case study: the answer-moving head's attention to the subject, key-side features ablated, "
+                   "minus matched controls [95 % CI over prompts]", qk),
+            ('11', 'two-digit addition, held-out whole-answer top-1 [95 % CI over prompts] (gate 0.50)',
+             f"{ci(val(m, 'addition.gate', 'whole_top1_ci'))}{_verdict(g)}"),
+            ('12', 'acronyms, held-out top-1 of the first answer token (gate 0.50)',
+             f"{f(val(m, 'acronyms.gate', 'top1'))}{_verdict(a)}"),
+            ('12', "acronyms: margin change when the feature set is ablated, minus matched controls [95 % CI]",
+             ci(val(m, 'acronyms.controls', 'set_minus_matched'))),
+            ('13', 'entities: answer log-odds after known / invented names [95 % CI]',
+             f"{ci(val(m, 'entities.baseline', 'odds_known'))} / {ci(val(m, 'entities.baseline', 'odds_fake'))}"
+             f"{_verdict(e)}"),
+            ('13', 'entities: 8 known-name features written into invented names, log-odds change minus matched',
+             ci(val(m, 'entities.interventions', 'by_k', '8', 'fake', 'diff')))]
 
 # %% ../nbs/report.ipynb #e807eb15
 def headline(m:dict): # metrics of one run
     "The README's headline table, every figure from `m`."
-    return _table(_headline_early(m) + _headline_late(m) + _headline_more(m))
+    return _table(sorted(_headline_early(m) + _headline_late(m) + _headline_more(m), key=lambda r: r[0]))
 
 # %% ../nbs/report.ipynb #a2724c81
 _C = 'interventions.controls.'
