@@ -162,7 +162,11 @@ SEED_ROWS = [  # (chapter, headline, its key in `metrics.json`'s `seeds`:
      'multilingual.bridges_vs_single.graph-single.diff'),
     ('08', 'injection x4: shift minus random direction', 'multilingual.injection.by_scale.4.shift_minus_random.0'),
     ('09', "traced edge: the top head's share", 'heads.edge.top_share'),
-    ('10', 'two-hop top-1', 'two_hop.baseline.two_hop_top1')]
+    ('10', 'two-hop top-1', 'two_hop.baseline.two_hop_top1'),
+    ('12', "acronyms: the feature set's margin change minus the matched control", 'acronyms.controls.set_minus_matched.0'),
+    ('13', 'entities: held-out AUC of 8 known- and 8 unknown-name features', 'entities.features.by_k.8.auc'),
+    ('13', 'entities: 8 known-name features written into invented names, minus matched',
+     'entities.interventions.by_k.8.fake.diff.0')]
 
 
 # %% ../nbs/report.ipynb #bf48fa4d

@@ -566,7 +566,7 @@ def aggregate_seeds(metrics:dict, # {seed: that seed's metrics.json}
     return out
 
 # %% ../nbs/runner.ipynb #e162fcc3
-SEED_CHAPTERS = ['06', '07', '08', '09', '10', '11']  # the chapters whose headlines rest on the dictionaries
+SEED_CHAPTERS = ['06', '07', '08', '09', '10', '11', '12', '13']  # the chapters whose headlines rest on the dictionaries
 
 def _seed_done(folder:Path, # runs/<model>/seeds/<seed>/<model>
                chapters:list[str], seed:int) -> bool:
