@@ -219,6 +219,7 @@ def clean_run(lm, spec:Spec,
     return Clean(ids.cpu(), logits[0].float(), m_in, m_out, fr)
 
 # %% ../nbs/07_interventions.ipynb #cdccbf0e
+@torch.no_grad()
 def feature_acts(tc:Transcoder, # the transcoder of one layer
                  x:torch.Tensor, # [..., d] raw MLP inputs of that layer
                 ) -> torch.Tensor: # [..., F] in fp32
