@@ -46,9 +46,9 @@ def fake_names(n:int, seed:int=0) -> list[str]:
 def entity_prompts(tok, template:str, # with one {} for the name
                    fakes:list[str], # invented names (`fake_names`)
                    test_frac:float=0.5, seed:int=0) -> tuple[list[dict], list[int], int]:
-    ("Prompt rows (name, prompt, kind 'real'/'fake', country, split, pos: the name's last token), the single-token "
-     "countries' ids, and how many names were dropped (the name's tokens change in the prompt, or a real city's "
-     "country is not one token).")
+    ("Prompt rows (name, prompt, kind 'real'/'fake', country and its token id, split, pos: the name's last token), "
+     "the single-token countries' ids, and how many names were dropped (the name's tokens change in the prompt, "
+     "or a real city's country is not one token).")
     if template.count('{}') != 1: raise UserError(f"template must have one {{}} for the name, got {template!r}")
     one = lambda c: tok(' ' + c, add_special_tokens=False).input_ids
     cid = {c: one(c)[0] for c in sorted({c for _, c in CITIES}) if len(one(c)) == 1}
@@ -59,6 +59,7 @@ def entity_prompts(tok, template:str, # with one {} for the name
         ids, pre = prompt_ids(tok, template.format(n)), prompt_ids(tok, n)
         if (c is not None and c not in cid) or not torch.equal(ids[:len(pre)], pre): drop += 1
         else: rows.append(dict(name=n, prompt=template.format(n), kind='real' if c else 'fake', country=c,
+                               country_id=cid.get(c),
                                split='test' if i in test else 'train', pos=len(pre) - 1))
     return rows, sorted(cid.values()), drop
 
