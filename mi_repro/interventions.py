@@ -524,13 +524,18 @@ def plot_patching(results:list, # dicts from `patch`
                   tokens:list|None=None, # token texts of the corrupted prompt (x axis of position sites)
                  ):
     "Heatmaps of the restored fraction, one panel per site: layer on y, position (or head) on x."
+    import textwrap
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     fig, axs = plt.subplots(1, len(results), figsize=(3.6 * len(results), 3.6), squeeze=False)
     for ax, r in zip(axs[0], results):
         im = ax.imshow(r['restored'].numpy(), aspect='auto', cmap='RdBu_r', vmin=-1, vmax=1, origin='lower')
-        ax.set_title(f"{r['site']}: restored fraction", fontsize=9)
+        ax.set_title(textwrap.fill(r.get('title', f"{r['site']}: restored fraction"), 44), fontsize=8)
         ax.set_ylabel('layer')
-        if r['site'] == 'head': ax.set_xlabel('head')
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if r['site'] == 'head':
+            ax.set_xlabel('head')
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         elif tokens is not None:
             ax.set_xticks(range(len(tokens)), [t.replace('\n', '⏎') for t in tokens], rotation=60, fontsize=7)
     fig.colorbar(im, ax=axs[0].tolist(), shrink=0.8, label='restored fraction of the clean-corrupt difference')
