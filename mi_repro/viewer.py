@@ -263,13 +263,15 @@ _CSS_GRAPH = (r'''#tip { position: fixed; pointer-events: none; background: #fff
     r'''border-radius: 4px; padding: 4px 8px; white-space: pre-line; max-width: 360px; '''
     r'''box-shadow: 0 2px 6px rgba(0,0,0,.2); z-index: 2; }
 svg text { font-size: 11px; fill: #333; }
+svg .tok, svg .axis, svg .logit text { font-size: calc(11px * var(--k, 1)); }
 svg .axis { fill: #777; } svg .grid { stroke: #eee; }
 svg .node { cursor: pointer; }
 svg .node.pinned > :first-child { stroke: #d4a000; stroke-width: 3; }
 svg .node.sel > :first-child { stroke: #000; stroke-width: 3; }
 svg .node.clicked > :first-child { stroke: #7b2cbf; stroke-width: 3; }
 svg .edges path { fill: none; }
-svg .nlabel { font-size: 10px; fill: #222; paint-order: stroke; stroke: #fff; stroke-width: 3px; pointer-events: none; }
+svg .nlabel { font-size: calc(10px * var(--k, 1)); fill: #222; paint-order: stroke; stroke: #fff; '''
+    r'''stroke-width: calc(3px * var(--k, 1)); pointer-events: none; }
 svg .supernode rect { fill: #fff7e6; stroke: #c77d00; stroke-width: 1.5; }
 ''')
 
@@ -552,11 +554,19 @@ _JS_RENDER = (r'''function render() {
 # %% ../nbs/viewer.ipynb #833f6e7d
 _JS_FIT = (r'''function fitView(svg) {
   // the view box holds everything drawn (the token row, the logits' labels) with a margin; "fit to window" (the
-  // default) scales it to the canvas, else it is drawn at its own size, to scroll
-  const bb = svg.getBBox(), m = 12, fit = $("fit").checked, w = bb.width + 2 * m, h = bb.height + 2 * m;
-  svg.setAttribute("viewBox", [bb.x - m, bb.y - m, w, h].map(v => v.toFixed(1)).join(" "));
-  svg.setAttribute("width", fit ? "100%" : w.toFixed(0));
-  svg.setAttribute("height", fit ? "100%" : h.toFixed(0));
+  // default) scales it to the canvas, else it is drawn at its own size, to scroll. Scaled down, the tokens, row names
+  // and labels are drawn larger by as much (at most 3x), so they stay readable, and the box is measured again.
+  const m = 12, fit = $("fit").checked;
+  svg.style.setProperty("--k", "1");
+  for (let pass = 0; pass < 2; pass++) {
+    const bb = svg.getBBox(), w = bb.width + 2 * m, h = bb.height + 2 * m;
+    svg.setAttribute("viewBox", [bb.x - m, bb.y - m, w, h].map(v => v.toFixed(1)).join(" "));
+    svg.setAttribute("width", fit ? "100%" : w.toFixed(0));
+    svg.setAttribute("height", fit ? "100%" : h.toFixed(0));
+    const r = svg.getBoundingClientRect(), s = Math.min(r.width / w, r.height / h);  // pixels per unit
+    if (!fit || pass === 1 || !(s < 1)) break;
+    svg.style.setProperty("--k", Math.min(3, 1 / s).toFixed(2));
+  }
 }
 ''')
 

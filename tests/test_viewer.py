@@ -186,6 +186,9 @@ def test_first_view_fits(browser, tmp_path):
     assert len(toks) == 24 and len(logits) == 3
     assert all(inside(b, canvas) for b in toks + logits), (canvas, toks, logits)
     assert all(inside(b, canvas) for b in rects(browser, '#graph g.node'))  # and every node drawn
+    # scaled down to fit, the labels are drawn larger by as much: on screen they stay readable (a line >= 9 px)
+    labels = rects(browser, '#graph text.nlabel')
+    assert len(labels) == 12 and min(b[3] - b[1] for b in labels) >= 9, labels
     # drawn at its own size (fit off), the same graph does not fit: the check above is not true of any drawing
     browser.find_element('id', 'fit').click()
     assert not all(inside(b, canvas) for b in rects(browser, '#graph text.tok') + rects(browser, '#graph g.node.logit'))
