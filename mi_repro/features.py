@@ -471,6 +471,8 @@ def _label(peak:str, # the token the feature peaks on most often in its top cont
     out = ', '.join(list(dict.fromkeys(map(_word, says)))[:n_out])
     return ('' if share >= 0.5 else 'often ') + _word(peak) + ' → ' + out + ('; dense' if dense else '')
 
+
+# %% ../nbs/05_features.ipynb #1868bf6d
 def auto_labels(ix:FeatureIndex, tok, layer:int,
                 n_out:int=2, # promoted tokens in the label
                ) -> list[str]:
@@ -609,6 +611,8 @@ def _ctx_html(r:dict, V:list[str], vmax:float) -> str:
         sp.append(f'<i class="{cls}" title="{a:.2g}">{_esc(V[i])}</i>' if cls else _esc(V[i]))
     return f'<div class="ctx"><span class="v">{r["act"]:.3g}</span>{"".join(sp)}</div>'
 
+
+# %% ../nbs/05_features.ipynb #0777cbb5
 def _svg_hist(counts:torch.Tensor, w:int=320, h:int=90,
               m:int=14, # left and right margins: room for the first and last tick labels
              ) -> str:

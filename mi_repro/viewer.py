@@ -440,7 +440,11 @@ function urlState() {
   const pins = get("pinnedIds");
   return {pinnedIds: pins === null ? null : pins.split(",").filter(Boolean), supernodes: sn, view: get("view")};
 }
-function togglePin(id) {
+''')
+
+
+# %% ../nbs/viewer.ipynb #6bbfaac0
+_JS_PIN = (r'''function togglePin(id) {
   const ids = groups.has(id) ? groups.get(id).members : [id];
   const on = !ids.every(m => pinned.has(m));
   ids.forEach(m => on ? pinned.add(m) : pinned.delete(m));
@@ -687,7 +691,11 @@ $("group").addEventListener("click", group);
 $("ungroup").addEventListener("click", ungroup);
 $("subgraph").addEventListener("change", () => { subgraph = $("subgraph").checked; saveState(); render(); });
 $("unpin").addEventListener("click", () => { pinned.clear(); saveState(); render(); });
-$("export").addEventListener("click", () => {
+''')
+
+
+# %% ../nbs/viewer.ipynb #a7243c95
+_JS_EXPORT = (r'''$("export").addEventListener("click", () => {
   const p = $("panel"), groupsOut = [...groups.values()].map(g => [g.name, ...g.members]);
   p.replaceChildren(el("h4", {}, "qParams (pins and supernodes)"), el("textarea", {readonly: ""}, '''
     r'''JSON.stringify({pinnedIds: [...pinned], supernodes: groupsOut})));
@@ -714,9 +722,9 @@ regroup();
 
 
 # %% ../nbs/viewer.ipynb #bb023f9d
-JS = ''.join([_JS_DATA, _JS_ROWS, _JS_COLUMNS, _JS_HELPERS, _JS_STATE, _JS_REGROUP, _JS_GROUPING, _JS_URL,
+JS = ''.join([_JS_DATA, _JS_ROWS, _JS_COLUMNS, _JS_HELPERS, _JS_STATE, _JS_REGROUP, _JS_GROUPING, _JS_URL, _JS_PIN,
               _JS_AXES, _JS_SHAPE, _JS_VISIBLE, _JS_RENDER, _JS_FIT, _JS_EDGE_LIST, _JS_PANEL, _JS_PANEL_MORE,
-              _JS_HOVER, _JS_EVENTS, _JS_START])
+              _JS_HOVER, _JS_EVENTS, _JS_EXPORT, _JS_START])
 
 
 # %% ../nbs/viewer.ipynb #7dcc5ca9
