@@ -16,11 +16,11 @@ _API = {  # module: the names it gives the top level
     'dictionaries': 'Transcoder Transcoders chapter_setup chapter_dicts default_dicts find_dicts load_dicts '
                     'train_dicts',
     'clt': 'CLT fit_clt train_clt load_clt',
-    'features': 'load_labels find_index write_pages show_feature',
+    'features': 'load_labels find_index write_pages graph_pages show_feature',
     'attribution': 'Replacement attribute Graph top_features feature_key prune graph_scores graph_json write_graph '
                    'plot_graph',
     'interventions': 'clean_run intervene Edit ablate steer measure patch',
-    'viewer': 'render show',
+    'viewer': 'render show scan_name',
     'prompts': 'load_prompts gated_prompts behaviour_prompts',
     'core': 'UserError record save_fig',
 }

@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .core import UserError, atomic_write, atomic_path, visible, check_positive
-from .viewer import feature_node, embedding_node, error_node, logit_node, graph_doc
+from .viewer import feature_node, embedding_node, error_node, logit_node, graph_doc, scan_name
 from .models import Spec
 from .forward import rebuild
 from .dictionaries import Transcoders
@@ -804,7 +804,7 @@ def graph_json(g:Graph,
                node_threshold:float=0.8, edge_threshold:float=0.98, # pruning thresholds
                labels:dict|None=None, # {layer: [label per feature]} (chapter 05's `load_labels`): the features' `clerp`
                slug:str='graph', # the graph's name
-               scan:str='mi-repro', # the transcoder set's name
+               scan:str|None=None, # the dictionaries' name (None: `viewer.scan_name(model)`, 'mi-repro' without one)
                model:str='', # model name (metadata)
                heads:dict|None=None, # {(target, source): [[layer, head, part]]} (chapter 09's `link_heads`)
               ) -> dict:
@@ -821,6 +821,7 @@ def graph_json(g:Graph,
     used = {x for e in links for x in (e['source'], e['target'])}
     keep = [v for v in nodes.values() if v['node_id'] in used or v['feature_type'] in ('embedding', 'logit')]
     info = dict(model=model, edge_threshold=edge_threshold, **graph_scores(g), **g.info)
+    scan = scan if scan is not None else scan_name(model) if model else 'mi-repro'
     return graph_doc(slug, [visible(t) for t in g.tokens], keep, links, scan, g.prompt, node_threshold, info)
 
 # %% ../nbs/06_attribution.ipynb #068c6a94

@@ -18,13 +18,13 @@ from .activations import read_acts
 # %% auto #0
 __all__ = ['WIN', 'BINS', 'INDEX_VERSION', 'CSS', 'build_index', 'top_dot', 'unembed_dirs', 'logit_effects', 'input_tokens',
            'FeatureIndex', 'find_index', 'auto_labels', 'write_labels', 'load_labels', 'features_at', 'search', 'shown',
-           'feature_html', 'show_feature', 'page_name', 'write_pages', 'behaviour_features', 'context_langs',
-           'lang_share']
+           'feature_html', 'show_feature', 'page_name', 'write_pages', 'graph_features', 'graph_pages',
+           'behaviour_features', 'context_langs', 'lang_share']
 
 # %% ../nbs/05_features.ipynb #faa5ad72
-WIN = (12, 4)  # tokens kept before and after the peak of an example
+WIN = (24, 8)  # tokens kept before and after the peak of an example (the context shown on a feature's page)
 BINS = torch.logspace(-3, 3, 49)  # histogram edges of non-zero activations; values outside go to the end bins
-INDEX_VERSION = 3  # bump when the index format changes; names the index folder
+INDEX_VERSION = 4  # bump when the index format changes; names the index folder (4: windows of 24 + 1 + 8)
 
 class _Acc:
     "The running index state of one layer's dictionary, feature-major: top contexts, statistics, histogram, samples."
@@ -42,7 +42,7 @@ class _Acc:
 
     @staticmethod
     def _win(z, b, p, f):
-        "Windows of activations z[b, p-12 .. p+4, f] (zero outside the context) for entries (b, p, f)."
+        "Windows of activations z[b, p-WIN[0] .. p+WIN[1], f] (zero outside the context) for entries (b, p, f)."
         T = z.shape[1]
         idx = p[:, None] + torch.arange(-WIN[0], WIN[1] + 1, device=z.device)
         ok = (idx >= 0) & (idx < T)
@@ -437,10 +437,21 @@ def _show(s:str) -> str:
     s = visible(s)
     return s.strip() or ('␣' if s else '∅')
 
+def _word(s:str) -> str:
+    "A token as a word of a label: its text without surrounding spaces; whitespace named; punctuation in quotes."
+    t = s.strip()
+    if t: return t.replace('\n', ' ').replace('\t', ' ') if any(ch.isalnum() for ch in t) else f'"{visible(t)}"'
+    if not s: return 'empty token'
+    for ch, name in (('\n', 'newline'), ('\r', 'return'), ('\t', 'tab')):
+        if ch in s: return name + ('s' if s.count(ch) > 1 else '')
+    return 'space' + ('s' if len(s) > 1 else '')
+
 class _Vocab(list):
     "Decoded token texts; ids past the tokenizer (padding rows of an unembedding) read as '#id'."
     def __getitem__(self, i): return super().__getitem__(i) if 0 <= i < len(self) else f'#{i}'
 
+
+# %% ../nbs/05_features.ipynb #85994398
 def _vocab(tok) -> _Vocab:
     "The decoded text of every token id (cached on the tokenizer)."
     v = getattr(tok, '_mi_repro_vocab', None)
@@ -451,26 +462,36 @@ def _vocab(tok) -> _Vocab:
     return v
 
 # %% ../nbs/05_features.ipynb #bbb567d1
+def _label(peak:str, # the token the feature peaks on most often in its top contexts
+           share:float, # the share of the top contexts that peak on it
+           says:list[str], # the tokens it promotes most, strongest first
+           dense:bool, # fires on more than 10 % of tokens
+           n_out:int=2) -> str:
+    "A label in words: the peak token ('often' when under half the top contexts peak on it), what it says, 'dense'."
+    out = ', '.join(list(dict.fromkeys(map(_word, says)))[:n_out])
+    return ('' if share >= 0.5 else 'often ') + _word(peak) + ' → ' + out + ('; dense' if dense else '')
+
+
+# %% ../nbs/05_features.ipynb #1868bf6d
 def auto_labels(ix:FeatureIndex, tok, layer:int,
                 n_out:int=2, # promoted tokens in the label
                ) -> list[str]:
     "A short label per feature of `layer`: its most frequent peak token in the top contexts, its top promoted tokens."
     t, C, V = ix.t(layer), ix.contexts, _vocab(tok)
-    F_, k = t['top_c'].shape
     ok = t['top_c'] >= 0
     peak = torch.where(ok, C[t['top_c'].clamp(min=0).long(), t['top_p'].long()], -1)
     dens = t['n_fire'].double() / ix.n_tokens
     labels = []
-    for f in range(F_):
+    for f in range(t['top_c'].shape[0]):
         if t['n_fire'][f] == 0:
             labels.append('dead')
             continue
-        p = peak[f][ok[f]]
-        u, c = p.unique(return_counts=True)
+        u, c = peak[f][ok[f]].unique(return_counts=True)
         i = int(c.argmax())
-        out = '·'.join(_show(V[j]) for j in t['up_ids'][f, :n_out].tolist())
-        labels.append(f'"{_show(V[int(u[i])])}" {int(c[i])}/{len(p)} → {out}' + (' (dense)' if dens[f] > 0.1 else ''))
+        says = [V[j] for j in t['up_ids'][f].tolist()]
+        labels.append(_label(V[int(u[i])], int(c[i]) / int(ok[f].sum()), says, bool(dens[f] > 0.1), n_out))
     return labels
+
 
 # %% ../nbs/05_features.ipynb #3ced7c3f
 def write_labels(ix:FeatureIndex, tok,
@@ -521,9 +542,9 @@ def features_at(lm, spec:Spec, tcs:dict,
 
 # %% ../nbs/05_features.ipynb #0bd81f39
 def _words(label:str) -> set[str]:
-    "The token texts named in a label, lower-cased."
+    "The token texts named in a label, lower-cased (its markers 'often' and 'dense' left out)."
     import re
-    return {w for w in re.split(r'[\s"·→()]+|\d+/\d+', label.lower()) if w}
+    return {w for w in re.split(r'[\s"→;]+|,(?=\s)', label.lower()) if w} - {'often', 'dense'}
 
 # %% ../nbs/05_features.ipynb #2cc92f2a
 def search(ix:FeatureIndex, tok,
@@ -557,14 +578,15 @@ CSS = ("body{font-family:system-ui,sans-serif;margin:1.5em;max-width:980px;color
        ".feat h2{margin:.2em 0;font-size:1.15em}.lab{color:#555;font-family:monospace}\n"
        ".ctx{font-family:monospace;font-size:13px;white-space:pre;overflow-x:auto;"
        "padding:2px 0;border-bottom:1px solid #eee}\n"
-       ".ctx .t{padding:0 1px;border-radius:2px}.ctx .pk{outline:1.5px solid #c33}"
+       ".ctx i{font-style:normal;padding:0 1px;border-radius:2px}.ctx .pk{outline:1.5px solid #c33}"
        ".ctx .v{color:#888;display:inline-block;width:4.5em}\n"
        "table.le{border-collapse:collapse;font-family:monospace;font-size:13px}"
        "table.le td,table.le th{padding:1px 8px;text-align:left}\n"
        ".up{color:#070}.down{color:#a00}.row{display:flex;gap:2em;flex-wrap:wrap;align-items:flex-start}"
        ".muted{color:#888;font-size:.9em}\n"
        "table.ix{border-collapse:collapse;font-size:14px}"
-       "table.ix td,table.ix th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}")
+       "table.ix td,table.ix th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}\n"
+       + ''.join(f'.a{k}{{background:rgba(255,120,0,{k / 9:.2f})}}' for k in range(1, 10)))  # shades of activation
 
 def _h(x) -> str:
     "Any value as HTML text or a quoted attribute value: the one way a string from data reaches a page."
@@ -579,29 +601,35 @@ def shown(model) -> str:
 
 # %% ../nbs/05_features.ipynb #308028cf
 def _ctx_html(r:dict, V:list[str], vmax:float) -> str:
-    "One example: its window of tokens shaded by activation, the peak outlined."
+    "One example: its window of tokens, each that fires shaded by its activation (hover: the value), the peak outlined."
+    import math
     sp = []
     for j, (i, a) in enumerate(zip(r['ids'], r['acts'])):
         if i < 0: continue
-        al = min(max(a / vmax, 0.0), 1.0) if vmax > 0 else 0.0
-        pk = ' pk' if j == WIN[0] else ''
-        sp.append(f'<span class="t{pk}" style="background:rgba(255,120,0,{al:.2f})" title="{a:.3g}">'
-                  f'{_esc(V[i])}</span>')
+        k = min(9, math.ceil(9 * a / vmax)) if a > 0 and vmax > 0 else 0  # shade a1 .. a9: a tenth of the maximum each
+        cls = ' '.join(c for c in (f'a{k}' if k else '', 'pk' if j == WIN[0] else '') if c)
+        sp.append(f'<i class="{cls}" title="{a:.2g}">{_esc(V[i])}</i>' if cls else _esc(V[i]))
     return f'<div class="ctx"><span class="v">{r["act"]:.3g}</span>{"".join(sp)}</div>'
 
-def _svg_hist(counts:torch.Tensor, w:int=320, h:int=90) -> str:
-    "Histogram bars of non-zero activations over the log-spaced bins, as inline SVG."
+
+# %% ../nbs/05_features.ipynb #0777cbb5
+def _svg_hist(counts:torch.Tensor, w:int=320, h:int=90,
+              m:int=14, # left and right margins: room for the first and last tick labels
+             ) -> str:
+    "Histogram bars of non-zero activations over the log-spaced bins, as inline SVG, ticks at the decades."
     c = counts.double()
-    n = len(c)
-    m = max(c.max().item(), 1.0)
-    bw = w / n
-    bars = ''.join(f'<rect x="{i * bw:.1f}" y="{h - 14 - (h - 18) * v / m:.1f}" width="{bw - .5:.1f}" '
-                   f'height="{(h - 18) * v / m:.1f}" fill="#e70"><title>{int(v)}</title></rect>'
+    n, top = len(c), max(c.max().item(), 1.0)
+    bw = (w - 2 * m) / n
+    bars = ''.join(f'<rect x="{m + i * bw:.1f}" y="{h - 14 - (h - 18) * v / top:.1f}" width="{bw - .5:.1f}" '
+                   f'height="{(h - 18) * v / top:.1f}" fill="#e70"><title>{int(v)}</title></rect>'
                    for i, v in enumerate(c.tolist()) if v > 0)
-    ticks = ''.join(f'<text x="{(1 + 8 * (e + 3)) * bw:.0f}" y="{h - 2}" font-size="9" '
-                    f'text-anchor="middle">1e{e}</text>' for e in range(-3, 4))
-    axis = f'<line x1="0" y1="{h - 14}" x2="{w}" y2="{h - 14}" stroke="#999"/>'
+    xs = [m + (1 + 8 * (e + 3)) * bw for e in range(-3, 4)]  # edge 8 (e + 3) of BINS is 10^e; bin 0 is below 1e-3
+    ticks = ''.join(f'<line x1="{x:.1f}" y1="{h - 14}" x2="{x:.1f}" y2="{h - 11}" stroke="#999"/>'
+                    f'<text x="{x:.1f}" y="{h - 2}" font-size="9" text-anchor="middle">1e{e}</text>'
+                    for x, e in zip(xs, range(-3, 4)))
+    axis = f'<line x1="{m}" y1="{h - 14}" x2="{w - m}" y2="{h - 14}" stroke="#999"/>'
     return f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">{bars}{axis}{ticks}</svg>'
+
 
 # %% ../nbs/05_features.ipynb #81313e5b
 def _effects_table(e:dict, V:list[str]) -> str:
@@ -613,17 +641,21 @@ def _effects_table(e:dict, V:list[str]) -> str:
     return ('<table class="le"><tr><th colspan=2>promotes (direct logit effect)</th><th colspan=2>suppresses</th>'
             f'<th colspan=2>input tokens (encoder)</th></tr>{rows}</table>')
 
-def _random_html(rnd:list[dict], V:list[str], vmax:float) -> str:
-    "Random firing examples in thirds: upper, middle and lower."
+def _random_html(rnd:list[dict], V:list[str], vmax:float,
+                 per_third:int=2, # examples shown from each third, evenly spaced in it
+                ) -> str:
+    "Random firing examples (sorted by activation) in thirds: upper, middle and lower; a few of each."
     thirds = [rnd[i * len(rnd) // 3:(i + 1) * len(rnd) // 3] for i in range(3)]
-    return ''.join(f'<p class="muted">{nm} third of a random sample of {len(rnd)} firing tokens</p>'
-                   + ''.join(_ctx_html(r, V, vmax) for r in part)
+    pick = lambda p: p if len(p) <= per_third else [p[round(j * (len(p) - 1) / max(per_third - 1, 1))]
+                                                     for j in range(per_third)]
+    return ''.join(f'<p class="muted">{nm} third of a random sample of {len(rnd)} firing tokens '
+                   f'({len(pick(part))} of {len(part)})</p>' + ''.join(_ctx_html(r, V, vmax) for r in pick(part))
                    for nm, part in zip(('upper', 'middle', 'lower'), thirds) if part)
 
 # %% ../nbs/05_features.ipynb #053f0226
 def feature_html(ix:FeatureIndex, tok, layer:int, feature:int,
                  label:str|None=None, # shown under the title
-                 n_top:int=10, # top contexts shown
+                 n_top:int=8, # top contexts shown
                 ) -> str:
     "The HTML fragment of one feature: statistics, histogram, logit effects, top contexts, random examples."
     ix.check(layer, feature)
@@ -687,7 +719,7 @@ def write_pages(ix:FeatureIndex, tok,
                 feats:list[tuple[int, int]], # (layer, feature) pairs
                 out:str|Path, # folder of the pages
                 labels:dict|None=None, # {layer: [label]}
-                n_top:int=10,
+                n_top:int=8, # top contexts on a page
                ) -> Path:
     "Write a self-contained page per feature, and `index.html` listing every page in `out` of this index; its path."
     out = Path(out)
@@ -705,6 +737,25 @@ def write_pages(ix:FeatureIndex, tok,
             f'{ix.n_tokens:,} held-out tokens</p><table class="ix">'
             f'<tr><th>feature</th><th>label</th><th>density</th><th>max</th></tr>{"".join(rows)}</table>')
     return atomic_write(out/'index.html', _doc(f'{shown(ix.build["model"])} features', body))
+
+# %% ../nbs/05_features.ipynb #8b4ca92d
+def graph_features(graph:dict, # a graph in circuit-tracer's frontend schema (chapter 06's `graph_json`)
+                   n:int|None=None, # only its `n` most influential feature nodes (smallest `influence`); None: all
+                  ) -> list[tuple[int, int]]:
+    "The (layer, feature) pairs of a graph's feature nodes, sorted (a feature active at several positions once)."
+    fn = [x for x in graph['nodes'] if x['feature_type'] == 'cross layer transcoder']
+    if n is not None: fn = sorted(fn, key=lambda x: x['influence'])[:n]
+    return sorted({(int(x['layer']), int(x['node_id'].split('_')[1])) for x in fn})
+
+def graph_pages(ix:FeatureIndex, tok, graph:dict, # the index, the tokenizer and the graph
+                out:str|Path, # folder of the pages
+                labels:dict|None=None, # {layer: [label]}
+                n:int|None=None, # pages for its `n` most influential feature nodes only; None: every feature node
+               ) -> list[tuple[int, int]]:
+    "Write the page of every feature node of `graph` (`write_pages`); the (layer, feature) pairs written."
+    feats = graph_features(graph, n)
+    write_pages(ix, tok, feats, out, labels)
+    return feats
 
 # %% ../nbs/05_features.ipynb #4bce4c4e
 def behaviour_features(lm, spec:Spec, tok, tcs:dict, prompts:list[str],

@@ -10,7 +10,7 @@ from .core import UserError, atomic_path, visible, check_positive
 
 # %% auto #0
 __all__ = ['KINDS', 'CSS', 'JS', 'PAGE', 'validate', 'cantor', 'node', 'feature_node', 'embedding_node', 'error_node',
-           'logit_node', 'graph_doc', 'toy_graph', 'random_graph', 'page', 'render', 'show']
+           'logit_node', 'scan_name', 'graph_doc', 'toy_graph', 'random_graph', 'page', 'render', 'show']
 
 # %% ../nbs/viewer.ipynb #7859c76e
 KINDS = {'cross layer transcoder': 'feature', 'mlp reconstruction error': 'error', 'embedding': 'embedding',
@@ -39,6 +39,9 @@ def _check_head(graph) -> list:
     if not isinstance(supernodes, list) or not all(isinstance(s, list) and s and all(isinstance(x, str) for x in s)
                                                    for s in supernodes):
         raise UserError("graph qParams.supernodes must be a list of [name, node_id, ...] lists of strings")
+    pins = graph['qParams'].get('pinnedIds', [])
+    if not isinstance(pins, list) or not all(isinstance(x, str) for x in pins):
+        raise UserError("graph qParams.pinnedIds must be a list of node ids (strings)")
     return toks
 
 # %% ../nbs/viewer.ipynb #c101ce27
@@ -76,6 +79,19 @@ def _check_link(i:int, link, ids:set):
             raise UserError(f"graph links[{i}]: {k} {link[k]!r} is not a node of the graph")
     if not _num(link['weight']): raise UserError(f"graph links[{i}]: weight {link['weight']!r} is not a finite number")
 
+def _check_js_ids(nodes:list):
+    "Each node's `jsNodeId` (when it has one) must be unique: it names one node of the frontend schema."
+    seen = {}
+    for n in nodes:
+        js = n.get('jsNodeId')
+        if js is None: continue
+        if js in seen:
+            raise UserError(f"graph nodes {seen[js]!r} and {n['node_id']!r} share the jsNodeId {js!r}: it must be "
+                            "unique (rewrite the graph with the current node builders)")
+        seen[js] = n['node_id']
+
+
+# %% ../nbs/viewer.ipynb #57c61a33
 def validate(graph:dict, # a graph in circuit-tracer's frontend schema
             ) -> dict:
     "Check `graph` against the frontend schema; return it, or raise `UserError` naming what is wrong."
@@ -83,8 +99,11 @@ def validate(graph:dict, # a graph in circuit-tracer's frontend schema
     if not isinstance(graph['nodes'], list): raise UserError("graph nodes must be a list")
     ids = set()
     for i, n in enumerate(graph['nodes']): _check_node(i, n, toks, ids)
+    _check_js_ids(graph['nodes'])
     if not isinstance(graph['links'], list): raise UserError("graph links must be a list")
     for i, link in enumerate(graph['links']): _check_link(i, link, ids)
+    for x in graph['qParams'].get('pinnedIds', []):
+        if x not in ids: raise UserError(f"graph qParams.pinnedIds: {x!r} is not a node of the graph")
     return graph
 
 # %% ../nbs/viewer.ipynb #fc809407
@@ -105,7 +124,7 @@ def node(node_id:str, feature:int, # the node's id and number
 # %% ../nbs/viewer.ipynb #0b82acae
 def feature_node(layer:int, f:int, pos:int, act:float, infl:float|None=None, clerp:str='') -> dict:
     "Feature `f` of the transcoder of `layer`, active at `pos` with activation `act`."
-    return node(f'{layer}_{f}_{pos}', cantor(layer, f), str(layer), pos, 'cross layer transcoder', f'{layer}_{f}-0',
+    return node(f'{layer}_{f}_{pos}', cantor(layer, f), str(layer), pos, 'cross layer transcoder', f'{layer}_{f}-{pos}',
                 infl=infl, act=act, clerp=clerp)
 
 def embedding_node(tok_id:int, pos:int, infl:float|None=None) -> dict:
@@ -121,6 +140,16 @@ def logit_node(tok_id:int, tok:str, pos:int, n_layers:int, # the token's id and 
     "The logit of token `tok_id` at `pos`, with its probability `p`."
     return node(f'{n_layers + 1}_{tok_id}_{pos}', tok_id, str(n_layers + 1), pos, 'logit', f'L_{tok_id}-{pos}', p,
                 target, infl, clerp=f'Output "{visible(tok)}" (p={p:.3f})')
+
+# %% ../nbs/viewer.ipynb #504560c2
+def scan_name(model:str, # the model's registry name (`Spec.name`), or its folder (its name is used)
+              clt:bool=False, # the dictionaries are a cross-layer transcoder (else per-layer transcoders)
+             ) -> str:
+    "The `scan` a graph's metadata names mi-repro's dictionaries of `model` by: `{model}-mi-repro-{plt|clt}`."
+    name = str(model).rstrip('/').split('/')[-1] if str(model).startswith(('/', '.', '~')) else str(model)
+    if not name or '/' in name and not re.fullmatch(r'[\w.-]+/[\w.-]+', name):
+        raise UserError(f"model {model!r} gives no scan name: pass a registry name, a folder or a hub id")
+    return f"{name.replace('/', '--')}-mi-repro-{'clt' if clt else 'plt'}"
 
 # %% ../nbs/viewer.ipynb #54ba1a8a
 def graph_doc(slug:str, toks:list, nodes:list,
@@ -206,7 +235,8 @@ header .prompt { margin-left: 12px; color: #555; font-family: ui-monospace, mono
 #toolbar { display: flex; flex-wrap: wrap; gap: 10px; align-items: center; padding: 6px 12px; '''
     r'''border-bottom: 1px solid #ddd; background: #fafafa; }
 #toolbar input[type=range] { width: 180px; }
-#toolbar .legend span { display: inline-block; width: 10px; height: 10px; margin: 0 3px 0 8px; vertical-align: middle; }
+#legend { padding: 3px 12px; border-bottom: 1px solid #ddd; color: #555; font-size: 12px; }
+#legend .sw { display: inline-block; width: 10px; height: 10px; margin: 0 3px 0 8px; vertical-align: middle; }
 #status { color: #666; }
 ''')
 
@@ -223,6 +253,7 @@ _CSS_PANEL = r'''main { flex: 1; display: flex; min-height: 0; }
 #panel li:hover { background: #eef; }
 #panel li .w { width: 70px; flex: none; text-align: right; font-family: ui-monospace, monospace; }
 #panel li .heads { flex: none; font-size: 11px; }
+#panel .infl-note { font-size: 11px; }
 #panel textarea { width: 100%; height: 120px; font-family: ui-monospace, monospace; font-size: 11px; }
 .pos { color: #2c62b0; } .neg { color: #c8364b; } .muted { color: #888; }
 '''
@@ -232,11 +263,15 @@ _CSS_GRAPH = (r'''#tip { position: fixed; pointer-events: none; background: #fff
     r'''border-radius: 4px; padding: 4px 8px; white-space: pre-line; max-width: 360px; '''
     r'''box-shadow: 0 2px 6px rgba(0,0,0,.2); z-index: 2; }
 svg text { font-size: 11px; fill: #333; }
+svg .tok, svg .axis, svg .logit text { font-size: calc(11px * var(--k, 1)); }
 svg .axis { fill: #777; } svg .grid { stroke: #eee; }
 svg .node { cursor: pointer; }
+svg .node.pinned > :first-child { stroke: #d4a000; stroke-width: 3; }
 svg .node.sel > :first-child { stroke: #000; stroke-width: 3; }
 svg .node.clicked > :first-child { stroke: #7b2cbf; stroke-width: 3; }
 svg .edges path { fill: none; }
+svg .nlabel { font-size: calc(10px * var(--k, 1)); fill: #222; paint-order: stroke; stroke: #fff; '''
+    r'''stroke-width: calc(3px * var(--k, 1)); pointer-events: none; }
 svg .supernode rect { fill: #fff7e6; stroke: #c77d00; stroke-width: 1.5; }
 ''')
 
@@ -316,19 +351,26 @@ function label(n) {
   if (n.kind === "embedding") return "token " + tokStr(n.ctx_idx);
   return "logit " + n.feature;
 }
+const short = (s, k) => s.length > k ? s.slice(0, k - 1) + "\u2026" : s;
 const logitTok = n => { const m = /^Output "(.*)" \(p=/.exec(n.clerp || ""); return m ? m[1] : label(n); };
 ''')
 
 # %% ../nbs/viewer.ipynb #7dd25891
-_JS_STATE = r'''
+_JS_STATE = (r'''
 // ---- state ----
 let groups = new Map(), memberOf = new Map(), agg = [], absSorted = [], snCount = 0;
-let clicked = null, threshold = 0;
-const selected = new Set();
+let clicked = null, threshold = 0, subgraph = false;
+const selected = new Set(), pinned = new Set();
 const item = id => groups.get(id) || byId.get(id);
 const rep = id => memberOf.get(id) || id;
+const N_LABELS = 12;  // text labels beside the most influential nodes
+const INFLUENCE = "Influence (circuit-tracer's cumulative influence share): rank every node by its influence on '''
+    r'''the logits (the sum over all paths of the products of the edges' |weight| shares, each edge divided by its '''
+    r'''target's total incoming |weight|, weighted by the logits' probabilities); a node's value is the share of the '''
+    r'''total held by it and every node ranked above it. Smaller is more influential; pruning kept the nodes up to " +
+    (G.metadata.node_threshold ?? 0.8) + ".";
+''')
 
-'''
 
 # %% ../nbs/viewer.ipynb #24d53aa2
 _JS_REGROUP = r'''function regroup() {
@@ -368,15 +410,48 @@ function group() {
   groups.set(gid, {id: gid, kind: "supernode", name: $("sn-name").value.trim() || "group " + snCount, members: ids});
   $("sn-name").value = "";
   selected.clear(); clicked = gid;
-  regroup();
+  regroup(); saveState();
 }
 function ungroup() {
   const ids = [...selected, clicked].filter(id => groups.has(id));
   ids.forEach(id => { groups.delete(id); selected.delete(id); });
   if (!item(clicked)) clicked = null;
-  regroup();
+  regroup(); saveState();
 }
 '''
+
+# %% ../nbs/viewer.ipynb #3c7e9a10
+_JS_URL = (r'''
+// ---- pins and supernodes in the URL: #pinnedIds=a,b&supernodes=[[name, id, ...]]&view=pinned ----
+function saveState() {
+  const q = new URLSearchParams();
+  q.set("pinnedIds", [...pinned].join(","));
+  q.set("supernodes", JSON.stringify([...groups.values()].map(g => [g.name, ...g.members])));
+  if (subgraph) q.set("view", "pinned");
+  try { history.replaceState(null, "", "#" + q.toString()); } catch (err) { location.hash = q.toString(); }
+}
+function urlState() {
+  const h = new URLSearchParams(location.hash.slice(1)), s = new URLSearchParams(location.search);
+  const get = k => h.has(k) ? h.get(k) : s.has(k) ? s.get(k) : null;
+  let sn = null;
+  try { sn = get("supernodes") === null ? null : JSON.parse(get("supernodes")); }
+  catch (err) { console.warn("supernodes in the URL are not JSON; the graph's qParams are used"); }
+  if (sn !== null && !Array.isArray(sn)) sn = null;
+  const pins = get("pinnedIds");
+  return {pinnedIds: pins === null ? null : pins.split(",").filter(Boolean), supernodes: sn, view: get("view")};
+}
+''')
+
+
+# %% ../nbs/viewer.ipynb #6bbfaac0
+_JS_PIN = (r'''function togglePin(id) {
+  const ids = groups.has(id) ? groups.get(id).members : [id];
+  const on = !ids.every(m => pinned.has(m));
+  ids.forEach(m => on ? pinned.add(m) : pinned.delete(m));
+  saveState();
+}
+''')
+
 
 # %% ../nbs/viewer.ipynb #7680f914
 _JS_AXES = (r'''
@@ -418,23 +493,39 @@ _JS_SHAPE = (r'''function shape(n) {
   }
   g.classList.toggle("sel", selected.has(n.id));
   g.classList.toggle("clicked", clicked === n.id);
+  g.classList.toggle("pinned", n.kind === "supernode" ? n.members.some(m => pinned.has(m)) : pinned.has(n.id));
   return g;
 }
 ''')
 
-# %% ../nbs/viewer.ipynb #af4a4764
-_JS_RENDER = (r'''function render() {
+
+# %% ../nbs/viewer.ipynb #d611b4c9
+_JS_VISIBLE = (r'''function visibleItems() {
+  const items = [...nodes.filter(n => !memberOf.has(n.id)), ...groups.values()];
+  const isPinned = n => n.kind === "supernode" ? n.members.some(m => pinned.has(m)) : pinned.has(n.id);
+  if (subgraph) {
+    const visible = items.filter(isPinned), ids = new Set(visible.map(n => n.id));
+    return [agg.filter(e => ids.has(e.source) && ids.has(e.target)), visible];
+  }
   const shown = agg.filter(e => Math.abs(e.weight) >= threshold);
   const touched = new Set(shown.flatMap(e => [e.source, e.target]));
-  const items = [...nodes.filter(n => !memberOf.has(n.id)), ...groups.values()];
-  const visible = items.filter(n => n.kind === "embedding" || n.kind === "logit" || n.kind === "supernode" || '''
-    r'''touched.has(n.id) || n.id === clicked || selected.has(n.id));
+  return [shown, items.filter(n => n.kind === "embedding" || n.kind === "logit" || n.kind === "supernode" || '''
+    r'''touched.has(n.id) || n.id === clicked || selected.has(n.id) || isPinned(n))];
+}
+function labelled(visible) {
+  if (subgraph) return new Set(visible.filter(n => n.kind !== "logit" && n.kind !== "supernode").map(n => n.id));
+  const cand = visible.filter(n => (n.kind === "feature" || n.kind === "error") && typeof n.influence === "number");
+  return new Set(cand.sort((a, b) => a.influence - b.influence).slice(0, N_LABELS).map(n => n.id));
+}
+''')
+
+
+# %% ../nbs/viewer.ipynb #af4a4764
+_JS_RENDER = (r'''function render() {
+  const [shown, visible] = visibleItems(), named = labelled(visible);
   const maxW = absSorted.length ? absSorted[absSorted.length - 1] : 1;
   const svg = $("graph");
   svg.replaceChildren();
-  const fit = $("fit").checked;
-  svg.setAttribute("viewBox", "0 0 " + width + " " + height);
-  svg.setAttribute("width", fit ? "100%" : width); svg.setAttribute("height", fit ? "100%" : height);
   drawAxes(svg);
   const ge = el("svg:g", {class: "edges"});
   shown.sort((a, b) => Math.abs(a.weight) - Math.abs(b.weight));
@@ -451,13 +542,38 @@ _JS_RENDER = (r'''function render() {
   svg.append(ge);
   const gn = el("svg:g", {class: "nodes"});
   visible.forEach(n => gn.append(shape(n)));
-  svg.append(gn);
-  $("status").textContent = "|weight| \u2265 " + fmt(threshold) + ": " + shown.length + " of " + '''
-    r'''agg.length + " edges, " +
-    visible.length + " nodes" + (selected.size ? ", " + selected.size + " selected" : "");
+  const gl = el("svg:g", {class: "labels"});  // a layer of its own: a node's element is only its mark
+  visible.filter(n => named.has(n.id)).forEach(n => gl.append(el("svg:text", {class: "nlabel", x: n.x + 8, '''
+    r'''y: n.y - 7, "data-id": n.id}, short(label(n), 28))));
+  svg.append(gn, gl);
+  fitView(svg);
+  $("status").textContent = (subgraph ? "pinned subgraph: " : "|weight| \u2265 " + fmt(threshold) + ": ") + '''
+    r'''shown.length + " of " + agg.length + " edges, " + visible.length + " nodes" + '''
+    r'''(selected.size ? ", " + selected.size + " selected" : "") + (pinned.size ? ", " + pinned.size + " pinned" : "");
   panel();
 }
 ''')
+
+
+# %% ../nbs/viewer.ipynb #833f6e7d
+_JS_FIT = (r'''function fitView(svg) {
+  // the view box holds everything drawn (the token row, the logits' labels) with a margin; "fit to window" (the
+  // default) scales it to the canvas, else it is drawn at its own size, to scroll. Scaled down, the tokens, row names
+  // and labels are drawn larger by as much (at most 3x), so they stay readable, and the box is measured again.
+  const m = 12, fit = $("fit").checked;
+  svg.style.setProperty("--k", "1");
+  for (let pass = 0; pass < 2; pass++) {
+    const bb = svg.getBBox(), w = bb.width + 2 * m, h = bb.height + 2 * m;
+    svg.setAttribute("viewBox", [bb.x - m, bb.y - m, w, h].map(v => v.toFixed(1)).join(" "));
+    svg.setAttribute("width", fit ? "100%" : w.toFixed(0));
+    svg.setAttribute("height", fit ? "100%" : h.toFixed(0));
+    const r = svg.getBoundingClientRect(), s = Math.min(r.width / w, r.height / h);  // pixels per unit
+    if (!fit || pass === 1 || !(s < 1)) break;
+    svg.style.setProperty("--k", Math.min(3, 1 / s).toFixed(2));
+  }
+}
+''')
+
 
 # %% ../nbs/viewer.ipynb #1861c826
 _JS_EDGE_LIST = (r'''
@@ -488,8 +604,9 @@ _JS_PANEL = (r'''function panel() {
   p.replaceChildren();
   const n = clicked === null ? null : item(clicked);
   if (!n) {
-    p.append(el("p", {class: "muted"}, '''
-    r'''"Click a node for its inputs and outputs; shift-click to select nodes for a supernode; Esc clears."));
+    p.append(el("p", {class: "muted"}, "Click a node for its inputs and outputs; ctrl- or cmd-click (or its Pin '''
+    r'''button) pins it for the pinned subgraph; shift-click selects nodes for a supernode; Esc clears."), '''
+    r'''el("p", {class: "muted infl-note"}, INFLUENCE));
     return;
   }
   p.append(el("h3", {}, label(n)));
@@ -503,7 +620,17 @@ _JS_PANEL = (r'''function panel() {
     if (n.kind === "logit") row("probability", fmt(n.token_prob));
     row("influence", fmt(n.influence));
   }
-  p.append(dl);
+  const pin = el("button", {id: "pin"}, (n.kind === "supernode" ? n.members.every(m => pinned.has(m)) : '''
+    r'''pinned.has(n.id)) ? "Unpin" : "Pin");
+  pin.addEventListener("click", () => { togglePin(n.id); render(); });
+  p.append(dl, el("p", {class: "muted infl-note"}, INFLUENCE), pin);
+  panelMore(p, n);
+}
+''')
+
+
+# %% ../nbs/viewer.ipynb #7e4140ec
+_JS_PANEL_MORE = (r'''function panelMore(p, n) {
   if (n.kind === "feature" && CFG.feature_pages && '''
     r'''(!CFG.pages || CFG.pages.includes("L" + n.layer + "_F" + featIndex(n)))) {
     const a = el("a", {href: CFG.feature_pages.replace(/\/+$/, "") + "/L" + n.layer + "_F" + featIndex(n) + ".html", '''
@@ -521,6 +648,7 @@ _JS_PANEL = (r'''function panel() {
     r'''agg.filter(e => e.source === n.id), "target"));
 }
 ''')
+
 
 # %% ../nbs/viewer.ipynb #975e6bff
 _JS_HOVER = r'''
@@ -551,7 +679,8 @@ $("graph").addEventListener("click", e => {
   const g = e.target.closest(".node");
   if (!g) { clicked = null; render(); return; }  // a click beside the nodes clears
   const id = g.dataset.id;
-  if (e.shiftKey || e.ctrlKey || e.metaKey) { selected.has(id) ? selected.delete(id) : selected.add(id); }
+  if (e.ctrlKey || e.metaKey) togglePin(id);  // as in Neuronpedia's viewer
+  else if (e.shiftKey) { selected.has(id) ? selected.delete(id) : selected.add(id); }
   else clicked = id;
   render();
 });
@@ -560,29 +689,43 @@ $("threshold").addEventListener("input", setThreshold);
 $("fit").addEventListener("change", render);
 $("group").addEventListener("click", group);
 $("ungroup").addEventListener("click", ungroup);
-$("export").addEventListener("click", () => {
-  const p = $("panel");
-  p.replaceChildren(el("h4", {}, "qParams.supernodes"), el("textarea", {readonly: ""}, '''
-    r'''JSON.stringify([...groups.values()].map(g => [g.name, ...g.members]))));
+$("subgraph").addEventListener("change", () => { subgraph = $("subgraph").checked; saveState(); render(); });
+$("unpin").addEventListener("click", () => { pinned.clear(); saveState(); render(); });
+''')
+
+
+# %% ../nbs/viewer.ipynb #a7243c95
+_JS_EXPORT = (r'''$("export").addEventListener("click", () => {
+  const p = $("panel"), groupsOut = [...groups.values()].map(g => [g.name, ...g.members]);
+  p.replaceChildren(el("h4", {}, "qParams (pins and supernodes)"), el("textarea", {readonly: ""}, '''
+    r'''JSON.stringify({pinnedIds: [...pinned], supernodes: groupsOut})));
 });
 ''')
 
+
 # %% ../nbs/viewer.ipynb #1adc4a52
 _JS_START = (r'''
-// ---- start: supernodes from qParams, a default threshold that keeps at most 1500 edges ----
-for (const [name, ...ids] of (G.qParams.supernodes || [])) {
+// ---- start: pins and supernodes from the URL, else qParams; a default threshold that keeps <= 1500 edges ----
+const st = urlState();
+(st.pinnedIds ?? G.qParams.pinnedIds ?? []).filter(id => byId.has(id)).forEach(id => pinned.add(id));
+for (const [name, ...ids] of (st.supernodes ?? G.qParams.supernodes ?? [])) {
   const members = ids.filter(id => byId.has(id) && ![...groups.values()].some(g => g.members.includes(id)));
   if (members.length) { const gid = "supernode:" + (++snCount); groups.set(gid, {id: gid, kind: "supernode", '''
-    r'''name: name, members: members}); }
+    r'''name: String(name), members: members}); }
 }
+subgraph = st.view === "pinned" && pinned.size > 0;
+$("subgraph").checked = subgraph;
 $("threshold").value = G.links.length > 1500 ? Math.round(1000 * (1 - 1500 / G.links.length)) : 0;
 regroup();
 })();
 ''')
 
+
 # %% ../nbs/viewer.ipynb #bb023f9d
-JS = ''.join([_JS_DATA, _JS_ROWS, _JS_COLUMNS, _JS_HELPERS, _JS_STATE, _JS_REGROUP, _JS_GROUPING,
-              _JS_AXES, _JS_SHAPE, _JS_RENDER, _JS_EDGE_LIST, _JS_PANEL, _JS_HOVER, _JS_EVENTS, _JS_START])
+JS = ''.join([_JS_DATA, _JS_ROWS, _JS_COLUMNS, _JS_HELPERS, _JS_STATE, _JS_REGROUP, _JS_GROUPING, _JS_URL, _JS_PIN,
+              _JS_AXES, _JS_SHAPE, _JS_VISIBLE, _JS_RENDER, _JS_FIT, _JS_EDGE_LIST, _JS_PANEL, _JS_PANEL_MORE,
+              _JS_HOVER, _JS_EVENTS, _JS_EXPORT, _JS_START])
+
 
 # %% ../nbs/viewer.ipynb #7dcc5ca9
 PAGE = ('''<!DOCTYPE html>
@@ -593,15 +736,14 @@ PAGE = ('''<!DOCTYPE html>
 <div id="toolbar">
   <label>threshold <input id="threshold" type="range" min="0" max="999" value="0"></label>
   <span id="status"></span>
-  <label><input id="fit" type="checkbox"> fit to window</label>
+  <label><input id="fit" type="checkbox" checked> fit to window</label>
+  <span>|</span>
+  <label><input id="subgraph" type="checkbox"> pinned subgraph</label> <button id="unpin">Clear pins</button>
   <span>|</span>
   <input id="sn-name" type="text" placeholder="supernode name" size="16">
   <button id="group">Group selected</button> <button id="ungroup">Ungroup</button> <button id="export">Export</button>
-  <span class="legend"><span style="background:#f4a340;border-radius:5px"></span>feature'''
-    '''<span style="background:#c4c4c4"></span>error<span style="background:#9ecae1"></span>embedding'''
-    '''<span style="background:#8fd18f"></span>logit<span style="background:#2c62b0"></span>positive'''
-    '''<span style="background:#c8364b"></span>negative</span>
 </div>
+<div id="legend">__LEGEND__</div>
 <main><div id="canvas"><svg id="graph" xmlns="http://www.w3.org/2000/svg"></svg></div><aside id="panel"></aside></main>
 <div id="tip" hidden></div>
 <script type="application/json" id="graph-data">__DATA__</script>
@@ -609,6 +751,21 @@ PAGE = ('''<!DOCTYPE html>
 <script>__JS__</script>
 </body></html>
 ''')
+
+
+# %% ../nbs/viewer.ipynb #81f0d8fb
+_SW = '<span class="sw" style="{}"></span>'
+_LEGEND = ''.join([
+    _SW.format('background:#f4a340;border-radius:50%'), 'feature', _SW.format('background:#c4c4c4'),
+    'error (what the transcoder misses)', _SW.format('background:#9ecae1;border-radius:3px'), 'token embedding',
+    _SW.format('background:#8fd18f;border-radius:3px'), 'logit (thick border: the target)',
+    _SW.format('background:#fff7e6;border:1px solid #c77d00'), 'supernode', ' · edges: ',
+    _SW.format('background:#2c62b0;height:3px'), 'positive (raises its target)',
+    _SW.format('background:#c8364b;height:3px'),
+    'negative; wider: larger |weight|, faded: not an edge of the clicked node · rings: ',
+    _SW.format('border:2px solid #7b2cbf'), 'clicked', _SW.format('border:2px solid #000'), 'selected',
+    _SW.format('border:2px solid #d4a000'), 'pinned · labels: the most influential nodes (smallest influence)'])
+
 
 # %% ../nbs/viewer.ipynb #adf4e915
 def _script_json(obj) -> str:
@@ -648,7 +805,7 @@ def page(graph:dict|str|Path, # graph in circuit-tracer's frontend schema, or th
     data = _script_json(g)
     names = None if pages is None else [f'L{int(l)}_F{int(f)}' for l, f in pages]
     config = _script_json(dict(feature_pages=fp, pages=names))
-    parts = dict(TITLE=title, PROMPT=prompt, CSS=CSS, JS=JS, DATA=data, CONFIG=config, NOTE=note)
+    parts = dict(TITLE=title, PROMPT=prompt, CSS=CSS, JS=JS, DATA=data, CONFIG=config, NOTE=note, LEGEND=_LEGEND)
     return re.sub(r'__([A-Z]+)__', lambda m: parts[m.group(1)], PAGE)  # one pass: text put in is never scanned again
 
 # %% ../nbs/viewer.ipynb #3bb495cf

@@ -166,3 +166,115 @@ def test_edge_heads_in_panel(browser, tmp_path):
     assert lis[0].find_element('css selector', '.heads').text == 'via L1H3 2.250, L0H0 -0.500'
     assert not lis[1].find_elements('css selector', '.heads')  # a link without heads shows none
     check_console(browser)
+
+def rects(driver, sel):
+    "Bounding boxes {left, top, right, bottom} of the elements matching `sel`, in viewport pixels."
+    return driver.execute_script("return [...document.querySelectorAll(arguments[0])].map(e => { "
+                                 "const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })", sel)
+
+def inside(box, area): return box[0] >= area[0] and box[1] >= area[1] and box[2] <= area[2] and box[3] <= area[3]
+
+def test_first_view_fits(browser, tmp_path):
+    "The first view of a graph of a real model's size fits the canvas: every token label and logit node is in view."
+    g = random_graph(n_tokens=24, n_layers=30, n_features=700, n_links=6000, seed=2)
+    g['metadata']['prompt_tokens'][0] = '<|endoftext|> a long first token'  # reaches left of the first column
+    load(browser, tmp_path/'big.html', g)
+    canvas = rects(browser, '#canvas')[0]
+    assert canvas[2] <= browser.execute_script('return window.innerWidth') and canvas[3] <= browser.execute_script(
+        'return window.innerHeight')
+    toks, logits = rects(browser, '#graph text.tok'), rects(browser, '#graph g.node.logit')
+    assert len(toks) == 24 and len(logits) == 3
+    assert all(inside(b, canvas) for b in toks + logits), (canvas, toks, logits)
+    assert all(inside(b, canvas) for b in rects(browser, '#graph g.node'))  # and every node drawn
+    # scaled down to fit, the labels are drawn larger by as much: on screen they stay readable (a line >= 9 px)
+    labels = rects(browser, '#graph text.nlabel')
+    assert len(labels) == 12 and min(b[3] - b[1] for b in labels) >= 9, labels
+    # drawn at its own size (fit off), the same graph does not fit: the check above is not true of any drawing
+    browser.find_element('id', 'fit').click()
+    assert not all(inside(b, canvas) for b in rects(browser, '#graph text.tok') + rects(browser, '#graph g.node.logit'))
+    check_console(browser)
+
+def test_labels_and_influence_note(browser, tmp_path):
+    "Text labels beside the 12 most influential nodes drawn (smallest cumulative influence); the panel says what that is."
+    g = random_graph(n_tokens=10, n_layers=8, n_features=120, n_links=1200, seed=3)
+    for n in g['nodes']: n['clerp'] = n['clerp'] and n['clerp'] + ', a label too long for a graph'
+    byid = {n['node_id']: n for n in g['nodes']}
+    load(browser, tmp_path/'labels.html', g)
+    drawn = [e.get_attribute('data-id') for e in css(browser, '#graph g.node')]
+    cand = sorted((byid[i] for i in drawn if byid[i]['feature_type'] in ('cross layer transcoder', 'mlp reconstruction error')),
+                  key=lambda n: n['influence'])
+    labels = {e.get_attribute('data-id'): e.get_attribute('textContent') for e in css(browser, '#graph text.nlabel')}
+    assert len(cand) > 12 and set(labels) == {n['node_id'] for n in cand[:12]}
+    for n in cand[:12]:  # shortened to 28 characters; an error node is named by its layer and token
+        want = n['clerp'][:27] + '…' if n['clerp'] else f"error L{n['layer']} @ \"{g['metadata']['prompt_tokens'][n['ctx_idx']]}\""
+        assert labels[n['node_id']] == want, (labels[n['node_id']], want)
+    note = browser.find_element('css selector', '#panel .infl-note').text
+    assert 'cumulative influence share' in note and 'Smaller is more influential' in note and '0.8' in note
+    node(browser, cand[0]['node_id']).click()
+    assert 'cumulative influence share' in browser.find_element('css selector', '#panel .infl-note').text
+    check_console(browser)
+
+def shown_ids(driver): return sorted(e.get_attribute('data-id') for e in css(driver, '#graph g.node'))
+
+def test_pins_supernodes_reload(browser, tmp_path):
+    "Pin nodes (ctrl-click and the panel's button), group two, show the pinned subgraph; a reload shows the same."
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    g = toy_graph()
+    load(browser, tmp_path/'pins.html', g)
+    for x in ('0_812_4', '1_15_4'):
+        ActionChains(browser).key_down(Keys.CONTROL).click(node(browser, x)).key_up(Keys.CONTROL).perform()
+    for x in ('2_1203_5', '5_14666_5'):
+        node(browser, x).click()
+        browser.find_element('id', 'pin').click()
+    pins = ['0_812_4', '1_15_4', '2_1203_5', '5_14666_5']
+    assert sorted(e.get_attribute('data-id') for e in css(browser, '#graph g.node.pinned')) == sorted(pins)
+    for x in ('0_812_4', '1_15_4'):
+        ActionChains(browser).key_down(Keys.SHIFT).click(node(browser, x)).key_up(Keys.SHIFT).perform()
+    browser.find_element('id', 'sn-name').send_keys('Texas')
+    browser.find_element('id', 'group').click()
+    browser.find_element('id', 'subgraph').click()
+
+    def check_subgraph():
+        assert browser.find_element('id', 'subgraph').is_selected()
+        assert shown_ids(browser) == ['2_1203_5', '5_14666_5', 'supernode:1']
+        assert [e.text for e in css(browser, '#graph g.supernode')] == ['Texas']
+        # every link among the pinned nodes, the group's summed: 0_812_4 -> 2_1203_5 (2.2) + 1_15_4 -> 2_1203_5 (1.4)
+        edges = {(e.get_attribute('data-source'), e.get_attribute('data-target')) for e in css(browser, '#graph .edges path')}
+        assert edges == {('supernode:1', '2_1203_5'), ('2_1203_5', '5_14666_5')}
+        # every pinned node is labelled but the logit (its token is drawn) and the group (its name is)
+        assert [e.get_attribute('data-id') for e in css(browser, '#graph text.nlabel')] == ['2_1203_5']
+    check_subgraph()
+    url = browser.current_url
+    assert '#' in url and 'pinnedIds=' in url and 'supernodes=' in url and 'view=pinned' in url
+    browser.refresh()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements('css selector', '#graph g.node'))
+    check_subgraph()
+    node(browser, 'supernode:1').click()
+    assert browser.find_element('id', 'pin').text == 'Unpin'
+    # out of the subgraph: every node again, the pins still marked; clearing the pins empties the URL's list
+    browser.find_element('id', 'subgraph').click()
+    assert len(shown_ids(browser)) == len(g['nodes']) - 1
+    assert sorted(e.get_attribute('data-id') for e in css(browser, '#graph g.node.pinned')) == ['2_1203_5', '5_14666_5',
+                                                                                               'supernode:1']
+    browser.find_element('id', 'unpin').click()
+    assert not css(browser, '#graph g.node.pinned') and 'pinnedIds=&' in browser.current_url
+    browser.refresh()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements('css selector', '#graph g.node'))
+    assert not css(browser, '#graph g.node.pinned') and [e.text for e in css(browser, '#graph g.supernode')] == ['Texas']
+    check_console(browser)
+
+def test_pins_from_qparams_and_url(browser, tmp_path):
+    "A graph's qParams.pinnedIds are shown pinned; a URL's pinnedIds (Neuronpedia's query form too) come first."
+    from selenium.webdriver.support.ui import WebDriverWait
+    g = toy_graph()
+    g['qParams']['pinnedIds'] = ['0_77_2', '3_3071_5']
+    load(browser, tmp_path/'q.html', g)
+    assert sorted(e.get_attribute('data-id') for e in css(browser, '#graph g.node.pinned')) == ['0_77_2', '3_3071_5']
+    for i, suffix in enumerate(('#pinnedIds=1_4096_5&view=pinned', '?pinnedIds=1_4096_5,2_9_5&view=pinned')):
+        render(g, tmp_path/f'u{i}.html')
+        browser.get((tmp_path/f'u{i}.html').resolve().as_uri() + suffix)
+        WebDriverWait(browser, 10).until(lambda d: d.find_elements('css selector', '#graph g.node'))
+        assert shown_ids(browser) == sorted(suffix.split('=')[1].split('&')[0].split(','))  # the pinned subgraph
+    check_console(browser)
