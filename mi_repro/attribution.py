@@ -858,6 +858,17 @@ def _logit_legend(ax, nodes:dict):
     ax.text(1.01, 1.0, 'logit nodes\n' + text, transform=ax.transAxes, ha='left', va='top', fontsize=7,
             family='monospace')
 
+# %% ../nbs/06_attribution.ipynb #19954f80
+def _kind_legend(ax):
+    "A legend of node kinds and edge signs, beside the axes below the logit list."
+    from matplotlib.lines import Line2D
+    dot = lambda c, s: Line2D([], [], marker='o', ls='', color=c, markersize=5, label=s)
+    kinds = [dot('#457b9d', 'feature'), dot(_COLOURS['mlp reconstruction error'], 'error'),
+             dot(_COLOURS['embedding'], 'token embedding'), dot(_COLOURS['logit'], 'logit')]
+    edges = [Line2D([], [], color='#1f77b4', label='edge > 0'), Line2D([], [], color='#d62728', label='edge < 0')]
+    ax.legend(handles=kinds + edges, loc='lower left', bbox_to_anchor=(1.01, 0.0), fontsize=7, frameon=False,
+              title='width: |weight|', title_fontsize=7)
+
 # %% ../nbs/06_attribution.ipynb #92d328f9
 def _axes(ax, js:dict, L1:int, n_nodes:int, n_drawn:int):
     "Ticks, labels and title of `plot_graph`'s axes: tokens across, layers up (embeddings at -1, logits at `L1`)."
@@ -893,4 +904,5 @@ def plot_graph(js:dict, # from `graph_json`
     nx.draw_networkx_nodes(G, pos, ax=ax, node_size=18, node_color=node_colours)
     _axes(ax, js, L1, len(nodes), len(links))
     _logit_legend(ax, nodes)
+    _kind_legend(ax)
     return ax.figure
