@@ -21,7 +21,7 @@ from .dictionaries import Transcoders
 __all__ = ['NORM_FIELDS', 'KINDS', 'Replacement', 'FrozenNorm', 'FrozenLayer', 'frozen_norm', 'freeze_layer', 'logits_check',
            'logit_targets', 'Graph', 'Node', 'graph_gib', 'attribute', 'ablation_check', 'completeness_check',
            'logit_weights', 'feature_influence', 'normalize', 'influence', 'prune', 'graph_scores', 'top_features',
-           'feature_key', 'graph_json', 'write_graph', 'plot_graph']
+           'feature_key', 'graph_json', 'write_graph', 'plot_graph', 'page_setup', 'publish']
 
 # %% ../nbs/06_attribution.ipynb #7ab6ed21
 def _avail_gib() -> float:
@@ -906,3 +906,37 @@ def plot_graph(js:dict, # from `graph_json`
     _logit_legend(ax, nodes)
     _kind_legend(ax)
     return ax.figure
+
+# %% ../nbs/06_attribution.ipynb #f204ec45
+def page_setup(dict_dir, tcs:dict) -> tuple:
+    "Chapter 05's feature index and labels beside the dictionaries in `dict_dir`: (index, labels), None where absent."
+    from mi_repro.features import find_index, load_labels
+    out = []
+    for what, get in (('pages', lambda: find_index(dict_dir, tcs)), ('labels', lambda: load_labels(dict_dir, tcs))):
+        try: out.append(get())
+        except UserError as e:
+            print(f"no feature {what}: {e}")
+            out.append(None)
+    if out[0] is None: print("no feature pages: chapter 05 has built no index for these dictionaries")
+    return tuple(out)
+
+# %% ../nbs/06_attribution.ipynb #c49e18ce
+def publish(js:dict, tok, # a graph JSON (`graph_json`) and the tokenizer
+            ix=None, # chapter 05's `FeatureIndex` (`page_setup`); None: no feature pages
+            labels:dict|None=None, # {layer: [label]}, for the pages
+            n_pages:int|None=None, # pages for the most influential feature nodes only; None: every one
+            out_dir:Path|None=None, # where the graph goes; None: the run's `graphs/`, or a temporary folder
+           ) -> tuple[Path, list|None]:
+    ("Write the graph (gzipped JSON) to the run's `graphs/` (a temporary folder outside a run), a page per feature "
+     "node to the figures' `features/`, and the viewer page beside the JSON: (the viewer page, the features paged).")
+    import os, tempfile
+    from mi_repro.core import run_dir, fig_dir
+    from mi_repro.features import graph_pages
+    from mi_repro.viewer import render
+    out_dir = Path(out_dir or ((run_dir() / 'graphs') if run_dir() else tempfile.mkdtemp()))
+    page_dir = (fig_dir() / 'features') if fig_dir() else out_dir / 'features'
+    slug = js['metadata']['slug']
+    write_graph(js, out_dir / f"{slug}.json.gz")
+    feats = graph_pages(ix, tok, js, page_dir, labels, n_pages) if ix is not None else None
+    rel = os.path.relpath(page_dir, out_dir) if ix is not None else None
+    return render(js, out_dir / f"{slug}.html", feature_pages=rel, pages=feats), feats
