@@ -21,6 +21,7 @@ _API = {  # module: the names it gives the top level
                    'plot_graph',
     'interventions': 'clean_run intervene Edit ablate steer measure patch',
     'viewer': 'render show',
+    'ctfront': 'write_frontend ct_serve',
     'prompts': 'load_prompts gated_prompts behaviour_prompts',
     'core': 'UserError record save_fig',
 }
