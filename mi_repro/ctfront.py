@@ -11,8 +11,8 @@ from .core import UserError, atomic_write, read_json, visible, cache_dir, check_
 
 # %% auto #0
 __all__ = ['FEATURE_SCHEMA', 'EXAMPLE_SCHEMA', 'CT_VERSION', 'check_feature', 'quantiles', 'linear_hist', 'ct_example',
-           'feature_doc', 'graph_features', 'write_frontend', 'ct_venvs', 'ct_python', 'ct_serve', 'ct_validate',
-           'main']
+           'feature_doc', 'graph_features', 'write_frontend', 'ct_venvs', 'ct_python', 'offline_html',
+           'offline_frontend', 'ct_serve', 'ct_validate', 'main']
 
 # %% ../nbs/ctfront.ipynb #1dd4481b
 FEATURE_SCHEMA = dict(transcoder_id=str, index=int, examples_quantiles=list, top_logits=list, bottom_logits=list,
@@ -219,26 +219,77 @@ def ct_python(create:bool=False, # make the cache's frontend venv when none is f
     if not _ct_ok(py): raise UserError(f"{v} was made but does not import circuit-tracer {CT_VERSION}'s frontend")
     return py
 
+# %% ../nbs/ctfront.ipynb #8efee205
+_CT_LIBS = {  # what circuit-tracer 0.5.0's pages load from the network: the file of `ctfront_assets/` for it ('': none)
+    'https://transformer-circuits.pub/2025/attribution-graphs/static_js/lib/d3.js': 'd3.js',
+    'https://transformer-circuits.pub/2025/attribution-graphs/static_js/lib/jetpack_2024-07-20.js': '',  # in d3.js
+    'https://transformer-circuits.pub/2025/attribution-graphs/static_js/lib/npy_v0.js': '',  # reads .npy: none here
+    'https://transformer-circuits.pub/2025/attribution-graphs/static_js/lib/hotserver-client-ws.js': '',  # live reload
+    'https://unpkg.com/dagre@0.8.5/dist/dagre.min.js': 'dagre.min.js',
+    'https://unpkg.com/pako@2.1.0/dist/pako.min.js': 'pako.min.js',
+}
+
+def offline_html(text:str, # a page of circuit-tracer's frontend
+                 name:str='the page', # its name, for the error
+                ) -> str:
+    "The page loading its libraries from `./lib/` (the files of `ctfront_assets/`); `UserError` if it needs others."
+    def local(m):
+        if m.group(1) not in _CT_LIBS:
+            raise UserError(f"{name} loads {m.group(1)}, which mi_repro/ctfront_assets does not hold")
+        return f"<script src='./lib/{_CT_LIBS[m.group(1)]}'></script>" if _CT_LIBS[m.group(1)] else ''
+    out = re.sub(r"""<script src=['"](https?://[^'"]+)['"]></script>""", local, text)
+    if re.search(r"""(src|href)=['"](https?:)?//""", out): raise UserError(f"{name} loads more from the network")
+    return out
+
+
+# %% ../nbs/ctfront.ipynb #637fdc98
+def offline_frontend(python:str|Path|None=None, # a venv's Python with circuit-tracer (default `ct_python()`)
+                     out:str|Path|None=None, # the folder to write (default: in the cache, per circuit-tracer version)
+                    ) -> Path:
+    "A copy of circuit-tracer's frontend (its `assets/`) whose pages load nothing from the network; its folder."
+    import mi_repro, tempfile
+    py = python or ct_python()
+    if py is None: raise UserError("no venv with circuit-tracer's frontend: ct_python(create=True) makes one")
+    r = subprocess.run([str(py), '-c', 'from circuit_tracer.frontend.local_server import DEFAULT_FRONTEND_DIR as d; '
+                        'print(d)'], capture_output=True, text=True)
+    if r.returncode: raise UserError(f"circuit-tracer's frontend not found: {r.stderr.strip()[-300:]}")
+    out = Path(out or cache_dir('ct-frontend', CT_VERSION))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as td:
+        new = Path(td)/'frontend'
+        shutil.copytree(r.stdout.strip(), new)
+        for page in ('index.html', 'feature-view.html'):
+            if (new/page).exists(): (new/page).write_text(offline_html((new/page).read_text(), page))
+        shutil.copytree(Path(mi_repro.__file__).parent/'ctfront_assets', new/'lib')
+        if out.exists(): shutil.rmtree(out)
+        os.replace(new, out)
+    return out
+
+
 # %% ../nbs/ctfront.ipynb #a7b8bc34
 _SERVE = """import sys, circuit_tracer.frontend.local_server as ls
 class Loopback(ls.ReusableTCPServer):
     def __init__(self, addr, handler): super().__init__(('127.0.0.1', addr[1]), handler)
 ls.ReusableTCPServer = Loopback  # serve() binds every interface; this one only 127.0.0.1
-srv = ls.serve(data_dir=sys.argv[1], port=int(sys.argv[2]))
+srv = ls.serve(data_dir=sys.argv[1], port=int(sys.argv[2]), frontend_dir=sys.argv[3] or None)
 print(srv.httpd.server_address[1], flush=True)
 sys.stdin.read()  # until the parent closes stdin
 srv.stop()
 """
 
+
+# %% ../nbs/ctfront.ipynb #fe40f523
 def ct_serve(folder:str|Path, # what `write_frontend` wrote
              port:int=0, # 0: a free port
              python:str|Path|None=None, # a venv's Python with circuit-tracer (default `ct_python()`)
+             offline:bool=True, # serve `offline_frontend`'s copy (False: circuit-tracer's page, which loads d3 etc.)
             ) -> tuple[subprocess.Popen, str]:
     "Start circuit-tracer's own server on 127.0.0.1 for `folder`: the process (close its stdin to stop it) and URL."
     py = python or ct_python()
     if py is None: raise UserError("no venv with circuit-tracer's frontend: ct_python(create=True) makes one")
     if not (Path(folder)/'graph-metadata.json').exists(): raise UserError(f"{folder} holds no graph-metadata.json")
-    p = subprocess.Popen([str(py), '-c', _SERVE, str(Path(folder).resolve()), str(port)], stdin=subprocess.PIPE,
+    front = str(offline_frontend(py)) if offline else ''
+    p = subprocess.Popen([str(py), '-c', _SERVE, str(Path(folder).resolve()), str(port), front], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = p.stdout.readline().strip()
     if not line.isdigit():

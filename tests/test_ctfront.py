@@ -1,13 +1,16 @@
 """circuit-tracer's own frontend serves what `mi_repro.ctfront.write_frontend` writes: its server (`serve` from
 circuit-tracer 0.5.0, in a venv of its own, on 127.0.0.1 and a free port) answers the requests its page makes for the
-graph list, a graph and a feature node's file, and circuit-tracer's pydantic models accept what it served.
+graph list, a graph and a feature node's file, and circuit-tracer's pydantic models accept what it served; its page
+(the offline copy `ct_serve` serves) shows the graph and a feature's panel in headless Chromium that can reach no host
+but 127.0.0.1, and loads nothing from elsewhere (Chromium as in tests/test_viewer.py: `make install`).
 
 The venv: `$MI_REPRO_CT_VENV`, else the benchmarks' `benchmarks/.venv-circuit-tracer`, else a light one in the cache
 (`ct_python(create=True)`: `pip install --no-deps circuit-tracer==0.5.0` and pydantic, about 10 s, once). The test
 makes that one when none is there, so it needs PyPI once, like `make install`; it fails, rather than skips, when pip
 cannot install it. Builds a small feature index and two graphs of tiny-qwen3 (its dictionaries cached after `nbdev-test`)."""
-import json, socket, urllib.error, urllib.request
+import json, socket, time, urllib.error, urllib.request
 import pytest
+from test_viewer import FLAGS, CHROMIUM, CHROMEDRIVER
 
 @pytest.fixture(scope='module')
 def folder(tmp_path_factory):
@@ -88,3 +91,47 @@ def test_loopback_only(server):
         probe.listen()
         socket.create_connection(probe.getsockname(), timeout=2).close()
     with pytest.raises(OSError): socket.create_connection((a, int(server.rsplit(':', 1)[1])), timeout=2).close()
+
+@pytest.fixture(scope='module')
+def offline_browser(tmp_path_factory):
+    "Headless Chromium (as tests/test_viewer.py's) that resolves no host name but 127.0.0.1: no network."
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for f in FLAGS + ['--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
+                      f'--user-data-dir={tmp_path_factory.mktemp("chromium-profile")}']: opts.add_argument(f)
+    opts.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
+    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+def test_page_offline(folder, server, offline_browser):
+    "circuit-tracer's own page draws the graph, and a feature node's click shows its examples and logits."
+    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.common.action_chains import ActionChains
+    d = offline_browser
+    d.get(server + '/index.html?slug=tiny-0')
+    graph = json.loads((folder/'tiny-0.json').read_text())
+    WebDriverWait(d, 20).until(lambda d: d.find_elements('css selector', '.node'))
+    drawn = d.execute_script("return Array.from(document.querySelectorAll('.node')).map(n => n.__data__.node_id)")
+    assert set(drawn) <= {n['node_id'] for n in graph['nodes']} and len(set(drawn)) >= 0.9 * len(graph['nodes'])
+    i = d.execute_script("return Array.from(document.querySelectorAll('.node'))"
+                         ".findIndex(n => n.__data__.feature_type == 'cross layer transcoder')")
+    nid = d.execute_script("return document.querySelectorAll('.node')[arguments[0]].__data__.node_id", i)
+    node = next(n for n in graph['nodes'] if n['node_id'] == nid)
+    layer, f, _ = map(int, nid.split('_'))
+    doc = json.loads((folder/'features'/'mi-repro'/f"{node['feature']}.json").read_text())
+    ActionChains(d).move_to_element(d.find_elements('css selector', '.node')[i]).click().perform()
+    WebDriverWait(d, 20).until(lambda d: d.find_elements('css selector', '.feature-example-list .ctx-container'))
+    time.sleep(0.5)
+    text = d.find_element('tag name', 'body').text
+    assert f'L{layer}/{f}' in text, 'the panel names the feature by its layer and index (cantor unpaired)'
+    assert doc['top_logits'][0].strip() in d.find_element('css selector', '.feature-example-logits').text
+    n_ex = sum(len(q['examples']) for q in doc['examples_quantiles'])
+    assert len(d.find_elements('css selector', '.feature-example-list .ctx-container')) == n_ex
+    urls = d.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert urls and all(u.startswith(server + '/') for u in urls), [u for u in urls if not u.startswith(server)]
+    errors = [e['message'] for e in d.get_log('browser') if e['level'] == 'SEVERE' and 'favicon.ico' not in e['message']]
+    assert not errors, errors
