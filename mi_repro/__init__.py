@@ -18,9 +18,10 @@ _API = {  # module: the names it gives the top level
     'clt': 'CLT fit_clt train_clt load_clt',
     'features': 'load_labels find_index write_pages graph_pages show_feature',
     'attribution': 'Replacement attribute Graph top_features feature_key prune graph_scores graph_json write_graph '
-                   'plot_graph',
+                   'plot_graph publish page_setup',
     'interventions': 'clean_run intervene Edit ablate steer measure patch',
     'viewer': 'render show scan_name',
+    'ctfront': 'write_frontend ct_serve',
     'prompts': 'load_prompts gated_prompts behaviour_prompts',
     'core': 'UserError record save_fig',
 }

@@ -4,14 +4,15 @@
 
 # %% ../nbs/core.ipynb #a198570b
 from __future__ import annotations
-import json, os, tempfile, math, numbers
+import json, os, tempfile, math, numbers, time
 from contextlib import contextmanager
 from pathlib import Path
 import torch
 
 # %% auto #0
 __all__ = ['METRICS', 'UserError', 'atomic_path', 'atomic_write', 'load_tensors', 'cache_dir', 'pick_device', 'pick_dtype', 'tol',
-           'run_dir', 'read_json', 'record', 'fig_dir', 'save_fig', 'visible', 'check_positive', 'cli']
+           'run_dir', 'read_json', 'record', 'fig_dir', 'save_fig', 'visible', 'check_positive', 'cli', 'write_status',
+           'StatusBar', 'progress']
 
 # %% ../nbs/core.ipynb #b09d1ea9
 class UserError(Exception):
@@ -198,3 +199,51 @@ def cli(fn, *args) -> int:
     finally:
         if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
     return 0
+
+# %% ../nbs/core.ipynb #00b1eda1
+from tqdm.std import tqdm as _text_tqdm
+
+def write_status(path:str|Path, text:str):
+    "Replace the file `path` with `text` (a progress line: no fsync; a failure to write is ignored)."
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        Path(tmp).write_text(text)
+        os.replace(tmp, path)
+    except OSError: pass
+
+class StatusBar(_text_tqdm):
+    "tqdm's text bar that also writes its state to the file `$MI_REPRO_PROGRESS`, when set (at most every second)."
+    every = 1.0  # seconds between two writes of the file
+
+    def display(self, msg=None, pos=None):
+        super().display(msg, pos)
+        path, now = os.environ.get('MI_REPRO_PROGRESS'), time.monotonic()
+        if path and now - getattr(self, '_wrote', -math.inf) >= self.every:
+            self._wrote = now
+            write_status(path, self.status())
+        return True
+
+    def status(self) -> str:
+        "`desc: n/total [elapsed<remaining]`, formatted by tqdm."
+        fmt = dict(self.format_dict, prefix='', bar_format='{n_fmt}/{total_fmt} [{elapsed}<{remaining}]')
+        return (f'{self.desc}: ' if self.desc else '') + self.format_meter(**fmt)
+
+
+# %% ../nbs/core.ipynb #94f2dd75
+def _widgets() -> bool:
+    "Whether tqdm's widget can show: an interactive Jupyter kernel with ipywidgets, not a chapter of `mi-repro run`."
+    import sys
+    if 'ipykernel.zmqshell' not in sys.modules or os.environ.get('MI_REPRO_PROGRESS'): return False
+    try: import ipywidgets  # noqa: F401
+    except ImportError: return False
+    return True
+
+def progress(iterable=None, # what to iterate over (None: call `update` by hand)
+             **kw, # tqdm's arguments: total, desc, unit, initial, disable, ...
+            ):
+    "A progress bar: tqdm's widget in an interactive notebook that shows it, else a text `StatusBar` (no warning)."
+    if _widgets():
+        from tqdm.notebook import tqdm
+        return tqdm(iterable, **kw)
+    return StatusBar(iterable, **kw)
+

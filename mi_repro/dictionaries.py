@@ -9,7 +9,7 @@ from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 import torch.distributed as dist
 from safetensors.torch import save_file, load_file, safe_open
-from tqdm.auto import tqdm
+from .core import progress as tqdm  # a text bar under papermill; the runner shows its state
 from fastcore.basics import patch
 from .core import UserError, atomic_path, atomic_write, read_json, load_tensors, cache_dir, cli, check_positive
 from .models import Spec, Loaded, load_model, run_name

@@ -280,15 +280,28 @@ def path_subs() -> dict:
     subs = {str(nbs_dir().parent): '<repo>', str(cache_dir()): '<cache>', str(Path.home()): '~'}
     return dict(sorted(subs.items(), key=lambda kv: -len(kv[0])))
 
+# %% ../nbs/runner.ipynb #65a0191d
+def _merge_streams(outs:list) -> list:
+    "The outputs with consecutive outputs of the same stream (stdout, stderr) joined into one, as Jupyter shows them."
+    merged = []
+    for o in outs:
+        prev = merged[-1] if merged else {}
+        if o.get('output_type') == 'stream' and prev.get('output_type') == 'stream' and prev['name'] == o['name']:
+            prev['text'] = ''.join(prev['text']) + ''.join(o['text'])
+        else: merged.append(type(o)(o))  # a copy, of its own type (nbformat's NotebookNode)
+    return merged
+
+
 # %% ../nbs/runner.ipynb #c07489d8
 def tidy_outputs(nb:dict, # an executed notebook (nbformat 4, as papermill writes it)
                  subs:dict|None=None, # path -> name; None: `path_subs()`
                 ) -> dict:
-    "Tidy the outputs of every code cell in place (`_tidy_text`); stream outputs left empty are dropped."
+    """Tidy the outputs of every code cell in place: consecutive outputs of one stream merged (a text progress bar
+    arrives as one output per update), then `_tidy_text`; stream outputs left empty are dropped."""
     subs = path_subs() if subs is None else subs
     for c in nb['cells']:
         outs = []
-        for o in c.get('outputs', []):
+        for o in _merge_streams(c.get('outputs', [])):
             if o.get('output_type') == 'stream': o['text'] = _tidy_text(''.join(o['text']), subs, True)
             for k, v in o.get('data', {}).items():
                 if k.startswith('text/'): o['data'][k] = _tidy_text(''.join(v), subs, False)
@@ -462,16 +475,51 @@ def expected_s(rdir:Path, # a run folder
     d = statistics.median(known.values()) if known else default
     return {n: known.get(n, d) for n in names}
 
+# %% ../nbs/runner.ipynb #48801560
+@contextmanager
+def _watch(bar, # the run's bar (`_run_all`): it counts expected seconds
+           expected:float, # the chapter's expected seconds (`expected_s`)
+           status:Path, # the file the chapter's bars write their state to (`core.StatusBar`, `$MI_REPRO_PROGRESS`)
+           every:float=1.0, # seconds between two looks
+          ):
+    "While a chapter runs: move `bar` on with its time (up to 99% of `expected`) and show its own bars' state."
+    import threading
+    status.unlink(missing_ok=True)
+    stop, t0, done = threading.Event(), time.monotonic(), [0.0]
+    def look():
+        while not stop.wait(every):
+            step = max(min(time.monotonic() - t0, 0.99 * expected) - done[0], 0.0)
+            done[0] += step
+            try: s = ' '.join(status.read_text().split())
+            except OSError: s = ''
+            bar.set_postfix_str(s[:90], refresh=False)
+            if step > 0: bar.update(step)
+            else: bar.refresh()
+    th = threading.Thread(target=look, daemon=True)
+    th.start()
+    try: yield
+    finally:
+        stop.set()
+        th.join()
+        bar.set_postfix_str('', refresh=False)
+        bar.update(expected - done[0])
+        status.unlink(missing_ok=True)
+
+
 # %% ../nbs/runner.ipynb #7cd97b82
 def _run_all(man:dict, names:list, avail:dict, per:dict, rdir:Path, fdir:Path, nbs:Path, log_output:bool) -> dict:
     "Run the chapters `names` in order, with the run and figure folders set for `record` and `save_fig`."
+    import tempfile
     kernel, exp = kernel_name(), expected_s(rdir, names)  # the bar counts expected seconds: its ETA weighs chapters
-    bar = tqdm(total=round(sum(exp.values()), 1), unit='s', dynamic_ncols=True)
-    with _env(MI_REPRO_RUN_DIR=rdir, MI_REPRO_FIG_DIR=fdir), _papermill_log(log_output):
-        for n in names:
-            bar.set_description(n)
-            _run_one(man, n, names, avail[n], rdir, nbs, kernel, log_output, bar, per[n])
-            bar.update(exp[n])
+    bar = tqdm(total=sum(exp.values()), dynamic_ncols=True,  # seconds, not shown: the share and times are
+               bar_format='{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]')
+    with tempfile.TemporaryDirectory() as td:
+        status = Path(td)/'progress'  # the chapters' bars write their state here (`core.progress`)
+        with _env(MI_REPRO_RUN_DIR=rdir, MI_REPRO_FIG_DIR=fdir, MI_REPRO_PROGRESS=status), _papermill_log(log_output):
+            for n in names:
+                bar.set_description(n)
+                with _watch(bar, exp[n], status):
+                    _run_one(man, n, names, avail[n], rdir, nbs, kernel, log_output, bar, per[n])
     bar.close()
     man['finished'] = _now()
     _save(man, names, rdir)
