@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
+from .core import progress as tqdm  # a text bar under papermill; the runner shows its state
 from fastcore.basics import patch
 from .core import UserError, atomic_path, atomic_write, read_json, pick_dtype, cache_dir
 from .models import Spec

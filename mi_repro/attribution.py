@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from pathlib import Path
 import torch
-from tqdm.auto import tqdm
+from .core import progress as tqdm  # a text bar under papermill; the runner shows its state
 from fastcore.basics import patch
 from .core import UserError, atomic_write, atomic_path, visible, check_positive
 from .viewer import feature_node, embedding_node, error_node, logit_node, graph_doc, scan_name

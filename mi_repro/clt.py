@@ -12,7 +12,7 @@ import torch, torch.nn as nn
 from fastcore.basics import patch
 from safetensors import safe_open
 from safetensors.torch import save_file, load_file
-from tqdm.auto import tqdm
+from .core import progress as tqdm  # a text bar under papermill; the runner shows its state
 from .core import UserError, atomic_path, atomic_write, check_positive, cache_dir
 from .dictionaries import _BatchTopK, _TopK, _Jump, _check_cfg, _lr_at, _steps_for
 from .dictionaries import opt_tensors, load_opt, read_ckpt, write_ckpt, dict_hash

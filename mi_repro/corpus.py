@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
-from tqdm.auto import tqdm
+from .core import progress as tqdm  # a text bar under papermill; the runner shows its state
 from .core import UserError, atomic_path, atomic_write, cache_dir, load_tensors
 from .models import doc_start
 

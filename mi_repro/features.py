@@ -8,7 +8,7 @@ import hashlib, html, json, math, re, time
 from pathlib import Path
 import torch
 from safetensors.torch import save_file, safe_open
-from tqdm.auto import tqdm
+from .core import progress as tqdm  # a text bar under papermill; the runner shows its state
 from fastcore.basics import patch
 from .core import UserError, atomic_path, atomic_write, read_json, load_tensors, visible, check_positive
 from .models import Spec, prompt_ids, hf_model
