@@ -136,10 +136,34 @@ def _headline_more(m:dict) -> list[tuple]:
             ('13', 'entities: 8 known-name features written into invented names, log-odds change minus matched',
              ci(val(m, 'entities.interventions', 'by_k', '8', 'fake', 'diff')))]
 
+# %% ../nbs/report.ipynb #1de5ab5f
+def _types_cell(m:dict) -> str:
+    "Chapter 16's summary: how many judged behaviours the thesis's type fits, and which do not."
+    s = val(m, 'types.summary')
+    if isinstance(s, Absent): return str(s)
+    out = f"{s['n_agree']} of {s['n_judged']}"
+    return out + (f"; not: {', '.join(s['disagree'])}" if s['disagree'] else '')
+
+def _headline_biology(m:dict) -> list[tuple]:
+    "The headline rows of chapters 14-16 (rhymes, refusal, computational types)."
+    fr, rg = val(m, 'rhymes.free'), val(m, 'refusal.gate')
+    return [('14', 'rhymes: free second lines that rhyme (gate 0.50); forced-choice rhyme effect, logits [95 % CI '
+                   'over pairs]', f"{ci(val(m, 'rhymes.free', 'rate'))}{_verdict(fr)}; "
+                                  f"{ci(val(m, 'rhymes.choice', 'rhyme_effect'))}"),
+            ('14', 'rhymes: the top features at the newline zero-ablated, margin change minus matched [95 % CI]',
+             ci(val(m, 'rhymes.ablation', 'sites', 'newline', 'diff'))),
+            ('15', 'refusal: refusal rate on held-out harmful requests (gate 0.50); log p(refusal sentence), harmful '
+                   'minus harmless twin [95 % CI over pairs]', f"{ci(val(m, 'refusal.gate', 'refusal_harmful'))}"
+                                                              f"{_verdict(rg)}; {ci(val(m, 'refusal.gate', 'delta_s'))}"),
+            ('15', 'refusal: harmful-request features ablated on harmful requests, log p(refusal) change minus matched',
+             ci(val(m, 'refusal.interventions', 'harmful', 'diff'))),
+            ('16', "computational types: judged behaviours whose thesis type meets its measured criterion",
+             _types_cell(m))]
+
 # %% ../nbs/report.ipynb #e807eb15
 def headline(m:dict): # metrics of one run
     "The README's headline table, every figure from `m`."
-    return _table(sorted(_headline_early(m) + _headline_late(m) + _headline_more(m), key=lambda r: r[0]))
+    return _table(sorted(_headline_early(m) + _headline_late(m) + _headline_more(m) + _headline_biology(m), key=lambda r: r[0]))
 
 # %% ../nbs/report.ipynb #a2724c81
 _C = 'interventions.controls.'
