@@ -14,12 +14,13 @@ from .models import prompt_ids
 from .two_hop import answer_influence
 
 # %% auto #0
-__all__ = ['GATES', 'THESIS', 'gate_of', 'lens_row', 'cross_share', 'concept_gap', 'gated', 'classify', 'types_note']
+__all__ = ['GATES', 'THESIS', 'gate_of', 'run_metrics', 'lens_row', 'cross_share', 'concept_gap', 'gated', 'classify',
+           'types_note']
 
 # %% ../nbs/16_types.ipynb #r16c08
 GATES = {**{b: f'prompts.{b}.en.gate' for b in ('factual', 'two_hop', 'reasoning', 'code', 'grammar', 'antonyms')},
          'acronyms': 'acronyms.gate', 'rhymes': 'rhymes.choice', 'entities': 'entities.baseline',
-         'refusal': 'refusal.gate'}
+         'refusal': 'refusal.gate', 'multilingual': ('prompts.antonyms.fr.gate', 'prompts.antonyms.es.gate')}
 THESIS = dict(factual='hidden-state transfer', two_hop='hidden-state transfer', grammar='candidate-set filtering',
               antonyms='candidate-set filtering', multilingual='abstract mapping', refusal='gated decision')
 
@@ -27,10 +28,19 @@ def gate_of(m:dict, # metrics of a run
             behaviour:str) -> bool|None:
     "Whether `behaviour` passed its gate in this run's metrics (None: not there)."
     if behaviour not in GATES: raise UserError(f"unknown behaviour {behaviour!r}: one of {', '.join(GATES)}")
-    v = m.get(GATES[behaviour])
-    return v if v is None or isinstance(v, bool) else bool(v.get('passes'))
+    keys = GATES[behaviour] if isinstance(GATES[behaviour], tuple) else (GATES[behaviour],)
+    vs = [m.get(k) for k in keys]  # every one must pass (multilingual: French and Spanish)
+    if any(v is None for v in vs): return None
+    return all(v if isinstance(v, bool) else bool(v.get('passes')) for v in vs)
 
-# %% ../nbs/16_types.ipynb #r16c12
+# %% ../nbs/16_types.ipynb #r16c09
+def run_metrics() -> dict:
+    "The metrics of the run this chapter is part of (its `metrics.json` so far, then this chapter's): {} outside a run."
+    from mi_repro.core import run_dir, read_json, METRICS
+    d = run_dir()
+    return {**((read_json(d / 'metrics.json', {}) or {}) if d else {}), **METRICS}
+
+# %% ../nbs/16_types.ipynb #r16c13
 @torch.no_grad()
 def lens_row(hf, spec, tok, p:dict, # a prompt dict with `c_id` and `i_id` (the answers' token ids)
              k_top:int=10) -> dict:
@@ -50,7 +60,7 @@ def lens_row(hf, spec, tok, p:dict, # a prompt dict with `c_id` and `i_id` (the 
     filtered = any(i['rank'][l] < k_top for l in mid) and i['p'][L] <= 0.5 * peak
     return dict(depth=depth, filtered=bool(filtered), p_incorrect_peak=peak, p_incorrect_out=i['p'][L])
 
-# %% ../nbs/16_types.ipynb #r16c16
+# %% ../nbs/16_types.ipynb #r16c17
 def cross_share(g, # a chapter-06 `Graph` with `answer` among its logit nodes
                 answer:int) -> float:
     "The share of the feature nodes' |influence| on `answer` that sits at positions before the last."
@@ -59,13 +69,14 @@ def cross_share(g, # a chapter-06 `Graph` with `answer` among its logit nodes
     tot = float(I.sum())
     return float(I[pos < len(g.ids) - 1].sum()) / tot if tot > 0 else 0.0
 
-# %% ../nbs/16_types.ipynb #r16c19
+# %% ../nbs/16_types.ipynb #r16c20
 def concept_gap(X:torch.Tensor, # [n, d] one vector per prompt
                 concept:list, lang:list) -> list[float]:
     ("Per concept: mean cosine to its own prompts in other languages minus mean cosine to other concepts' prompts "
-     "in other languages.")
+     "in other languages, on vectors centred on their mean (else a few huge shared dimensions make every cosine ~1).")
     if len(X) != len(concept) or len(X) != len(lang): raise UserError("concept_gap: X, concept, lang differ in length")
-    S = F.normalize(X.float(), dim=-1) @ F.normalize(X.float(), dim=-1).T
+    Z = F.normalize(X.float() - X.float().mean(0), dim=-1)
+    S = Z @ Z.T
     c, la = list(concept), list(lang)
     out = []
     for k in dict.fromkeys(c):
@@ -75,7 +86,7 @@ def concept_gap(X:torch.Tensor, # [n, d] one vector per prompt
         if same and diff: out.append(sum(same) / len(same) - sum(diff) / len(diff))
     return out
 
-# %% ../nbs/16_types.ipynb #r16c23
+# %% ../nbs/16_types.ipynb #r16c24
 def gated(m:dict, # metrics of a run
           min_auc:float=0.9) -> dict:
     ("Per chapter (entities, refusal) whose metrics are there: the features' held-out AUC, the CI of the edit's "
@@ -92,7 +103,7 @@ def gated(m:dict, # metrics of a run
         v['holds'] = bool(v['auc'] >= min_auc and v['diff'] is not None and (v['diff'][1] > 0 or v['diff'][2] < 0))
     return out
 
-# %% ../nbs/16_types.ipynb #r16c27
+# %% ../nbs/16_types.ipynb #r16c28
 def classify(row:dict, # a behaviour's measurements: cross, filtered (means), gap (CI), gated (bool)
             ) -> list[str]:
     "The types whose criteria hold for one behaviour (see the table above)."
@@ -103,7 +114,7 @@ def classify(row:dict, # a behaviour's measurements: cross, filtered (means), ga
     if row.get('gated'): out.append('gated decision')
     return out
 
-# %% ../nbs/16_types.ipynb #r16c32
+# %% ../nbs/16_types.ipynb #r16c33
 def types_note(m:dict, # metrics of one run (this chapter's `types.*`)
               ) -> str:
     "This chapter's closing figures: per behaviour the criteria that hold, and the thesis's assignment beside them."
