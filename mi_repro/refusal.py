@@ -114,7 +114,8 @@ def refusal_note(m:dict, # metrics of one run (this chapter's `refusal.*`)
     g, gr, ft, iv = (val(m, f'refusal.{k}') for k in ('gate', 'graph', 'features', 'interventions'))
     if isinstance(g, Absent): return str(g)
     tpl = 'chat template' if g['chat'] else 'no chat template'
-    out = [f"- refusal rate ({g['n_test_harmful']} held-out pairs, {tpl}): harmful {ci(g['refusal_harmful'])}, harmless {ci(g['refusal_harmless'])}: the gate "
+    out = [f"- refusal rate ({g['n_test_harmful']} held-out pairs, {tpl}): harmful {ci(g['refusal_harmful'])}, "
+           f"harmless {ci(g['refusal_harmless'])}: the gate "
            f"{'passes' if g['passes'] else 'fails; what follows traces what the model does'}; log p(refusal "
            f"sentence) harmful - harmless {ci(g['delta_s'])} over pairs."]
     if not isinstance(gr, Absent):
