@@ -11,8 +11,8 @@ import torch
 
 # %% auto #0
 __all__ = ['METRICS', 'UserError', 'atomic_path', 'atomic_write', 'load_tensors', 'cache_dir', 'pick_device', 'pick_dtype', 'tol',
-           'run_dir', 'read_json', 'record', 'fig_dir', 'save_fig', 'visible', 'check_positive', 'cli', 'write_status',
-           'StatusBar', 'progress']
+           'run_dir', 'read_json', 'path_names', 'named', 'record', 'fig_dir', 'save_fig', 'visible', 'check_positive',
+           'cli', 'write_status', 'StatusBar', 'progress']
 
 # %% ../nbs/core.ipynb #b09d1ea9
 class UserError(Exception):
@@ -140,13 +140,33 @@ def read_json(path:str|Path, default=None):
         raise UserError(f"{path} is not valid JSON ({str(e).splitlines()[0][:120]}): the file is corrupt; "
                         "restore it or delete it (and what it describes) to start that step over") from None
 
+# %% ../nbs/core.ipynb #c0re0nm1
+def path_names() -> dict:
+    "This machine's checkout, cache and home folders -> `<repo>`, `<cache>`, `~` (longest first)."
+    import mi_repro
+    names = {str(Path(mi_repro.__file__).resolve().parent.parent): '<repo>', str(cache_dir()): '<cache>',
+             str(Path.home()): '~'}
+    return dict(sorted(names.items(), key=lambda kv: -len(kv[0])))
+
+def named(v, # a string, or a list or dict holding strings; other values pass through
+          names:dict|None=None, # folder -> name; None: `path_names()`
+         ):
+    "`v` with this machine's folders named (`path_names`): a record or an output reads the same on every machine."
+    names = path_names() if names is None else names
+    if isinstance(v, str):
+        for a, b in names.items(): v = v.replace(a, b)
+        return v
+    if isinstance(v, dict): return {k: named(x, names) for k, x in v.items()}
+    if isinstance(v, list): return [named(x, names) for x in v]
+    return v
+
 # %% ../nbs/core.ipynb #525b18b0
 def record(key:str, # dotted name, 'chapter.quantity', e.g. 'forward.max_abs_logit_diff'
            value, # a number, string, list or dict (tensors are converted)
           ):
-    "Record a headline figure: kept in `METRICS`, and merged into `metrics.json` of the current run."
+    "Record a headline figure: kept in `METRICS`, and merged into `metrics.json` of the current run (folders `named`)."
     if not isinstance(key, str) or not key: raise UserError(f"record: key must be a non-empty string, not {key!r}")
-    value = _jsonable(value)
+    value = named(_jsonable(value))  # no machine's folders in a record
     METRICS[key] = value
     if (d := run_dir()) is not None:
         p = d/'metrics.json'

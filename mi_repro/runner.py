@@ -9,12 +9,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from tqdm import tqdm
-from .core import UserError, atomic_write, read_json, pick_device, pick_dtype
+from .core import UserError, atomic_write, read_json, pick_device, pick_dtype, named, path_names
 
 # %% auto #0
 __all__ = ['SEED_CHAPTERS', 'nbs_dir', 'list_chapters', 'find_chapter', 'pick_chapters', 'chapter_params', 'to_type',
-           'parse_params', 'versions', 'machine', 'git_info', 'merge_chapters', 'kernel_name', 'path_subs',
-           'tidy_outputs', 'tidy_file', 'run_chapter', 'ChapterFailed', 'expected_s', 'run', 'compare', 'same_machine',
+           'parse_params', 'versions', 'machine', 'git_info', 'merge_chapters', 'kernel_name', 'tidy_outputs',
+           'tidy_file', 'run_chapter', 'ChapterFailed', 'expected_s', 'run', 'compare', 'same_machine',
            'aggregate_seeds', 'run_seeds', 'fmt_table', 'describe_params', 'main']
 
 # %% ../nbs/runner.ipynb #48d7fc40
@@ -271,14 +271,7 @@ def _tidy_text(s:str, subs:dict, stream:bool) -> str:
     if stream:
         lines = [l.rstrip('\r').rsplit('\r', 1)[-1] for l in s.split('\n')]
         s = '\n'.join(l for l in lines if not _NOISE.search(l))
-    for a, b in subs.items(): s = s.replace(a, b)
-    return s
-
-def path_subs() -> dict:
-    "This machine's checkout, cache and home folders -> `<repo>`, `<cache>`, `~` (longest first)."
-    from mi_repro.core import cache_dir
-    subs = {str(nbs_dir().parent): '<repo>', str(cache_dir()): '<cache>', str(Path.home()): '~'}
-    return dict(sorted(subs.items(), key=lambda kv: -len(kv[0])))
+    return named(s, subs)
 
 # %% ../nbs/runner.ipynb #65a0191d
 def _merge_streams(outs:list) -> list:
@@ -294,11 +287,11 @@ def _merge_streams(outs:list) -> list:
 
 # %% ../nbs/runner.ipynb #c07489d8
 def tidy_outputs(nb:dict, # an executed notebook (nbformat 4, as papermill writes it)
-                 subs:dict|None=None, # path -> name; None: `path_subs()`
+                 subs:dict|None=None, # path -> name; None: `core.path_names()`
                 ) -> dict:
     """Tidy the outputs of every code cell in place: consecutive outputs of one stream merged (a text progress bar
     arrives as one output per update), then `_tidy_text`; stream outputs left empty are dropped."""
-    subs = path_subs() if subs is None else subs
+    subs = path_names() if subs is None else subs
     for c in nb['cells']:
         outs = []
         for o in _merge_streams(c.get('outputs', [])):
