@@ -11,10 +11,13 @@ from .interventions import Edit, clean_run, intervene, feature_acts, matched_poo
 from .two_hop import answer_scores
 from .stats import bootstrap_ci
 
+# the templates tried by default: bare, the paper's `calc:` form, and two worked examples before the sum
+TEMPLATES = ('{a} + {b} = ', 'calc: {a}+{b}=', '3 + 4 = 7\n12 + 25 = 37\n{a} + {b} = ')
+
 # %% auto #0
-__all__ = ['GROUPS', 'KIND', 'REFINED', 'NULLS', 'addition_grid', 'digit_ids', 'addition_prompts', 'sample', 'addition_scores',
-           'group_labels', 'grid_stats', 'eps2', 'classify', 'grid_map', 'as_grid', 'digit_sets', 'matched_add',
-           'move_digit', 'move_summary', 'addition_note']
+__all__ = ['TEMPLATES', 'GROUPS', 'KIND', 'REFINED', 'NULLS', 'addition_grid', 'digit_ids', 'addition_prompts', 'sample',
+           'addition_scores', 'group_labels', 'grid_stats', 'eps2', 'classify', 'grid_map', 'as_grid', 'digit_sets',
+           'matched_add', 'move_digit', 'move_summary', 'addition_note']
 
 # %% ../nbs/11_addition.ipynb #425ec40e
 def _int(v, name:str, lo:int|None=None, hi:int|None=None) -> int:
