@@ -547,6 +547,7 @@ _JS_RENDER = (r'''function render() {
     r'''y: n.y - 7, "data-id": n.id}, short(label(n), 28))));
   svg.append(gn, gl);
   fitView(svg);
+  declutter(gl, [...named]);
   $("status").textContent = (subgraph ? "pinned subgraph: " : "|weight| \u2265 " + fmt(threshold) + ": ") + '''
     r'''shown.length + " of " + agg.length + " edges, " + visible.length + " nodes" + '''
     r'''(selected.size ? ", " + selected.size + " selected" : "") + (pinned.size ? ", " + pinned.size + " pinned" : "");
@@ -570,6 +571,23 @@ _JS_FIT = (r'''function fitView(svg) {
     const r = svg.getBoundingClientRect(), s = Math.min(r.width / w, r.height / h);  // pixels per unit
     if (!fit || pass === 1 || !(s < 1)) break;
     svg.style.setProperty("--k", Math.min(3, 1 / s).toFixed(2));
+  }
+}
+
+function declutter(gl, order) {
+  // labels, the most influential first: one that would overlap a label already placed moves a line up or down
+  // (up to 6), so that two labels do not print over each other; where all are taken it keeps its place
+  const hit = (a, b) => a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+  const texts = [...gl.querySelectorAll("text.nlabel")], rank = new Map(order.map((id, i) => [id, i]));
+  texts.sort((a, b) => rank.get(a.dataset.id) - rank.get(b.dataset.id));
+  const placed = [], ks = [0];
+  for (let i = 1; i <= 6; i++) ks.push(-i, i);
+  for (const t of texts) {
+    const b = t.getBBox(), y = +t.getAttribute("y");  // an SVGRect: its fields are getters, not for spreading
+    const at = k => ({x: b.x, y: b.y + k * b.height, width: b.width, height: b.height});
+    const k = ks.find(k => !placed.some(p => hit(p, at(k)))) || 0;
+    t.setAttribute("y", (y + k * b.height).toFixed(1));
+    placed.push(at(k));
   }
 }
 ''')

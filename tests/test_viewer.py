@@ -278,3 +278,16 @@ def test_pins_from_qparams_and_url(browser, tmp_path):
         WebDriverWait(browser, 10).until(lambda d: d.find_elements('css selector', '#graph g.node'))
         assert shown_ids(browser) == sorted(suffix.split('=')[1].split('&')[0].split(','))  # the pinned subgraph
     check_console(browser)
+
+def label_overlaps(driver):
+    "Pairs of node labels whose boxes on screen overlap by more than half a pixel."
+    r = driver.execute_script("return [...document.querySelectorAll('#graph text.nlabel')].map(t => {"
+                              "const b = t.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]})")
+    cut = lambda a, b, lo, hi: min(a[hi], b[hi]) - max(a[lo], b[lo]) > 0.5
+    return len(r), [(i, j) for i in range(len(r)) for j in range(i) if cut(r[i], r[j], 0, 2) and cut(r[i], r[j], 1, 3)]
+
+def test_labels_do_not_overlap(browser, tmp_path):
+    "Twelve labels on nodes crowded into four places (2 layers x 2 tokens): none prints over another."
+    load(browser, tmp_path/'crowd.html', random_graph(n_tokens=2, n_layers=2, n_features=40, n_links=200))
+    n, over = label_overlaps(browser)
+    assert n == 12 and not over, (n, over)
