@@ -11,6 +11,7 @@ cannot install it. Builds a small feature index and two graphs of tiny-qwen3 (it
 import json, socket, time, urllib.error, urllib.request
 import pytest
 from test_viewer import FLAGS, CHROMIUM, CHROMEDRIVER
+SCAN = 'tiny-qwen3-mi-repro-plt'  # the scan of a tiny-qwen3 graph (`viewer.scan_name`): its features' folder
 
 @pytest.fixture(scope='module')
 def folder(tmp_path_factory):
@@ -64,12 +65,12 @@ def test_served_and_valid(folder, server, tmp_path):
             saved.append(('feature', tmp_path/f"{m['slug']}-{n['feature']}.json"))
             saved[-1][1].write_text(json.dumps(doc))
     assert ct_validate(saved, ct_python()) == len(saved)  # circuit-tracer's pydantic models, in its venv
-    with pytest.raises(urllib.error.HTTPError, match='404'): get(server + '/data/features/mi-repro/999999999.json')
+    with pytest.raises(urllib.error.HTTPError, match='404'): get(f'{server}/data/features/{SCAN}/999999999.json')
 
 def test_rejects_what_its_models_reject(folder, tmp_path):
     from mi_repro.core import UserError
     from mi_repro.ctfront import ct_validate, ct_python
-    doc = json.loads(next((folder/'features'/'mi-repro').glob('*.json')).read_text())
+    doc = json.loads(next((folder/'features'/SCAN).glob('*.json')).read_text())
     doc['examples_quantiles'][0]['examples'][0]['tokens'] = 'not a list'
     (tmp_path/'bad.json').write_text(json.dumps(doc))
     with pytest.raises(UserError, match='tokens'): ct_validate([('feature', tmp_path/'bad.json')], ct_python())
@@ -122,7 +123,7 @@ def test_page_offline(folder, server, offline_browser):
     nid = d.execute_script("return document.querySelectorAll('.node')[arguments[0]].__data__.node_id", i)
     node = next(n for n in graph['nodes'] if n['node_id'] == nid)
     layer, f, _ = map(int, nid.split('_'))
-    doc = json.loads((folder/'features'/'mi-repro'/f"{node['feature']}.json").read_text())
+    doc = json.loads((folder/'features'/SCAN/f"{node['feature']}.json").read_text())
     ActionChains(d).move_to_element(d.find_elements('css selector', '.node')[i]).click().perform()
     WebDriverWait(d, 20).until(lambda d: d.find_elements('css selector', '.feature-example-list .ctx-container'))
     time.sleep(0.5)
