@@ -548,6 +548,7 @@ _JS_RENDER = (r'''function render() {
   svg.append(gn, gl);
   fitView(svg);
   declutter(gl, [...named]);
+  thinLogits(gn);
   $("status").textContent = (subgraph ? "pinned subgraph: " : "|weight| \u2265 " + fmt(threshold) + ": ") + '''
     r'''shown.length + " of " + agg.length + " edges, " + visible.length + " nodes" + '''
     r'''(selected.size ? ", " + selected.size + " selected" : "") + (pinned.size ? ", " + pinned.size + " pinned" : "");
@@ -588,6 +589,23 @@ function declutter(gl, order) {
     const k = ks.find(k => !placed.some(p => hit(p, at(k)))) || 0;
     t.setAttribute("y", (y + k * b.height).toFixed(1));
     placed.push(at(k));
+  }
+}
+
+function thinLogits(gn) {
+  // the logits' tokens, the target first, then by probability: one whose (rotated) box would overlap a token shown
+  // is hidden; its node stays, with its token in the hover label and the panel
+  const score = t => {
+    const n = item(t.parentNode.dataset.id);
+    return (n.is_target_logit ? 2 : 0) + (n.token_prob || 0);
+  };
+  const texts = [...gn.querySelectorAll("g.node.logit text")].sort((a, b) => score(b) - score(a)), shown = [];
+  for (const t of texts) {
+    t.style.display = "";
+    const r = t.getBoundingClientRect();
+    const free = !shown.some(s => r.left < s.right && s.left < r.right && r.top < s.bottom && s.top < r.bottom);
+    if (free) shown.push(r);
+    else t.style.display = "none";
   }
 }
 ''')

@@ -291,3 +291,16 @@ def test_labels_do_not_overlap(browser, tmp_path):
     load(browser, tmp_path/'crowd.html', random_graph(n_tokens=2, n_layers=2, n_features=40, n_links=200))
     n, over = label_overlaps(browser)
     assert n == 12 and not over, (n, over)
+
+def test_logit_tokens_do_not_overlap(browser, tmp_path):
+    "Thirteen logits at one position: the target's token and the most probable are drawn, none over another."
+    from mi_repro.viewer import logit_node
+    g = random_graph(n_tokens=4, n_layers=4, n_features=30, n_links=200)
+    g['nodes'] += [logit_node(600 + i, f' word{i}', 3, 4, 0.01 * (10 - i), False) for i in range(10)]
+    load(browser, tmp_path/'logits.html', g)
+    js = ("return [...document.querySelectorAll('#graph g.node.logit text')].filter(t => t.style.display != 'none')"
+          ".map(t => {const b = t.getBoundingClientRect(); return [t.textContent, b.left, b.top, b.right, b.bottom]})")
+    shown = browser.execute_script(js)
+    cut = lambda a, b, lo, hi: min(a[hi], b[hi]) - max(a[lo], b[lo]) > 0.5
+    assert ' word0' in [s[0] for s in shown] and 1 < len(shown) < 13, shown  # the target, and not every token
+    assert not [(a, b) for a in shown for b in shown if a < b and cut(a, b, 1, 3) and cut(a, b, 2, 4)], shown
