@@ -917,7 +917,6 @@ def page_setup(dict_dir, tcs:dict) -> tuple:
         except UserError as e:
             print(f"no feature {what}: {e}")
             out.append(None)
-    if out[0] is None: print("no feature pages: chapter 05 has built no index for these dictionaries")
     return tuple(out)
 
 # %% ../nbs/06_attribution.ipynb #c49e18ce

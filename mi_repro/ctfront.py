@@ -11,8 +11,8 @@ from .core import UserError, atomic_write, read_json, visible, cache_dir, check_
 
 # %% auto #0
 __all__ = ['FEATURE_SCHEMA', 'EXAMPLE_SCHEMA', 'CT_VERSION', 'check_feature', 'quantiles', 'linear_hist', 'ct_example',
-           'feature_doc', 'graph_features', 'write_frontend', 'ct_venvs', 'ct_python', 'offline_html',
-           'offline_frontend', 'ct_serve', 'ct_validate', 'main']
+           'feature_doc', 'feature_ids', 'write_frontend', 'ct_venvs', 'ct_python', 'offline_html', 'offline_frontend',
+           'ct_serve', 'ct_validate', 'main']
 
 # %% ../nbs/ctfront.ipynb #1dd4481b
 FEATURE_SCHEMA = dict(transcoder_id=str, index=int, examples_quantiles=list, top_logits=list, bottom_logits=list,
@@ -138,16 +138,17 @@ def _read_graph(g) -> dict:
     return g
 
 # %% ../nbs/ctfront.ipynb #501acf1a
-def graph_features(g:dict, ix) -> dict:
+def feature_ids(g:dict, ix) -> dict:
     "{(layer, feature): node `feature` number} of a graph's feature nodes, checked against the index `ix`."
     from mi_repro.viewer import cantor
+    from mi_repro.attribution import feature_key
     model = g['metadata'].get('info', {}).get('model')
     if model and model != ix.build['model']:
         raise UserError(f"graph {g['metadata']['slug']!r} is of {model}, the feature index of {ix.build['model']}")
     out = {}
     for n in g['nodes']:
         if n['feature_type'] != 'cross layer transcoder': continue
-        layer, f, _ = (int(x) for x in n['node_id'].split('_'))
+        layer, _, f = feature_key(n)
         if n['feature'] != cantor(layer, f):
             raise UserError(f"node {n['node_id']!r}: feature {n['feature']} is not cantor({layer}, {f})")
         ix.check(layer, f)
@@ -169,7 +170,7 @@ def write_frontend(graphs, # graph JSONs (dicts, or .json / .json.gz files), or 
     out = Path(out)
     if out.exists() and not out.is_dir(): raise UserError(f"{out} is a file, not a folder")
     gs = [_read_graph(g) for g in (graphs if isinstance(graphs, (list, tuple)) else [graphs])]
-    feats, cache, done = [graph_features(g, ix) for g in gs], {}, set()
+    feats, cache, done = [feature_ids(g, ix) for g in gs], {}, set()
     metas = {m['slug']: m for m in read_json(out/'graph-metadata.json', {'graphs': []}).get('graphs', [])}
     for g, fs in zip(gs, feats):
         m, scan = g['metadata'], _scan_name(g['metadata'])

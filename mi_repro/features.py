@@ -743,9 +743,10 @@ def graph_features(graph:dict, # a graph in circuit-tracer's frontend schema (ch
                    n:int|None=None, # only its `n` most influential feature nodes (smallest `influence`); None: all
                   ) -> list[tuple[int, int]]:
     "The (layer, feature) pairs of a graph's feature nodes, sorted (a feature active at several positions once)."
+    from mi_repro.attribution import feature_key
     fn = [x for x in graph['nodes'] if x['feature_type'] == 'cross layer transcoder']
     if n is not None: fn = sorted(fn, key=lambda x: x['influence'])[:n]
-    return sorted({(int(x['layer']), int(x['node_id'].split('_')[1])) for x in fn})
+    return sorted({feature_key(x)[::2] for x in fn})  # (layer, feature)
 
 def graph_pages(ix:FeatureIndex, tok, graph:dict, # the index, the tokenizer and the graph
                 out:str|Path, # folder of the pages
