@@ -163,7 +163,8 @@ def _headline_biology(m:dict) -> list[tuple]:
 # %% ../nbs/report.ipynb #e807eb15
 def headline(m:dict): # metrics of one run
     "The README's headline table, every figure from `m`."
-    return _table(sorted(_headline_early(m) + _headline_late(m) + _headline_more(m) + _headline_biology(m), key=lambda r: r[0]))
+    rows = _headline_early(m) + _headline_late(m) + _headline_more(m) + _headline_biology(m)
+    return _table(sorted(rows, key=lambda r: r[0]))
 
 # %% ../nbs/report.ipynb #a2724c81
 _C = 'interventions.controls.'
