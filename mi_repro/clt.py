@@ -9,17 +9,18 @@ from __future__ import annotations
 import json, math, time
 from pathlib import Path
 import torch, torch.nn as nn
+import torch.distributed as dist
 from fastcore.basics import patch
 from safetensors import safe_open
 from safetensors.torch import save_file, load_file
 from .core import progress as tqdm  # a text bar under papermill; the runner shows its state
 from .core import UserError, atomic_path, atomic_write, check_positive, cache_dir
 from .dictionaries import _BatchTopK, _TopK, _Jump, _check_cfg, _lr_at, _steps_for
-from .dictionaries import opt_tensors, load_opt, read_ckpt, write_ckpt, dict_hash
+from .dictionaries import opt_tensors, load_opt, read_ckpt, write_ckpt, dict_hash, Trainer, _fit_start
 
 # %% auto #0
-__all__ = ['CLT', 'CLTTrainer', 'save_clt', 'load_clt', 'calibrate_clt', 'evaluate_clt', 'fit_clt', 'train_clt', 'chapter_clt',
-           'export_clt', 'import_clt']
+__all__ = ['CLT', 'CLTTrainer', 'save_clt', 'load_clt', 'calibrate_clt', 'evaluate_clt', 'fit_clt', 'main', 'train_clt',
+           'chapter_clt', 'export_clt', 'import_clt']
 
 # %% ../nbs/clt.ipynb #c006
 class CLT(nn.Module):
@@ -179,8 +180,16 @@ def train_forward(self:CLT, xn:torch.Tensor, # [L, B, d_in] normalized inputs
     return torch.stack([sum(p) for p in parts]) + self.b_dec[:, None], info
 
 # %% ../nbs/clt.ipynb #c019
+class _CLTFwd(nn.Module):
+    "The CLT's training forward as a module's, for `DistributedDataParallel` to wrap."
+    def __init__(self, clt):
+        super().__init__()
+        self.clt = clt
+    def forward(self, xn, sparse:bool, bf16:bool): return self.clt.train_forward(xn, sparse, bf16)
+
 class CLTTrainer:
-    "Training of a `CLT`: `step(xs, ys)` on raw activations [L, B, d]; sparse Adam on the decoders; checkpoints."
+    ("Training of a `CLT`: `step(xs, ys)` on raw activations [L, B, d]; checkpoints; under `torchrun`, each process "
+     "steps on its share of the batch and DDP sums the gradients into those of the whole batch.")
     def __init__(self, clt:CLT,
                  lr:float=1e-3, # Adam's; chapter 04's 4e-3 / sqrt(F / 2**14) (0.016 at F 1,024) does not learn here
                  steps:int=1000, # total steps (sets the schedule)
@@ -198,23 +207,29 @@ class CLTTrainer:
         self.step_i = 0
         self.since = torch.zeros(clt.n_layers, clt.n_features, dtype=torch.long)  # steps since each feature fired
         self.times = dict(forward=0.0, backward=0.0, optimizer=0.0)  # seconds spent in each part of `step`
+        self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if self.world > 1 and self.sparse: raise UserError("SparseAdam does not run data-parallel: use sparse=False")
+        self.net = nn.parallel.DistributedDataParallel(_CLTFwd(clt)) if self.world > 1 else None
 
 # %% ../nbs/clt.ipynb #c020
 @patch
 @torch.no_grad()
 def _init_from(self:CLTTrainer, xs:torch.Tensor, ys:torch.Tensor):
-    "Each layer's scales, input centring and b_dec from the first batch ([L, B, d] raw)."
-    c, n = self.clt, xs.shape[1]
-    c.x_scale.copy_((xs.shape[2] * n / xs.pow(2).sum((1, 2))).sqrt())
-    c.y_scale.copy_((ys.shape[2] * n / ys.pow(2).sum((1, 2))).sqrt())
-    c.x_mean.copy_((xs * c.x_scale[:, None, None]).mean(1))
-    c.b_dec.copy_((ys * c.y_scale[:, None, None]).mean(1))
+    "Each layer's scales, input centring and b_dec from the first (global) batch ([L, B, d] raw)."
+    c, n = self.clt, int(self._sum(torch.tensor(xs.shape[1])))
+    c.x_scale.copy_((xs.shape[2] * n / self._sum(xs.pow(2).sum((1, 2)))).sqrt())
+    c.y_scale.copy_((ys.shape[2] * n / self._sum(ys.pow(2).sum((1, 2)))).sqrt())
+    c.x_mean.copy_(self._sum((xs * c.x_scale[:, None, None]).sum(1)) / n)
+    c.b_dec.copy_(self._sum((ys * c.y_scale[:, None, None]).sum(1)) / n)
+
+CLTTrainer._sum = Trainer._sum  # the per-layer trainer's all-reduce: `t` itself in one process
 
 @patch
 def _track(self:CLTTrainer, idx:list) -> torch.Tensor:
-    "Count the steps since each feature fired (`idx`: the fired features of each layer); the dead ones [L, F]."
+    "Count the steps since each feature fired (`idx`: each layer's fired features); the dead ones [L, F]."
     fired = torch.zeros_like(self.since, dtype=torch.bool)
     for l, i in enumerate(idx): fired[l, i.cpu()] = True
+    fired = self._sum(fired.to(torch.int32), dist.ReduceOp.MAX if self.world > 1 else None).bool()  # on any process
     self.since = torch.where(fired, 0, self.since + 1)
     return self.since >= self.dead_steps
 
@@ -233,6 +248,13 @@ def _update(self:CLTTrainer, loss:torch.Tensor, t0:float):
 
 # %% ../nbs/clt.ipynb #c022
 @patch
+def _var(self:CLTTrainer, yn:torch.Tensor) -> torch.Tensor:
+    "Each target layer's summed squared deviation from its mean over the global batch (all processes) [L]."
+    if self.world == 1: return (yn - yn.mean(1, keepdim=True)).pow(2).sum((1, 2)).clamp_min(1e-12)
+    n, s1 = self._sum(torch.tensor(float(yn.shape[1]))), self._sum(yn.sum(1))
+    return (self._sum(yn.pow(2).sum((1, 2))) - s1.pow(2).sum(-1) / n).clamp_min(1e-12)
+
+@patch
 def step(self:CLTTrainer, xs:torch.Tensor, # [L, B, d_in] raw MLP inputs of every layer, the same tokens
          ys:torch.Tensor, # [L, B, d_out] raw MLP outputs
         ) -> dict:
@@ -241,15 +263,15 @@ def step(self:CLTTrainer, xs:torch.Tensor, # [L, B, d_in] raw MLP inputs of ever
     if self.step_i == 0: self._init_from(xs, ys)
     t0 = time.perf_counter()
     xn, yn = xs * c.x_scale[:, None, None], ys * c.y_scale[:, None, None]
-    yh, info = c.train_forward(xn, self.sparse, self.bf16)
-    err = (yn - yh).pow(2).sum((1, 2))
-    fvu = err / (yn - yn.mean(1, keepdim=True)).pow(2).sum((1, 2)).clamp_min(1e-12)  # per target layer
-    loss = fvu.sum() + c.cfg['l1'] * info['sparsity']
+    yh, info = (self.net or c.train_forward)(xn, self.sparse, self.bf16)
+    err, var = (yn - yh).pow(2).sum((1, 2)), self._var(yn)  # per target layer; the variance of the global batch
+    loss = self.world * (err / var).sum() + c.cfg['l1'] * info['sparsity']  # DDP averages: the global gradient
     self._update(loss, t0)
+    fvu = self._sum(err.detach()) / var
     dead = self._track(info['idx'])
     self.step_i += 1
-    return dict(loss=loss.item(), fvu=fvu.mean().item(), fvu_layers=fvu.tolist(), l0=sum(info['l0']) / len(xs),
-                dead=dead.float().mean().item())
+    return dict(loss=loss.item() / self.world, fvu=fvu.mean().item(), fvu_layers=fvu.tolist(),
+                l0=sum(info['l0']) / len(xs), dead=dead.float().mean().item())
 
 # %% ../nbs/clt.ipynb #c025
 @patch
@@ -335,14 +357,16 @@ def _clt_batches(store, layers:list, src:str, dst:str, batch_size:int, seed:int,
         epoch += 1
 
 # %% ../nbs/clt.ipynb #c033
-def _clt_loop(tr:CLTTrainer, it, steps:int, start:int, ck:Path, ckpt_every:int, batch_size:int, bar) -> tuple:
-    "Train from step `start` to `steps` on the batches of `it`, checkpointing to `ck`: the last inputs and log."
+def _clt_loop(tr:CLTTrainer, it, steps:int, start:int, ck:Path, ckpt_every:int, batch_size:int, bar,
+              rank:int=0, world:int=1) -> tuple:
+    "Train from step `start` to `steps` on the batches of `it` (this process's share), checkpointing to `ck`."
     t0 = time.perf_counter()
     for s, (xs, ys) in enumerate(it):
         if s >= steps: break
         if s < start: continue  # fast-forward a resumed run to its checkpoint
+        xs, ys = xs[:, rank::world], ys[:, rank::world]
         log = tr.step(xs, ys)
-        if (s + 1) % ckpt_every == 0 and s + 1 < steps: tr.save(ck)
+        if (s + 1) % ckpt_every == 0 and s + 1 < steps and rank == 0: tr.save(ck)
         bar.update(1)
         tok_s = (s + 1 - start) * batch_size / (time.perf_counter() - t0)
         bar.set_postfix(fvu=f"{log['fvu']:.3f}", l0=f"{log['l0']:.1f}", dead=f"{log['dead']:.2f}", tok_s=f"{tok_s:.0f}")
@@ -350,6 +374,16 @@ def _clt_loop(tr:CLTTrainer, it, steps:int, start:int, ck:Path, ckpt_every:int, 
     return xs, log
 
 # %% ../nbs/clt.ipynb #c034
+def _clt_save(tr:CLTTrainer, xs:torch.Tensor, out:Path, extra:dict, rank:int, world:int) -> CLT:
+    "Calibrate on the last inputs and save (the first process), drop the checkpoint; the trained CLT on every process."
+    if rank == 0:
+        calibrate_clt(tr.clt, xs)
+        save_clt(tr.clt, out/'clt.safetensors', dict(**extra, sparse=tr.sparse, bf16=tr.bf16, world=world))
+        (out/'ckpt.safetensors').unlink(missing_ok=True)
+    if world == 1: return tr.clt.eval()
+    dist.barrier()
+    return load_clt(out/'clt.safetensors')
+
 def _clt_trainer(store, ck:Path, cfg:dict, lr, steps:int, seed:int, sparse:bool, bf16:bool) -> CLTTrainer:
     "The trainer: resumed from checkpoint `ck` if there (and of the same settings), else new."
     if not ck.exists(): return CLTTrainer(CLT(**cfg), lr, steps, seed, sparse=sparse, bf16=bf16)
@@ -369,7 +403,8 @@ def fit_clt(store, # a chapter-03 `Store` with every layer's `src` and `dst` sit
             sparse:bool=False, # SparseAdam on the fired decoder rows (topk, batchtopk): `benchmarks/clt.py`
             bf16:bool=False, # bf16 decoder matmuls (topk, batchtopk)
             progress:bool=True) -> CLT:
-    "Train a CLT on the store (resuming an interrupted run), calibrate it and save it; the trained CLT."
+    "Train a CLT on the store (resuming an interrupted run), calibrate and save it; under `torchrun`, data-parallel."
+    rank, world = _fit_start(epochs)
     out, layers = Path(out), list(store.layers)
     if (out/'clt.safetensors').exists(): return load_clt(out/'clt.safetensors')
     if layers != list(range(len(layers))): raise UserError(f"a CLT needs every layer from 0; the store has {layers}")
@@ -378,15 +413,36 @@ def fit_clt(store, # a chapter-03 `Store` with every layer's `src` and `dst` sit
     steps = _steps_for(store, batch_size, epochs)
     out.mkdir(parents=True, exist_ok=True)
     tr, t0 = _clt_trainer(store, out/'ckpt.safetensors', cfg, lr, steps, seed, sparse, bf16), time.perf_counter()
-    bar = tqdm(total=steps, initial=tr.step_i, disable=not progress, desc=f"CLT {n_features}x{len(layers)}")
+    bar = tqdm(total=steps, initial=tr.step_i, disable=not (progress and rank == 0),
+               desc=f"CLT {n_features}x{len(layers)}")
     it = _clt_batches(store, layers, src, dst, batch_size, seed, buffer)
-    xs, log = _clt_loop(tr, it, steps, tr.step_i, out/'ckpt.safetensors', ckpt_every, batch_size, bar)
-    calibrate_clt(tr.clt, xs)
-    extra = dict(steps=steps, tokens=steps * batch_size, seconds=time.perf_counter() - t0, last=log, sparse=tr.sparse,
-                 bf16=tr.bf16)
-    save_clt(tr.clt, out/'clt.safetensors', extra)
-    (out/'ckpt.safetensors').unlink(missing_ok=True)
-    return tr.clt.eval()
+    xs, log = _clt_loop(tr, it, steps, tr.step_i, out/'ckpt.safetensors', ckpt_every, batch_size, bar, rank, world)
+    extra = dict(steps=steps, tokens=steps * batch_size, seconds=time.perf_counter() - t0, last=log)
+    return _clt_save(tr, xs, out, extra, rank, world)
+
+# %% ../nbs/clt.ipynb #c038b
+def main(argv=None):
+    "Command line: `python -m mi_repro.clt STORE OUT [--n-features N] ...`; the same under `torchrun -m ...`."
+    import argparse
+    from mi_repro.core import cli
+    from mi_repro.activations import Store
+    ap = argparse.ArgumentParser(prog='python -m mi_repro.clt', description='Train a CLT from an activation store.')
+    ap.add_argument('store')
+    ap.add_argument('out')
+    opts = dict(n_features=1024, k=32, span=0, epochs=1.0, batch_size=1024, lr=1e-3, seed=0, ckpt_every=50)  # 0: all
+    for k, v in opts.items(): ap.add_argument('--' + k.replace('_', '-'), type=type(v), default=v)
+    ap.add_argument('--act', default='batchtopk')
+    ap.add_argument('--bf16', action='store_true', help='bf16 decoder matmuls')
+    a = ap.parse_args(argv)
+    kw = {k: getattr(a, k) for k in (*opts, 'act', 'bf16') if k != 'span'}
+    return cli(lambda: fit_clt(Store(a.store).check(), a.out, span=a.span or None, **kw))
+
+
+# %% ../nbs/clt.ipynb #c038d
+if __name__ == '__main__' and '__file__' in globals():
+    import sys
+    sys.exit(main())
+
 
 # %% ../nbs/clt.ipynb #c039
 def train_clt(lm, tok, spec, model:str, # the model (`load_model`) and its name
@@ -412,12 +468,13 @@ def chapter_clt(lm, tok, spec, model:str, # the model (`load_model`) and its nam
                 n_features:int=-1, # features per layer; -1: chapter 04's default (128 on tiny-qwen3, 1,024 otherwise)
                 k:int=32, span:int=4, # chapter 04's k and `clt_span`
                 n_tokens:int=0, # chapter 04's training store; 0: its default (8,192 on tiny-qwen3, 204,800 otherwise)
+                progress:bool=True, # a bar while it trains (minutes on a real model), capture and corpus
                ) -> CLT:
     "The CLT chapter 04 trains beside the per-layer set (from the cache, or trained now), on the model's device."
     tiny = model == 'tiny-qwen3'
     if n_features == -1: n_features = 128 if tiny else 1024
     f = train_clt(lm, tok, spec, model, n_features, k, span, epochs=2.0 if tiny else 1.0, lr=1e-2 if tiny else 1e-3,
-                  n_tokens=n_tokens or (8192 if tiny else 204_800), progress=False)
+                  n_tokens=n_tokens or (8192 if tiny else 204_800), progress=progress)
     return load_clt(f, lm.device)
 
 # %% ../nbs/clt.ipynb #c044

@@ -53,3 +53,25 @@ def test_killed_run_resumes_to_same_weights(store, tmp_path):
     for l in (0, 1):
         a, b = load_dict(tmp_path/'full'/f'layer_{l}.safetensors'), load_dict(out/f'layer_{l}.safetensors')
         for (n, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()): assert torch.equal(x, y), (l, n)
+
+def train_clt(store, out, nproc, act='topk'):
+    args = [str(store), str(out), '--act', act, '--k', '4', '--n-features', '64', '--span', '2', '--epochs', '3',
+            '--batch-size', '256', '--lr', '3e-3', '--ckpt-every', '5']
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    run = ['-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}'] if nproc > 1 else []
+    r = subprocess.run([sys.executable, *run, '-m', 'mi_repro.clt', *args], capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+def test_clt_ddp_matches_single_process(store, tmp_path):
+    "A cross-layer transcoder (TopK, so each process picks each token's features as one process would) trained by 2."
+    from mi_repro.clt import load_clt, CLT
+    train_clt(store, tmp_path/'one', 1)
+    train_clt(store, tmp_path/'two', 2)
+    a, b = load_clt(tmp_path/'one'/'clt.safetensors'), load_clt(tmp_path/'two'/'clt.safetensors')
+    assert (a.meta['world'], b.meta['world']) == (1, 2) and a.meta['steps'] == b.meta['steps'] > 10
+    for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert p.shape == q.shape, n
+        assert torch.allclose(p, q, rtol=1e-3, atol=1e-4), (n, (p - q).abs().max().item())
+    assert not torch.allclose(a.W_dec[0], CLT(**a.cfg).W_dec[0], atol=1e-3)  # training moved the weights
+    assert not (tmp_path/'two'/'ckpt.safetensors').exists()
