@@ -141,11 +141,12 @@ def read_json(path:str|Path, default=None):
                         "restore it or delete it (and what it describes) to start that step over") from None
 
 # %% ../nbs/core.ipynb #c0re0nm1
-def path_names() -> dict:
-    "This machine's checkout, cache and home folders -> `<repo>`, `<cache>`, `~` (longest first)."
+def path_names(extra:dict|None=None, # more folder -> name pairs, e.g. a run's `--out` folder -> `<runs>`
+              ) -> dict:
+    "This machine's checkout, cache and home folders -> `<repo>`, `<cache>`, `~`, and `extra` (longest first)."
     import mi_repro
     names = {str(Path(mi_repro.__file__).resolve().parent.parent): '<repo>', str(cache_dir()): '<cache>',
-             str(Path.home()): '~'}
+             str(Path.home()): '~', **(extra or {})}
     return dict(sorted(names.items(), key=lambda kv: -len(kv[0])))
 
 def named(v, # a string, or a list or dict holding strings; other values pass through

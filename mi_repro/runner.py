@@ -329,7 +329,7 @@ def run_chapter(src:Path, # the chapter notebook
     tmp = rdir/f'_tmp.{src.stem}.{os.getpid()}.{secrets.token_hex(4)}.ipynb'
     try:
         _execute(src, tmp, params, cwd, kernel, log_output)
-        tidy_file(tmp)
+        tidy_file(tmp, path_names({str(rdir.parent.resolve()): '<runs>'}))  # the runs folder may be any (--out)
         os.replace(tmp, ok)
     except BaseException:
         ok.unlink(missing_ok=True)
