@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['WEIGHTS', 'SEED_ROWS', 'TABLES', 'Absent', 'val', 'f', 'ci', 'weights_note', 'gate_note', 'headline', 'seeds_table',
-           'load', 'timings', 'fill', 'main', 'note', 'numbers', 'covered', 'interventions_note', 'features_note',
-           'heads_note', 'multilingual_note', 'two_hop_note']
+           'clt_table', 'clt_side', 'load', 'timings', 'fill', 'main', 'note', 'numbers', 'covered',
+           'interventions_note', 'features_note', 'heads_note', 'multilingual_note', 'two_hop_note']
 
 # %% ../nbs/report.ipynb #39dc1c81
 import json, re, sys
@@ -211,6 +211,62 @@ def seeds_table(m:dict): # metrics of one run, with `seeds` (from `mi-repro seed
 
 TABLES = {'headline': headline, 'gates': gate_note, 'timings': lambda m: timings(m), 'seeds': seeds_table,
           'weights': lambda m: weights_note(val(m, 'models.name'))}
+
+
+# %% ../nbs/report.ipynb #repclt01
+def _pl_clt(rows:list) -> list[tuple]:
+    "Table rows (what, per-layer, CLT) from pairs (what, per-layer figure, CLT figure) formatted by `f`."
+    return [(w, f(a) if not isinstance(a, str) else a, f(b) if not isinstance(b, str) else b) for w, a, b in rows]
+
+def clt_table(m:dict): # metrics of one run (chapters 04, 06 and 07 with `clt_features`)
+    "Per-layer transcoders and the CLT side by side: width, L0, FVU, CE, graph scores, graph vs reality, training."
+    c, d, L = val(m, 'dictionaries.clt'), 'dictionaries.', val(m, 'models.n_layers')
+    if isinstance(c, Absent): return str(c)
+    l0 = val(m, d + 'mean_l0')
+    rows = [('features a layer', f"{f(val(m, d + 'n_features'))} (skip path: {f(val(m, d + 'skip'))})",
+             f"{f(c['features'])}, each writing to {f(c['span'])} layers"),
+            ('total L0 (features active per token over all layers)',
+             l0 if isinstance(l0, Absent) or isinstance(L, Absent) else l0 * L, c['total_l0']),
+            ('held-out FVU, mean over layers', val(m, d + 'mean_fvu'), c['fvu_mean']),
+            ('dead features', val(m, d + 'mean_dead'), c['dead_mean']),
+            (f"CE recovered, all layers spliced ({f(c['n_tokens'])} tokens)",
+             val(m, d + 'all_layers', 'ce_recovered'), c['ce_recovered_all']),
+            ('KL, all layers spliced', val(m, d + 'all_layers', 'kl'), c['kl_all'])]
+    for i in (0, 1):
+        a, b = f'attribution.prompt{i}', f'attribution.clt.prompt{i}'
+        if a not in m and b not in m: continue
+        for s in ('replacement', 'completeness'):
+            rows.append((f"{s}, chapter 06's prompt {i} ({f(val(m, a, 'n_selected'))} / "
+                         f"{f(val(m, b, 'n_selected'))} feature nodes)", val(m, a, s), val(m, b, s)))
+    return _pl_clt(rows)
+
+
+# %% ../nbs/report.ipynb #repclt02
+def _gvr_rows(m:dict) -> list[tuple]:
+    "Chapter 07's free-mode graph vs reality over each set, and the paired difference, per behaviour."
+    rows = []
+    for b in ('factual', 'antonyms'):
+        c = val(m, f'interventions.graph_vs_reality_clt.{b}')
+        if isinstance(c, Absent): continue
+        n = f"{c['n_prompts']} held-out prompts, {c['n_nodes']} nodes each"
+        pl = val(m, f'interventions.graph_vs_reality.{b}', 'free', 'spearman')
+        rows.append((f'{b}: free-mode Spearman, graph vs reality ({n})', ci(pl), ci(c['free']['spearman'])))
+        rows.append((f'{b}: CLT minus per-layer, paired by prompt', '', ci(c['free_spearman_minus_per_layer'])))
+    return rows
+
+def _train_row(m:dict, c:dict) -> tuple:
+    fs = val(m, 'dictionaries.fit_s')
+    pl = f"{f(fs, 0)} s" if not isinstance(fs, Absent) else '(trained in an earlier run)'
+    return ('training (2 CPU threads)', f"{pl}, {f(val(m, 'dictionaries.train_tokens'))} token-passes",
+            f"{f(c['train_s'], 0)} s, {f(c['train_tokens'])} token-passes")
+
+def clt_side(m:dict): # metrics of one run (chapters 04, 06 and 07 with `clt_features`)
+    "The README's CLT table: `clt_table`'s rows, graph vs reality and training, as Markdown."
+    c = val(m, 'dictionaries.clt')
+    if isinstance(c, Absent): return str(c)
+    return _table(clt_table(m) + _gvr_rows(m) + [_train_row(m, c)], ('', 'per-layer transcoders', 'CLT'))
+
+TABLES['clt'] = clt_side
 
 
 # %% ../nbs/report.ipynb #04afed45
