@@ -320,7 +320,7 @@ def _edit_mlp(m, l:int, tcs, # the MLP module of layer `l` (inside a trace), the
     delta = [_write(changes[s], lambda f, s=s: tcs.dec(s, f, l), B, T, d, dev) for s in srcs]
     if mode == 'constrained' and has:
         x = m.input
-        base = (clean.m_out[l] - tcs.skip(l, clean.m_in[l])).to(x) + tcs.skip(l, x).to(x)
+        base = clean.m_out[l].to(x) + tcs.skip(l, x - clean.m_in[l].to(x)).to(x)  # the skip is linear: no edit, no change
         for dl in delta: base = base + dl.to(x)
         m.output = base
     elif mode == 'constrained':
