@@ -174,7 +174,7 @@ def capture(lm, spec:Spec,
         have = {s['file'] for s in man['shards']}
         todo = [k for k in range(cfg['n_shards']) if f'shard_{k:05d}.safetensors' not in have][:max_shards]
         capture_shards(lm, spec, contexts, path, man, todo, layers, sites, sdt, drop_first, outlier_k, batch_size,
-                       progress)
+                       progress and bool(todo))  # a complete store: no empty bar
     return Store(path)
 
 # %% ../nbs/03_activations.ipynb #058e9574

@@ -220,13 +220,13 @@ def _pl_clt(rows:list) -> list[tuple]:
 
 def clt_table(m:dict): # metrics of one run (chapters 04, 06 and 07 with `clt_features`)
     "Per-layer transcoders and the CLT side by side: width, L0, FVU, CE, graph scores, graph vs reality, training."
-    c, d, L = val(m, 'dictionaries.clt'), 'dictionaries.', val(m, 'models.n_layers')
+    c, d = val(m, 'dictionaries.clt'), 'dictionaries.'
     if isinstance(c, Absent): return str(c)
-    l0 = val(m, d + 'mean_l0')
+    pl = val(m, d + 'per_layer')  # {layer: {'l0': ...}}: the total over the layers the set has
+    l0 = pl if isinstance(pl, Absent) else sum(v['l0'] for v in pl.values())
     rows = [('features a layer', f"{f(val(m, d + 'n_features'))} (skip path: {f(val(m, d + 'skip'))})",
              f"{f(c['features'])}, each writing to {f(c['span'])} layers"),
-            ('total L0 (features active per token over all layers)',
-             l0 if isinstance(l0, Absent) or isinstance(L, Absent) else l0 * L, c['total_l0']),
+            ('total L0 (features active per token over all layers)', l0, c['total_l0']),
             ('held-out FVU, mean over layers', val(m, d + 'mean_fvu'), c['fvu_mean']),
             ('dead features', val(m, d + 'mean_dead'), c['dead_mean']),
             (f"CE recovered, all layers spliced ({f(c['n_tokens'])} tokens)",
