@@ -12,14 +12,18 @@ def store(tmp_path_factory):
     C = contexts(tok, 'train', ctx=32, n_tokens=32 * 48, progress=False)
     return capture(lm, spec, C, tmp_path_factory.mktemp('s')/'store', layers=[0, 1], batch_size=8, progress=False).path
 
-def train(store, out, nproc):
-    args = [str(store), str(out), '--layers', '0', '1', '--act', 'topk', '--k', '4', '--n-features', '128',
-            '--epochs', '3', '--batch-size', '256', '--lr', '3e-3', '--fp32']
+def launch(module, args, nproc):
+    "Run `python -m module args` in 1 process, or under torchrun in `nproc` (1 thread each); fail with its stderr."
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    if nproc == 1: cmd = [sys.executable, '-m', 'mi_repro.dictionaries', *args]
-    else: cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}', '-m', 'mi_repro.dictionaries', *args]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    dist = ['-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}'] if nproc > 1 else []
+    r = subprocess.run([sys.executable, *dist, '-m', module, *map(str, args)], capture_output=True, text=True, env=env,
+                       timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+
+def train(store, out, nproc):
+    launch('mi_repro.dictionaries', [store, out, '--layers', '0', '1', '--act', 'topk', '--k', '4',
+                                     '--n-features', '128', '--epochs', '3', '--batch-size', '256', '--lr', '3e-3',
+                                     '--fp32'], nproc)
 
 def test_ddp_matches_single_process(store, tmp_path):
     from mi_repro.dictionaries import load_dict
@@ -54,14 +58,9 @@ def test_killed_run_resumes_to_same_weights(store, tmp_path):
         a, b = load_dict(tmp_path/'full'/f'layer_{l}.safetensors'), load_dict(out/f'layer_{l}.safetensors')
         for (n, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()): assert torch.equal(x, y), (l, n)
 
-def train_clt(store, out, nproc, act='topk'):
-    args = [str(store), str(out), '--act', act, '--k', '4', '--n-features', '64', '--span', '2', '--epochs', '3',
-            '--batch-size', '256', '--lr', '3e-3', '--ckpt-every', '5']
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    run = ['-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}'] if nproc > 1 else []
-    r = subprocess.run([sys.executable, *run, '-m', 'mi_repro.clt', *args], capture_output=True, text=True, env=env,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+def train_clt(store, out, nproc):
+    launch('mi_repro.clt', [store, out, '--act', 'topk', '--k', '4', '--n-features', '64', '--span', '2', '--epochs', '3',
+                            '--batch-size', '256', '--lr', '3e-3', '--ckpt-every', '5'], nproc)
 
 def test_clt_ddp_matches_single_process(store, tmp_path):
     "A cross-layer transcoder (TopK, so each process picks each token's features as one process would) trained by 2."
