@@ -214,14 +214,10 @@ TABLES = {'headline': headline, 'gates': gate_note, 'timings': lambda m: timings
 
 
 # %% ../nbs/report.ipynb #repclt01
-def _pl_clt(rows:list) -> list[tuple]:
-    "Table rows (what, per-layer, CLT) from pairs (what, per-layer figure, CLT figure) formatted by `f`."
-    return [(w, f(a) if not isinstance(a, str) else a, f(b) if not isinstance(b, str) else b) for w, a, b in rows]
-
-def clt_table(m:dict): # metrics of one run (chapters 04, 06 and 07 with `clt_features`)
-    "Per-layer transcoders and the CLT side by side: width, L0, FVU, CE, graph scores, graph vs reality, training."
-    c, d = val(m, 'dictionaries.clt'), 'dictionaries.'
-    if isinstance(c, Absent): return str(c)
+def clt_table(m:dict, # metrics of one run with `dictionaries.clt` (chapter 04 with `clt_features`)
+             ) -> list[tuple]:
+    "Rows (what, per-layer transcoders, CLT) of width, L0, FVU, CE/KL and chapter 06's graph scores, formatted."
+    c, d = m['dictionaries.clt'], 'dictionaries.'
     pl = val(m, d + 'per_layer')  # {layer: {'l0': ...}}: the total over the layers the set has
     l0 = pl if isinstance(pl, Absent) else sum(v['l0'] for v in pl.values())
     rows = [('features a layer', f"{f(val(m, d + 'n_features'))} (skip path: {f(val(m, d + 'skip'))})",
@@ -238,7 +234,8 @@ def clt_table(m:dict): # metrics of one run (chapters 04, 06 and 07 with `clt_fe
         for s in ('replacement', 'completeness'):
             rows.append((f"{s}, chapter 06's prompt {i} ({f(val(m, a, 'n_selected'))} / "
                          f"{f(val(m, b, 'n_selected'))} feature nodes)", val(m, a, s), val(m, b, s)))
-    return _pl_clt(rows)
+    fmt = lambda v: v if isinstance(v, str) else f(v)  # text (and Absent) as it is
+    return [(w, fmt(a), fmt(b)) for w, a, b in rows]
 
 
 # %% ../nbs/report.ipynb #repclt02
@@ -255,6 +252,7 @@ def _gvr_rows(m:dict) -> list[tuple]:
     return rows
 
 def _train_row(m:dict, c:dict) -> tuple:
+    "The training row: seconds and token-passes of each set (per-layer seconds only from the run that trained it)."
     fs = val(m, 'dictionaries.fit_s')
     pl = f"{f(fs, 0)} s" if not isinstance(fs, Absent) else '(trained in an earlier run)'
     return ('training (2 CPU threads)', f"{pl}, {f(val(m, 'dictionaries.train_tokens'))} token-passes",
